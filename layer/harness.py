@@ -1,0 +1,257 @@
+"""Runs one untrusted script's main() inside the sandbox and reports on a private channel.
+
+Protocol with the service (src/sandbox/protocol.rs is the other half):
+
+- stdin carries one JSON job, {"script": str, "args": object, "max_result_bytes": int}, then EOF.
+- fd 3 (RESULT_FD) is the result channel. Only this supervising process ever holds it: it forks,
+  and the child that runs the script closes fd 3 before any user code runs. What the supervisor
+  writes there is one header line (how the child ended) followed by the child's raw frame.
+- stdout and stderr are the script's own; the harness never writes to them.
+
+The supervisor never executes user code, so nothing a script defines, prints, monkeypatches or
+writes can forge the header. A script can at worst corrupt its own frame, which the service then
+reports as a script failure. `--preload a,b` imports modules before the job arrives, so a pooled
+sandbox forks children that start with numpy and pandas already imported.
+"""
+
+import builtins
+import json
+import linecache
+import os
+import select
+import signal
+import sys
+import traceback
+
+RESULT_FD = 3
+SCRIPT_FILENAME = "<script>"
+# The frame wraps the serialized result in a few dozen bytes of JSON; allow for that.
+FRAME_OVERHEAD = 4096
+
+# Bound before any user code runs: the child keeps using these even if a script rebinds or
+# monkeypatches the modules they come from.
+_dumps = json.dumps
+_write = os.write
+_exit = os._exit
+
+
+def main():
+    preload = _preload_list(sys.argv[1:])
+    for module in preload:
+        __import__(module)
+    job = json.loads(sys.stdin.buffer.read())
+    _make_undumpable()
+    # As PID 1 of the sandbox's PID namespace, this process only receives signals it handles;
+    # ignoring these also keeps compat mode's supervisor alive on a stray SIGINT or SIGTERM.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        _run_child(job, write_end)
+    os.close(write_end)
+    limit = int(job.get("max_result_bytes", 5 * 1024 * 1024)) + FRAME_OVERHEAD
+    frame, oversized, status = _collect(pid, read_end, limit)
+    header = {"frame_oversized": oversized, **_describe_status(status)}
+    _write_all(RESULT_FD, (_dumps(header) + "\n").encode() + frame)
+    os.close(RESULT_FD)
+
+
+def _preload_list(argv):
+    if len(argv) == 2 and argv[0] == "--preload":
+        return [name for name in argv[1].split(",") if name]
+    return []
+
+
+def _make_undumpable():
+    """Keeps a same-uid script from reading or writing this process through /proc/<pid>/mem."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
+    except (OSError, AttributeError):
+        pass
+
+
+def _collect(pid, read_end, limit):
+    """Reads the child's frame until the child exits; grandchildren may keep the pipe open."""
+    chunks, size, oversized, status = [], 0, False, None
+    poller = select.poll()
+    poller.register(read_end, select.POLLIN | select.POLLHUP)
+    while status is None:
+        if poller.poll(50):
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                poller.unregister(read_end)
+                poller = _Sleeper()
+            elif size + len(chunk) > limit:
+                oversized = True
+                os.kill(pid, signal.SIGKILL)
+            elif not oversized:
+                chunks.append(chunk)
+                size += len(chunk)
+        status = _reap(pid)
+    os.set_blocking(read_end, False)
+    try:
+        while not oversized and size <= limit:
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except BlockingIOError:
+        pass
+    return (b"" if oversized else b"".join(chunks)), oversized, status
+
+
+class _Sleeper:
+    """Stands in for the poller once the pipe is closed, so the loop only waits for the child."""
+
+    def poll(self, timeout_ms):
+        select.select([], [], [], timeout_ms / 1000)
+        return []
+
+
+def _reap(pid):
+    waited, status = os.waitpid(pid, os.WNOHANG)
+    return status if waited == pid else None
+
+
+def _describe_status(status):
+    if os.WIFSIGNALED(status):
+        return {"exit_code": None, "signal": os.WTERMSIG(status)}
+    return {"exit_code": os.waitstatus_to_exitcode(status), "signal": None}
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[_write(fd, view) :]
+
+
+# --- the child: everything below runs user code -------------------------------------------------
+
+
+def _run_child(job, frame_fd):
+    os.close(RESULT_FD)
+    _stdin_from_devnull()
+    _volunteer_for_oom_killer()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        frame = _execute(job["script"], job.get("args") or {}, int(job["max_result_bytes"]))
+    except SystemExit as exit_request:
+        # sys.exit() in the script: the contract calls that "ended without a result".
+        _flush_std_streams()
+        _exit(_exit_code(exit_request.code))
+    _flush_std_streams()
+    _write_all(frame_fd, frame.encode("utf-8", "surrogatepass"))
+    _exit(0)
+
+
+def _stdin_from_devnull():
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+
+
+def _volunteer_for_oom_killer():
+    """Makes the kernel pick the script, not the supervisor, when the memory cgroup is full."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as knob:
+            knob.write("1000")
+    except OSError:
+        pass
+
+
+def _exit_code(code):
+    if code is None:
+        return 0
+    return code if isinstance(code, int) and 0 <= code <= 255 else 1
+
+
+def _execute(source, args, max_result_bytes):
+    try:
+        code = compile(source, SCRIPT_FILENAME, "exec", dont_inherit=True)
+    except SyntaxError as error:
+        return _syntax_error_frame(error)
+    except ValueError as error:  # e.g. "source code string cannot contain null bytes"
+        return _error_frame("SYNTAX_ERROR", f"the script does not compile: {error}")
+    linecache.cache[SCRIPT_FILENAME] = (len(source), None, source.splitlines(True), SCRIPT_FILENAME)
+    namespace = {"__name__": "__script__", "__builtins__": builtins, "__file__": SCRIPT_FILENAME}
+    try:
+        exec(code, namespace)
+        entry = namespace.get("main")
+        if not callable(entry):
+            return _error_frame("NO_MAIN", "Script must contain a 'def main():' function")
+        result = entry(**args)
+    except MemoryError:
+        return _error_frame("MEMORY_LIMIT", "the script ran out of memory")
+    except SystemExit:
+        raise
+    except BaseException as error:  # noqa: BLE001 - every script failure is reported
+        return _exception_frame(error)
+    return _result_frame(result, max_result_bytes)
+
+
+def _result_frame(result, max_result_bytes):
+    try:
+        encoded = _dumps(result, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as error:
+        message = f"main() must return a JSON-serializable object: {error}"
+        return _error_frame("NON_JSON_RETURN", message, returned_type=type(result).__name__)
+    except MemoryError:
+        return _error_frame("MEMORY_LIMIT", "the script ran out of memory serializing its result")
+    size = len(encoded.encode("utf-8", "surrogatepass"))
+    if size > max_result_bytes:
+        message = f"the result is {size} bytes, over the limit of {max_result_bytes} bytes"
+        return _error_frame("RESULT_TOO_LARGE", message, result_bytes=size)
+    return '{"status":"ok","result":' + encoded + "}"
+
+
+def _syntax_error_frame(error):
+    line, column = error.lineno, error.offset
+    message = f"the script does not compile: {error.msg} (line {line}, column {column})"
+    return _error_frame("SYNTAX_ERROR", message, line=line, column=column)
+
+
+def _exception_frame(error):
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if frame.filename == SCRIPT_FILENAME
+    ]
+    lines = ["Traceback (most recent call last):\n"]
+    lines += traceback.format_list(frames)
+    name = type(error).__name__
+    # A script's exception class may define a __str__ that raises; never let that escape.
+    detail = _safe_text(lambda: str(error))
+    lines += [_safe_text(lambda: "".join(traceback.format_exception_only(type(error), error)))]
+    message = f"main() raised {name}: {detail}" if detail else f"main() raised {name}"
+    return _error_frame(
+        "EXCEPTION", message, exception_type=name, traceback="".join(lines)
+    )
+
+
+def _safe_text(render):
+    try:
+        return render()
+    except BaseException:  # noqa: BLE001
+        return "<unprintable>"
+
+
+def _error_frame(code, message, **details):
+    return _dumps({"status": "error", "code": code, "error": message, **details}, default=str)
+
+
+def _flush_std_streams():
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a script may have replaced or closed the stream
+            pass
+
+
+if __name__ == "__main__":
+    main()
