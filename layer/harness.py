@@ -114,14 +114,17 @@ class _Sleeper:
 
 
 def _reap(pid):
-    waited, status = os.waitpid(pid, os.WNOHANG)
-    return status if waited == pid else None
+    waited, status, usage = os.wait4(pid, os.WNOHANG)
+    return (status, usage) if waited == pid else None
 
 
-def _describe_status(status):
+def _describe_status(ended):
+    status, usage = ended
+    # The script's own CPU time tells a CPU-limit SIGKILL from any other.
+    cpu_ms = int((usage.ru_utime + usage.ru_stime) * 1000)
     if os.WIFSIGNALED(status):
-        return {"exit_code": None, "signal": os.WTERMSIG(status)}
-    return {"exit_code": os.waitstatus_to_exitcode(status), "signal": None}
+        return {"exit_code": None, "signal": os.WTERMSIG(status), "cpu_ms": cpu_ms}
+    return {"exit_code": os.waitstatus_to_exitcode(status), "signal": None, "cpu_ms": cpu_ms}
 
 
 def _write_all(fd, data):

@@ -1,0 +1,168 @@
+//! The error codes of the API contract and the one place they become HTTP responses.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value};
+
+/// Every failure a client can see (DESIGN.md section 1), plus the two routing failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidRequest,
+    UnsupportedMediaType,
+    ScriptTooLarge,
+    SyntaxError,
+    NoMain,
+    Exception,
+    NonJsonReturn,
+    EmptyOutput,
+    Timeout,
+    MemoryLimit,
+    ResultTooLarge,
+    Overloaded,
+    Unauthorized,
+    SandboxError,
+    NotFound,
+    MethodNotAllowed,
+}
+
+impl ErrorCode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "INVALID_REQUEST",
+            Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            Self::ScriptTooLarge => "SCRIPT_TOO_LARGE",
+            Self::SyntaxError => "SYNTAX_ERROR",
+            Self::NoMain => "NO_MAIN",
+            Self::Exception => "EXCEPTION",
+            Self::NonJsonReturn => "NON_JSON_RETURN",
+            Self::EmptyOutput => "EMPTY_OUTPUT",
+            Self::Timeout => "TIMEOUT",
+            Self::MemoryLimit => "MEMORY_LIMIT",
+            Self::ResultTooLarge => "RESULT_TOO_LARGE",
+            Self::Overloaded => "OVERLOADED",
+            Self::Unauthorized => "UNAUTHORIZED",
+            Self::SandboxError => "SANDBOX_ERROR",
+            Self::NotFound => "NOT_FOUND",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+        }
+    }
+
+    pub const fn status(self) -> StatusCode {
+        match self {
+            Self::InvalidRequest => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::ScriptTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::SyntaxError
+            | Self::NoMain
+            | Self::Exception
+            | Self::NonJsonReturn
+            | Self::EmptyOutput
+            | Self::Timeout
+            | Self::MemoryLimit
+            | Self::ResultTooLarge => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::SandboxError => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    /// The codes a script's own harness frame may carry; anything else in a frame is a forgery.
+    pub fn from_script_frame(code: &str) -> Option<Self> {
+        Some(match code {
+            "SYNTAX_ERROR" => Self::SyntaxError,
+            "NO_MAIN" => Self::NoMain,
+            "EXCEPTION" => Self::Exception,
+            "NON_JSON_RETURN" => Self::NonJsonReturn,
+            "MEMORY_LIMIT" => Self::MemoryLimit,
+            "RESULT_TOO_LARGE" => Self::ResultTooLarge,
+            _ => return None,
+        })
+    }
+}
+
+/// A failed request: its code, one readable sentence, and whatever else helps the client
+/// (stdout and stderr so far, traceback, line and column...), flattened into the JSON body.
+#[derive(Clone, Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub details: Map<String, Value>,
+    /// Seconds, sent as `Retry-After` (only `OVERLOADED` sets it).
+    pub retry_after_s: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            details: Map::new(),
+            retry_after_s: None,
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.details.insert(key.to_owned(), value.into());
+        self
+    }
+
+    pub fn with_details(mut self, details: Map<String, Value>) -> Self {
+        for (key, value) in details {
+            self.details.entry(key).or_insert(value);
+        }
+        self
+    }
+
+    /// The JSON body: `error` and `code` first, then the details (which can never replace them).
+    pub fn body(&self) -> Value {
+        let mut body = Map::new();
+        body.insert("error".into(), Value::from(self.message.clone()));
+        body.insert("code".into(), Value::from(self.code.as_str()));
+        for (key, value) in &self.details {
+            body.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+        Value::Object(body)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.code.status(), axum::Json(self.body())).into_response();
+        if let Some(seconds) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        // The request log reads the outcome from here.
+        response.extensions_mut().insert(self.code);
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_never_replace_error_or_code() {
+        let error = ApiError::new(ErrorCode::NoMain, "no main")
+            .with("code", "FORGED")
+            .with("stdout", "x");
+        let body = error.body();
+        assert_eq!(body["code"], "NO_MAIN");
+        assert_eq!(body["error"], "no main");
+        assert_eq!(body["stdout"], "x");
+    }
+
+    #[test]
+    fn frames_cannot_claim_service_codes() {
+        assert_eq!(ErrorCode::from_script_frame("TIMEOUT"), None);
+        assert_eq!(ErrorCode::from_script_frame("SANDBOX_ERROR"), None);
+        assert_eq!(
+            ErrorCode::from_script_frame("NO_MAIN"),
+            Some(ErrorCode::NoMain)
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! The HTTP API: request validation, the response envelope and the error contract.
+
+pub mod error;
+pub mod request;
+pub mod response;
+
+pub use error::{ApiError, ErrorCode};
+pub use request::ExecuteRequest;
+pub use response::{ExecuteResponse, Truncated, Usage};

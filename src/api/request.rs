@@ -1,0 +1,173 @@
+//! The `POST /execute` request: checked by hand so every rejection is a precise JSON error.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::error::{ApiError, ErrorCode};
+use crate::limits::ByteSize;
+
+/// A validated request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExecuteRequest {
+    pub script: String,
+    /// Passed as `main(**args)`.
+    pub args: Map<String, Value>,
+    /// The client's wall-clock limit; the server clamps it to its own maximum.
+    pub timeout: Option<Duration>,
+}
+
+/// Accepts `application/json` and `application/<anything>+json`, with any parameters.
+pub fn check_content_type(content_type: Option<&str>) -> Result<(), ApiError> {
+    let essence = content_type
+        .and_then(|value| value.split(';').next())
+        .map(|value| value.trim().to_ascii_lowercase());
+    match essence.as_deref() {
+        Some("application/json") => Ok(()),
+        Some(other) if other.starts_with("application/") && other.ends_with("+json") => Ok(()),
+        Some(other) => Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("expected Content-Type application/json, got {other}"),
+        )),
+        None => Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "expected Content-Type application/json; the request has no Content-Type",
+        )),
+    }
+}
+
+impl ExecuteRequest {
+    /// Parses and validates a body; `max_script` bounds the script's UTF-8 size.
+    pub fn parse(body: &[u8], max_script: ByteSize) -> Result<Self, ApiError> {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|error| invalid(format!("the body is not valid JSON: {error}")))?;
+        let Value::Object(mut fields) = value else {
+            return Err(invalid(
+                "the body must be a JSON object with a \"script\" field",
+            ));
+        };
+        let script = match fields.remove("script") {
+            Some(Value::String(script)) => script,
+            Some(_) => return Err(invalid("\"script\" must be a string")),
+            None => return Err(invalid("the body has no \"script\" field")),
+        };
+        if script.len() as u64 > max_script.as_bytes() {
+            return Err(ApiError::new(
+                ErrorCode::ScriptTooLarge,
+                format!(
+                    "the script is {} bytes, over the limit of {}",
+                    script.len(),
+                    max_script
+                ),
+            )
+            .with("limit_bytes", max_script.as_bytes()));
+        }
+        Ok(Self {
+            script,
+            args: parse_args(fields.remove("args"))?,
+            timeout: parse_timeout(fields.remove("timeout_s"))?,
+        })
+    }
+}
+
+fn parse_args(args: Option<Value>) -> Result<Map<String, Value>, ApiError> {
+    match args {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(args)) => {
+            // Python keyword arguments must be identifiers; anything else could never bind.
+            match args.keys().find(|key| !is_identifier(key)) {
+                Some(bad) => Err(invalid(format!(
+                    "\"args\" key {bad:?} is not a valid Python identifier"
+                ))),
+                None => Ok(args),
+            }
+        }
+        Some(_) => Err(invalid(
+            "\"args\" must be a JSON object of keyword arguments",
+        )),
+    }
+}
+
+fn is_identifier(key: &str) -> bool {
+    let mut chars = key.chars();
+    let first_ok = chars.next().is_some_and(|c| c == '_' || c.is_alphabetic());
+    first_ok && chars.all(|c| c == '_' || c.is_alphanumeric())
+}
+
+fn parse_timeout(timeout: Option<Value>) -> Result<Option<Duration>, ApiError> {
+    let seconds = match timeout {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(_) => None,
+    };
+    match seconds {
+        Some(s) if s > 0.0 && s.is_finite() => Ok(Some(Duration::from_secs_f64(s.min(86_400.0)))),
+        _ => Err(invalid(
+            "\"timeout_s\" must be a positive number of seconds",
+        )),
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidRequest, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<ExecuteRequest, ApiError> {
+        ExecuteRequest::parse(body.as_bytes(), ByteSize::kib(50))
+    }
+
+    fn code(body: &str) -> ErrorCode {
+        parse(body).expect_err("should be rejected").code
+    }
+
+    #[test]
+    fn accepts_script_args_and_timeout() {
+        let request = parse(r#"{"script":"def main(x): return x","args":{"x":1},"timeout_s":2.5}"#)
+            .expect("valid");
+        assert_eq!(request.args["x"], 1);
+        assert_eq!(request.timeout, Some(Duration::from_millis(2500)));
+    }
+
+    #[test]
+    fn rejects_every_malformed_shape() {
+        assert_eq!(code("not json"), ErrorCode::InvalidRequest);
+        assert_eq!(code("[1]"), ErrorCode::InvalidRequest);
+        assert_eq!(code("{}"), ErrorCode::InvalidRequest);
+        assert_eq!(code(r#"{"script":5}"#), ErrorCode::InvalidRequest);
+        assert_eq!(
+            code(r#"{"script":"","args":[1]}"#),
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            code(r#"{"script":"","args":{"a b":1}}"#),
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            code(r#"{"script":"","timeout_s":-1}"#),
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            code(r#"{"script":"","timeout_s":"5"}"#),
+            ErrorCode::InvalidRequest
+        );
+    }
+
+    #[test]
+    fn script_size_counts_utf8_bytes() {
+        let script = "é".repeat(30 * 1024); // 60 KiB of UTF-8 in 30 Ki characters
+        let body = serde_json::json!({ "script": script }).to_string();
+        assert_eq!(code(&body), ErrorCode::ScriptTooLarge);
+    }
+
+    #[test]
+    fn content_types() {
+        assert!(check_content_type(Some("application/json; charset=utf-8")).is_ok());
+        assert!(check_content_type(Some("application/vnd.api+json")).is_ok());
+        assert!(check_content_type(Some("text/plain")).is_err());
+        assert!(check_content_type(None).is_err());
+    }
+}

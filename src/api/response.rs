@@ -1,0 +1,31 @@
+//! The success envelope of `POST /execute`.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+/// Which captured streams were cut at their cap.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Truncated {
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+/// What the execution used, where the platform could measure it.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Usage {
+    pub wall_ms: u64,
+    pub cpu_ms: Option<u64>,
+    pub peak_memory_bytes: Option<u64>,
+}
+
+/// `result` and `stdout` keep exactly the seeds' meaning; the rest only adds to them.
+#[derive(Debug, Serialize)]
+pub struct ExecuteResponse {
+    /// main()'s return value, passed through byte for byte as the harness serialized it.
+    pub result: Box<RawValue>,
+    pub stdout: String,
+    pub stderr: String,
+    pub truncated: Truncated,
+    pub usage: Usage,
+    pub sandbox: &'static str,
+}

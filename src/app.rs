@@ -1,0 +1,148 @@
+//! The HTTP surface: one axum `Router`, shared by the Cloud Run server and the Lambda runtime.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::api::{request::check_content_type, ApiError, ErrorCode, ExecuteRequest};
+use crate::config::Config;
+use crate::executor::Executor;
+use crate::sandbox::outcome::sandbox_failed;
+
+/// Shared state of every request.
+#[derive(Debug)]
+pub struct App {
+    pub config: Config,
+    /// `Err` holds why scripts cannot run here; the service then still answers, honestly.
+    pub executor: Result<Executor, String>,
+}
+
+impl App {
+    fn sandbox_name(&self) -> &'static str {
+        self.executor
+            .as_ref()
+            .map_or("none", |executor| executor.kind().as_str())
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/execute", post(execute))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(app.clone(), log_request))
+        .with_state(app)
+}
+
+async fn execute(State(app): State<Arc<App>>, request: Request) -> Response {
+    match run_execute(&app, request).await {
+        Ok(response) => Json(response).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn run_execute(app: &App, request: Request) -> Result<crate::api::ExecuteResponse, ApiError> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok());
+    check_content_type(content_type)?;
+    let limit = app.config.max_body;
+    let body = to_bytes(request.into_body(), limit.as_usize())
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::ScriptTooLarge,
+                format!("the request body is over the limit of {limit}"),
+            )
+            .with("limit_bytes", limit.as_bytes())
+        })?;
+    let request = ExecuteRequest::parse(&body, app.config.max_script)?;
+    match &app.executor {
+        Ok(executor) => executor.execute(request).await,
+        Err(reason) => {
+            tracing::warn!(%reason, "refusing to run a script without a sandbox");
+            Err(sandbox_failed().with("reason", reason.as_str()))
+        }
+    }
+}
+
+async fn health(State(app): State<Arc<App>>) -> Response {
+    let limits = &app.config.limits;
+    let limits = json!({
+        "wall_s": limits.wall.as_secs_f64(),
+        "cpu_s": limits.cpu.as_secs_f64(),
+        "memory_bytes": limits.memory.as_bytes(),
+        "processes": limits.processes,
+        "script_bytes": app.config.max_script.as_bytes(),
+    });
+    let version = env!("CARGO_PKG_VERSION");
+    match &app.executor {
+        Ok(executor) => Json(json!({
+            "ok": true,
+            "sandbox": executor.kind().as_str(),
+            "cgroup": executor.cgroup_version(),
+            "version": version,
+            "limits": limits,
+        }))
+        .into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ok": false, "sandbox": null, "reason": reason, "version": version })),
+        )
+            .into_response(),
+    }
+}
+
+async fn not_found(request: Request<Body>) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!(
+            "no route for {} {}; use POST /execute or GET /health",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+async fn method_not_allowed(request: Request<Body>) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!(
+            "{} is not allowed on {}; use POST /execute or GET /health",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+/// One line per request with its outcome; never the script or its output.
+async fn log_request(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let code = response
+        .extensions()
+        .get::<ErrorCode>()
+        .map_or("OK", |code| code.as_str());
+    tracing::info!(
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        code,
+        duration_ms = started.elapsed().as_millis() as u64,
+        sandbox = app.sandbox_name(),
+        "request"
+    );
+    response
+}

@@ -1,0 +1,232 @@
+//! The service's settings, read once from the environment, validated before anything starts.
+//!
+//! Every setting is optional; the defaults are DESIGN.md's. Names carry their unit (`_S`, `_KIB`,
+//! `_MIB`) so a deployer never has to guess it. The README's configuration table lists them all.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::limits::{ByteSize, Limits};
+
+/// A setting that could not be used, named so the operator can fix it.
+#[derive(Debug, Error)]
+#[error("invalid setting {name}={value:?}: {reason}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// JSON when stderr is not a terminal (Cloud Run, Lambda, CI), human text otherwise.
+    Auto,
+    Json,
+    Text,
+}
+
+/// Which sandbox runs scripts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SandboxChoice {
+    /// nsjail where the platform allows namespaces, compat otherwise.
+    Auto,
+    Nsjail,
+    Compat,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub port: u16,
+    /// Where the layer (nsjail, Python runtime, harness, policy) lives; searched when unset.
+    pub layer_dir: Option<PathBuf>,
+    /// Default and maximum limits of one execution.
+    pub limits: Limits,
+    /// Largest accepted script, in UTF-8 bytes.
+    pub max_script: ByteSize,
+    /// Largest accepted request body (script, args and framing).
+    pub max_body: ByteSize,
+    pub log_format: LogFormat,
+    pub sandbox: SandboxChoice,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            port: 8080,
+            layer_dir: None,
+            limits: Limits::default(),
+            max_script: ByteSize::kib(50),
+            max_body: ByteSize::mib(1),
+            log_format: LogFormat::Auto,
+            sandbox: SandboxChoice::Auto,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests can supply an environment of their own.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let defaults = Self::default();
+        let d = &defaults.limits;
+        let limits = Limits {
+            wall: env.seconds("MAX_TIMEOUT_S", d.wall)?,
+            cpu: env.seconds("CPU_LIMIT_S", d.cpu)?,
+            memory: env.size("MEMORY_LIMIT_MIB", d.memory, ByteSize::mib)?,
+            file_size: env.size("FILE_SIZE_LIMIT_KIB", d.file_size, ByteSize::kib)?,
+            processes: env.positive("MAX_PROCESSES", d.processes)?,
+            open_files: env.positive("MAX_OPEN_FILES", d.open_files)?,
+            stdout: env.size("MAX_STDOUT_KIB", d.stdout, ByteSize::kib)?,
+            stderr: env.size("MAX_STDERR_KIB", d.stderr, ByteSize::kib)?,
+            result: env.size("MAX_RESULT_KIB", d.result, ByteSize::kib)?,
+        };
+        Ok(Self {
+            port: env.parse("PORT", defaults.port)?,
+            layer_dir: env.text("LAYER_DIR").map(PathBuf::from),
+            limits,
+            max_script: env.size("MAX_SCRIPT_KIB", defaults.max_script, ByteSize::kib)?,
+            max_body: env.size("MAX_BODY_KIB", defaults.max_body, ByteSize::kib)?,
+            log_format: env.log_format()?,
+            sandbox: env.sandbox_choice()?,
+        })
+    }
+}
+
+/// Typed access to the lookup function, with errors that name the variable.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn text(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|value| !value.trim().is_empty())
+    }
+
+    fn parse<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError> {
+        match self.text(name) {
+            None => Ok(default),
+            Some(value) => value.trim().parse().map_err(|_| ConfigError {
+                name,
+                value,
+                reason: "not a valid number".into(),
+            }),
+        }
+    }
+
+    fn positive(&self, name: &'static str, default: u32) -> Result<u32, ConfigError> {
+        let value = self.parse(name, default)?;
+        if value == 0 {
+            return Err(invalid(name, "0", "must be at least 1"));
+        }
+        Ok(value)
+    }
+
+    fn seconds(&self, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        let seconds: f64 = self.parse(name, default.as_secs_f64())?;
+        if !(seconds > 0.0 && seconds <= 3600.0) {
+            let shown = seconds.to_string();
+            return Err(invalid(name, &shown, "must be between 0 and 3600 seconds"));
+        }
+        Ok(Duration::from_secs_f64(seconds))
+    }
+
+    fn size(
+        &self,
+        name: &'static str,
+        default: ByteSize,
+        unit: fn(u64) -> ByteSize,
+    ) -> Result<ByteSize, ConfigError> {
+        match self.text(name) {
+            None => Ok(default),
+            Some(_) => Ok(unit(u64::from(self.positive(name, 1)?))),
+        }
+    }
+
+    fn log_format(&self) -> Result<LogFormat, ConfigError> {
+        match self.text("LOG_FORMAT").as_deref().map(str::trim) {
+            None | Some("auto") => Ok(LogFormat::Auto),
+            Some("json") => Ok(LogFormat::Json),
+            Some("text") => Ok(LogFormat::Text),
+            Some(other) => Err(invalid("LOG_FORMAT", other, "expected auto, json or text")),
+        }
+    }
+
+    fn sandbox_choice(&self) -> Result<SandboxChoice, ConfigError> {
+        // The seeds' FORCE_COMPAT=1 wins over SANDBOX, as their deployment instructions rely on it.
+        if let Some(force) = self.text("FORCE_COMPAT") {
+            match force.trim() {
+                "1" | "true" | "yes" => return Ok(SandboxChoice::Compat),
+                "0" | "false" | "no" => {}
+                other => return Err(invalid("FORCE_COMPAT", other, "expected 1 or 0")),
+            }
+        }
+        match self.text("SANDBOX").as_deref().map(str::trim) {
+            None | Some("auto") => Ok(SandboxChoice::Auto),
+            Some("nsjail") => Ok(SandboxChoice::Nsjail),
+            Some("compat") => Ok(SandboxChoice::Compat),
+            Some(other) => Err(invalid("SANDBOX", other, "expected auto, nsjail or compat")),
+        }
+    }
+}
+
+fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigError {
+    ConfigError {
+        name,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_designs() {
+        let config = config(&[]).expect("defaults are valid");
+        assert_eq!(config.port, 8080);
+        assert_eq!(config.limits, Limits::default());
+        assert_eq!(config.max_script, ByteSize::kib(50));
+        assert_eq!(config.sandbox, SandboxChoice::Auto);
+    }
+
+    #[test]
+    fn units_are_applied_once() {
+        let config = config(&[("MEMORY_LIMIT_MIB", "256"), ("MAX_SCRIPT_KIB", "10")])
+            .expect("valid settings");
+        assert_eq!(config.limits.memory.as_bytes(), 256 * 1024 * 1024);
+        assert_eq!(config.max_script.as_bytes(), 10 * 1024);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let error = config(&[("MAX_TIMEOUT_S", "soon")]).expect_err("not a number");
+        assert_eq!(error.name, "MAX_TIMEOUT_S");
+        let error = config(&[("MAX_PROCESSES", "0")]).expect_err("zero processes");
+        assert_eq!(error.name, "MAX_PROCESSES");
+        let error = config(&[("MAX_TIMEOUT_S", "-1")]).expect_err("negative");
+        assert_eq!(error.name, "MAX_TIMEOUT_S");
+    }
+
+    #[test]
+    fn force_compat_overrides_sandbox() {
+        let config = config(&[("FORCE_COMPAT", "1"), ("SANDBOX", "nsjail")]).expect("valid");
+        assert_eq!(config.sandbox, SandboxChoice::Compat);
+    }
+}

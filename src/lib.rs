@@ -1,0 +1,13 @@
+//! python-executor: an HTTP function that runs an untrusted Python script's `main()` inside a
+//! sandbox and answers with a JSON envelope. See DESIGN.md for the contract.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod executor;
+pub mod layer;
+pub mod limits;
+pub mod sandbox;
+pub mod server;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,282 @@
+//! Per-execution cgroups (v1 or v2): one memory and process budget for everything a sandbox runs.
+//!
+//! The service, not nsjail, owns these cgroups. The sandbox's first process joins its cgroup
+//! before it executes anything, so nsjail, the harness and every process the script starts are
+//! inside; the limit holds across all of them, and after the run the service can read whether
+//! the kernel's OOM killer fired (an OOM kill and a timeout kill both look like SIGKILL), the
+//! peak memory and the CPU time, then kill stragglers and remove the cgroup.
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::limits::Limits;
+
+/// The name of the service's own directory in each hierarchy.
+const SERVICE_DIR: &str = "python-executor";
+
+#[derive(Debug, Error)]
+#[error("cgroup {path}: {source}")]
+pub struct CgroupError {
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+fn at(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
+    move |source| CgroupError {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Where execution cgroups are created, found once at start.
+#[derive(Clone, Debug)]
+pub enum CgroupRoot {
+    V1 {
+        memory: PathBuf,
+        pids: PathBuf,
+        cpuacct: Option<PathBuf>,
+    },
+    V2 {
+        sandboxes: PathBuf,
+    },
+}
+
+impl CgroupRoot {
+    /// Finds a writable hierarchy under `mount` (normally `/sys/fs/cgroup`) with the memory and
+    /// pids controllers, and prepares the service's parent directories in it.
+    pub fn detect(mount: &Path) -> Result<Self, CgroupError> {
+        if mount.join("cgroup.controllers").exists() {
+            return super::cgroup_v2::prepare(mount);
+        }
+        let memory = ensure_dir(&mount.join("memory").join(SERVICE_DIR))?;
+        let pids = ensure_dir(&mount.join("pids").join(SERVICE_DIR))?;
+        let cpuacct = ensure_dir(&mount.join("cpuacct").join(SERVICE_DIR)).ok();
+        Ok(Self::V1 {
+            memory,
+            pids,
+            cpuacct,
+        })
+    }
+
+    pub fn version(&self) -> &'static str {
+        match self {
+            Self::V1 { .. } => "v1",
+            Self::V2 { .. } => "v2",
+        }
+    }
+
+    /// Creates one execution's cgroup with the memory and process limits applied.
+    pub fn create(&self, limits: &Limits) -> Result<ExecCgroup, CgroupError> {
+        let name = unique_name();
+        let memory = limits.memory.as_bytes().to_string();
+        // +2: nsjail and the harness's supervisor are in the cgroup too; the script gets the rest.
+        let pids = (u64::from(limits.processes) + 2).to_string();
+        let cgroup = match self {
+            Self::V1 {
+                memory: memory_parent,
+                pids: pids_parent,
+                cpuacct,
+            } => {
+                let mut cgroup = ExecCgroup::new(true);
+                let memory_dir = cgroup.add_dir(memory_parent.join(&name))?;
+                write(&memory_dir.join("memory.limit_in_bytes"), &memory)?;
+                // Only present with swap accounting; where it is, swap must not extend the limit.
+                let _ = write(&memory_dir.join("memory.memsw.limit_in_bytes"), &memory);
+                let pids_dir = cgroup.add_dir(pids_parent.join(&name))?;
+                write(&pids_dir.join("pids.max"), &pids)?;
+                if let Some(parent) = cpuacct {
+                    cgroup.add_dir(parent.join(&name))?;
+                }
+                cgroup
+            }
+            Self::V2 { sandboxes } => {
+                let mut cgroup = ExecCgroup::new(false);
+                let dir = cgroup.add_dir(sandboxes.join(&name))?;
+                write(&dir.join("memory.max"), &memory)?;
+                let _ = write(&dir.join("memory.swap.max"), "0");
+                write(&dir.join("pids.max"), &pids)?;
+                cgroup
+            }
+        };
+        Ok(cgroup)
+    }
+}
+
+fn unique_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "exec-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub(super) fn ensure_dir(path: &Path) -> Result<PathBuf, CgroupError> {
+    match fs::create_dir(path) {
+        Ok(()) => Ok(path.to_owned()),
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(path.to_owned()),
+        Err(error) => Err(at(path)(error)),
+    }
+}
+
+pub(super) fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    fs::write(path, value).map_err(at(path))
+}
+
+/// What the cgroup saw of one execution.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CgroupReport {
+    pub oom_killed: bool,
+    pub peak_memory_bytes: Option<u64>,
+    pub cpu: Option<Duration>,
+}
+
+/// One execution's cgroup: a directory per hierarchy (v1) or one directory (v2).
+#[derive(Debug)]
+pub struct ExecCgroup {
+    v1: bool,
+    dirs: Vec<PathBuf>,
+    /// `cgroup.procs` of every directory, ready for the child to write between fork and exec,
+    /// where allocating is not allowed.
+    procs_files: Vec<CString>,
+}
+
+impl ExecCgroup {
+    fn new(v1: bool) -> Self {
+        Self {
+            v1,
+            dirs: Vec::new(),
+            procs_files: Vec::new(),
+        }
+    }
+
+    fn add_dir(&mut self, dir: PathBuf) -> Result<PathBuf, CgroupError> {
+        fs::create_dir(&dir).map_err(at(&dir))?;
+        self.dirs.push(dir.clone());
+        let procs = dir.join("cgroup.procs");
+        self.procs_files
+            .push(CString::new(procs.as_os_str().as_bytes()).expect("cgroup paths have no NUL"));
+        Ok(dir)
+    }
+
+    pub fn procs_files(&self) -> Vec<CString> {
+        self.procs_files.clone()
+    }
+
+    /// Reads the OOM counter, peak memory and CPU time.
+    pub fn report(&self) -> CgroupReport {
+        let first = &self.dirs[0];
+        if self.v1 {
+            let cpu_ns = self
+                .dirs
+                .get(2)
+                .and_then(|dir| read_u64(&dir.join("cpuacct.usage")));
+            CgroupReport {
+                oom_killed: keyed(&first.join("memory.oom_control"), "oom_kill").unwrap_or(0) > 0,
+                peak_memory_bytes: read_u64(&first.join("memory.max_usage_in_bytes")),
+                cpu: cpu_ns.map(Duration::from_nanos),
+            }
+        } else {
+            CgroupReport {
+                oom_killed: keyed(&first.join("memory.events"), "oom_kill").unwrap_or(0) > 0,
+                peak_memory_bytes: read_u64(&first.join("memory.peak")),
+                cpu: keyed(&first.join("cpu.stat"), "usage_usec").map(Duration::from_micros),
+            }
+        }
+    }
+
+    /// SIGKILLs every process still in the cgroup (orphans a script left behind included).
+    pub fn kill_all(&self) {
+        if !self.v1 && fs::write(self.dirs[0].join("cgroup.kill"), "1").is_ok() {
+            return;
+        }
+        for dir in &self.dirs {
+            for pid in pids_in(dir) {
+                // SAFETY: kill(2) with a pid read from the cgroup and a constant signal.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.dirs.iter().all(|dir| pids_in(dir).is_empty())
+    }
+
+    /// Kills what is left, waits briefly for the kernel to let go, and removes the directories.
+    pub async fn destroy(mut self) {
+        for _ in 0..100 {
+            self.kill_all();
+            if self.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.remove_dirs();
+    }
+
+    fn remove_dirs(&mut self) {
+        for dir in self.dirs.drain(..) {
+            if let Err(error) = fs::remove_dir(&dir) {
+                tracing::warn!(path = %dir.display(), %error, "could not remove a cgroup");
+            }
+        }
+    }
+}
+
+impl Drop for ExecCgroup {
+    /// A cgroup never outlives its execution, even when the request future is dropped.
+    fn drop(&mut self) {
+        if !self.dirs.is_empty() {
+            self.kill_all();
+            self.remove_dirs();
+        }
+    }
+}
+
+fn pids_in(dir: &Path) -> Vec<i32> {
+    fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect()
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Reads `key value` lines (memory.events, memory.oom_control, cpu.stat).
+fn keyed(path: &Path, key: &str) -> Option<u64> {
+    let text = fs::read_to_string(path).ok()?;
+    text.lines().find_map(|line| {
+        let (name, value) = line.split_once(' ')?;
+        (name == key).then(|| value.trim().parse().ok()).flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_keyed_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("memory.events");
+        fs::write(&file, "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n").expect("write");
+        assert_eq!(keyed(&file, "oom_kill"), Some(1));
+        assert_eq!(keyed(&file, "oom"), Some(1));
+        assert_eq!(keyed(&file, "missing"), None);
+    }
+
+    #[test]
+    fn names_are_unique() {
+        assert_ne!(unique_name(), unique_name());
+    }
+}

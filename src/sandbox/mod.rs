@@ -1,0 +1,99 @@
+//! Running one script in isolation.
+//!
+//! A [`Sandbox`] says how to start the harness under its kind of isolation ([`LaunchPlan`]);
+//! [`process`] does everything else, the same way for every kind: cgroup, pipes, the host-side
+//! deadline, draining output with caps, killing and reaping. [`outcome`] turns what happened
+//! into the API's answer.
+
+pub mod cgroup;
+mod cgroup_v2;
+pub mod nsjail;
+pub mod outcome;
+pub mod pipes;
+pub mod process;
+pub mod protocol;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+use crate::limits::Limits;
+
+/// Which isolation ran a script; reported in `/health` and every envelope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SandboxKind {
+    Nsjail,
+    Compat,
+}
+
+impl SandboxKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Nsjail => "nsjail",
+            Self::Compat => "compat",
+        }
+    }
+}
+
+/// One script to run, with the limits that apply to it.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub script: String,
+    pub args: Map<String, Value>,
+    pub limits: Limits,
+}
+
+/// Code run in the child between fork and exec, after the shared setup. It must only make
+/// async-signal-safe calls (no allocation, no locks).
+pub type Hardening = Box<dyn FnMut() -> io::Result<()> + Send + Sync>;
+
+/// How to start the harness under one kind of isolation. The harness reads its job on stdin,
+/// writes the script's output on stdout and stderr, and reports on fd 3; fd 4 is for the
+/// isolation tool's own log.
+pub struct LaunchPlan {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    /// The complete environment of the started program: nothing is inherited.
+    pub env: Vec<(OsString, OsString)>,
+    pub hardening: Option<Hardening>,
+    /// Kept alive for the execution and dropped (removed) with it, e.g. a scratch directory.
+    pub keep_alive: Option<Box<dyn Send + Sync>>,
+}
+
+impl fmt::Debug for LaunchPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LaunchPlan")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("hardening", &self.hardening.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One kind of isolation.
+pub trait Sandbox: Send + Sync + fmt::Debug {
+    fn kind(&self) -> SandboxKind;
+
+    /// The plan for one sandbox with these limits; `preload` names modules the harness imports
+    /// before its job arrives (for pooled sandboxes).
+    fn plan(&self, limits: &Limits, preload: &[String]) -> Result<LaunchPlan, SandboxError>;
+}
+
+/// The sandbox itself failed (as opposed to the script). Logged in full, never shown to clients.
+#[derive(Debug, Error)]
+pub enum SandboxError {
+    #[error("could not create the execution's cgroup: {0}")]
+    Cgroup(#[from] cgroup::CgroupError),
+    #[error("could not create a pipe: {0}")]
+    Pipe(io::Error),
+    #[error("could not start {program}: {source}")]
+    Spawn { program: PathBuf, source: io::Error },
+    #[error("the sandbox is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the sandbox failed: {0}")]
+    Failed(String),
+}

@@ -1,0 +1,213 @@
+//! Turning what happened in a sandbox into the API's answer: exactly one code per execution.
+//!
+//! The order matters. What the service itself observed (its own deadline kill, the cgroup's OOM
+//! counter) is trusted first; then the harness supervisor's header; the script's own frame last,
+//! and only for the codes a script may legitimately report about itself.
+
+use serde_json::{Map, Value};
+
+use super::process::Execution;
+use super::protocol::{self, Frame, Header, Report};
+use super::SandboxKind;
+use crate::api::{ApiError, ErrorCode, ExecuteResponse, Truncated, Usage};
+use crate::limits::Limits;
+
+/// nsjail exits 255 when it fails itself, as opposed to relaying the script's status.
+const NSJAIL_OWN_FAILURE: i32 = 255;
+/// A CPU-limit kill leaves the process with at least this share of its CPU limit used.
+const CPU_LIMIT_SLACK_MS: u64 = 200;
+
+pub fn interpret(execution: &Execution, limits: &Limits) -> Result<ExecuteResponse, ApiError> {
+    let report = protocol::parse(&execution.channel.bytes);
+    let usage = usage(execution, report.as_ref().map(|r| &r.header));
+    let fail = |error: ApiError| Err(error.with_details(context(execution, usage)));
+    if execution.timed_out {
+        let seconds = limits.wall.as_secs_f64();
+        return fail(ApiError::new(
+            ErrorCode::Timeout,
+            format!("the script did not finish within its {seconds} s time limit"),
+        ));
+    }
+    if execution.cgroup.is_some_and(|cgroup| cgroup.oom_killed) {
+        return fail(memory_limit(limits));
+    }
+    let Some(report) = report else {
+        return fail(no_report(execution));
+    };
+    match judge(&report, limits) {
+        Ok(result) => Ok(ExecuteResponse {
+            result,
+            stdout: execution.stdout.text(),
+            stderr: execution.stderr.text(),
+            truncated: truncated(execution),
+            usage,
+            sandbox: execution.kind.as_str(),
+        }),
+        Err(error) => fail(error),
+    }
+}
+
+fn judge(report: &Report, limits: &Limits) -> Result<Box<serde_json::value::RawValue>, ApiError> {
+    let header = &report.header;
+    if header.frame_oversized {
+        return Err(result_too_large(limits));
+    }
+    if let Some(signal) = header.signal {
+        return Err(killed_by(signal, header, limits));
+    }
+    match &report.frame {
+        Frame::Result(result) => Ok(result.clone()),
+        Frame::Error {
+            code,
+            message,
+            details,
+        } => Err(script_error(code, message, details, limits)),
+        Frame::Missing => Err(ApiError::new(
+            ErrorCode::EmptyOutput,
+            format!(
+                "the script ended (exit status {}) before main() returned a result",
+                header.exit_code.unwrap_or(-1)
+            ),
+        )),
+        Frame::Corrupt => Err(ApiError::new(
+            ErrorCode::EmptyOutput,
+            "the script overwrote its result with something that is not a result",
+        )),
+    }
+}
+
+fn killed_by(signal: i32, header: &Header, limits: &Limits) -> ApiError {
+    let cpu_limit_ms = limits.cpu.as_millis() as u64;
+    let cpu_used_ms = header.cpu_ms.unwrap_or(0);
+    let over_cpu = cpu_used_ms + CPU_LIMIT_SLACK_MS >= cpu_limit_ms;
+    if signal == libc::SIGXCPU || (signal == libc::SIGKILL && over_cpu) {
+        let seconds = limits.cpu.as_secs_f64();
+        return ApiError::new(
+            ErrorCode::Timeout,
+            format!("the script used more than its {seconds} s CPU time limit"),
+        );
+    }
+    ApiError::new(
+        ErrorCode::EmptyOutput,
+        format!(
+            "the script was killed by signal {signal} ({}) before main() returned",
+            signal_name(signal)
+        ),
+    )
+    .with("signal", signal)
+}
+
+fn script_error(
+    code: &str,
+    message: &str,
+    details: &Map<String, Value>,
+    limits: &Limits,
+) -> ApiError {
+    match ErrorCode::from_script_frame(code) {
+        // The harness cannot know the limit; the service words it the same as an OOM kill.
+        Some(ErrorCode::MemoryLimit) => memory_limit(limits),
+        Some(code) => ApiError::new(code, message).with_details(details.clone()),
+        None => ApiError::new(
+            ErrorCode::EmptyOutput,
+            "the script overwrote its result with something that is not a result",
+        ),
+    }
+}
+
+fn no_report(execution: &Execution) -> ApiError {
+    let exit_code = execution.exit.and_then(|status| status.code());
+    let killed = execution.exit.is_some_and(|status| status.code().is_none());
+    // In compat mode the script shares a uid with its supervisor and can kill it; that is the
+    // script ending itself, not the sandbox failing. nsjail's supervisor is the PID namespace's
+    // init, which the script cannot kill.
+    if execution.kind == SandboxKind::Compat && (killed || exit_code != Some(NSJAIL_OWN_FAILURE)) {
+        return ApiError::new(
+            ErrorCode::EmptyOutput,
+            "the script ended its own supervisor before main() returned a result",
+        );
+    }
+    tracing::error!(
+        exit = ?execution.exit,
+        tool_log = %String::from_utf8_lossy(&execution.tool_log.bytes),
+        harness_stderr = %String::from_utf8_lossy(&execution.stderr.bytes).chars().take(2000).collect::<String>(),
+        "the sandbox ended without a report"
+    );
+    sandbox_failed()
+}
+
+pub fn sandbox_failed() -> ApiError {
+    ApiError::new(
+        ErrorCode::SandboxError,
+        "the sandbox failed to run the script; this is a service error, please retry or report it",
+    )
+}
+
+fn memory_limit(limits: &Limits) -> ApiError {
+    ApiError::new(
+        ErrorCode::MemoryLimit,
+        format!(
+            "the script used more than its memory limit of {} MiB",
+            limits.memory.as_mib_ceil()
+        ),
+    )
+}
+
+fn result_too_large(limits: &Limits) -> ApiError {
+    ApiError::new(
+        ErrorCode::ResultTooLarge,
+        format!(
+            "main() returned a result over the limit of {}",
+            limits.result
+        ),
+    )
+    .with("limit_bytes", limits.result.as_bytes())
+}
+
+fn usage(execution: &Execution, header: Option<&Header>) -> Usage {
+    let cgroup = execution.cgroup.unwrap_or_default();
+    Usage {
+        wall_ms: execution.wall.as_millis() as u64,
+        cpu_ms: cgroup
+            .cpu
+            .map(|cpu| cpu.as_millis() as u64)
+            .or_else(|| header.and_then(|h| h.cpu_ms)),
+        peak_memory_bytes: cgroup.peak_memory_bytes,
+    }
+}
+
+fn truncated(execution: &Execution) -> Truncated {
+    Truncated {
+        stdout: execution.stdout.truncated,
+        stderr: execution.stderr.truncated,
+    }
+}
+
+/// What every failure carries besides its code: output so far, usage and the sandbox.
+fn context(execution: &Execution, usage: Usage) -> Map<String, Value> {
+    let mut details = Map::new();
+    details.insert("stdout".into(), execution.stdout.text().into());
+    details.insert("stderr".into(), execution.stderr.text().into());
+    // Plain structs of numbers and bools: serializing them cannot fail.
+    let truncated = serde_json::to_value(truncated(execution)).unwrap_or_default();
+    details.insert("truncated".into(), truncated);
+    details.insert(
+        "usage".into(),
+        serde_json::to_value(usage).unwrap_or_default(),
+    );
+    details.insert("sandbox".into(), execution.kind.as_str().into());
+    details
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGILL => "SIGILL",
+        libc::SIGXFSZ => "SIGXFSZ",
+        _ => "signal",
+    }
+}
