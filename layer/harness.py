@@ -24,12 +24,36 @@ import sys
 import traceback
 
 RESULT_FD = 3
+# Reported when a script sabotaged the very machinery that serializes its result.
+BROKEN_FRAME = (
+    '{"status":"error","code":"EXCEPTION","error":"the script broke the interpreter state '
+    'the harness needs to report its result"}'
+)
 SCRIPT_FILENAME = "<script>"
 # The frame wraps the serialized result in a few dozen bytes of JSON; allow for that.
 FRAME_OVERHEAD = 4096
 
 # Bound before any user code runs: the child keeps using these even if a script rebinds or
-# monkeypatches the modules they come from.
+# monkeypatches the modules (builtins included) they come from.
+from builtins import (  # noqa: E402,A004 - shadowing builtins here is the point
+    BaseException,
+    Exception,
+    MemoryError,
+    OSError,
+    RecursionError,
+    SystemExit,
+    TypeError,
+    ValueError,
+    callable,
+    int,
+    isinstance,
+    len,
+    memoryview,
+    open,
+    str,
+    type,
+)
+
 _dumps = json.dumps
 _write = os.write
 _exit = os._exit
@@ -148,6 +172,8 @@ def _run_child(job, frame_fd):
         # sys.exit() in the script: the contract calls that "ended without a result".
         _flush_std_streams()
         _exit(_exit_code(exit_request.code))
+    except BaseException:  # noqa: BLE001 - the script broke what reporting needs (json, ...)
+        frame = BROKEN_FRAME
     _flush_std_streams()
     _write_all(frame_fd, frame.encode("utf-8", "surrogatepass"))
     _exit(0)

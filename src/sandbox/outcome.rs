@@ -106,6 +106,7 @@ fn script_error(
     match ErrorCode::from_script_frame(code) {
         // The harness cannot know the limit; the service words it the same as an OOM kill.
         Some(ErrorCode::MemoryLimit) => memory_limit(limits),
+        Some(ErrorCode::ResultTooLarge) => result_too_large(limits).with_details(details.clone()),
         Some(code) => ApiError::new(code, message).with_details(details.clone()),
         None => ApiError::new(
             ErrorCode::EmptyOutput,

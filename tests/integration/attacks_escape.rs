@@ -1,0 +1,287 @@
+//! Attacks on isolation: the network, the host's identity, secrets and files, and the kernel.
+//! Each script tries to break a property of DESIGN.md section 3 and reports what happened; the
+//! test checks that every attempt failed, then that the service still works.
+
+use serde_json::{json, Value};
+
+use crate::support::{Kind, Service};
+
+/// Runs an attack script whose main() returns a dict of findings.
+async fn findings(service: &Service, script: &str) -> Value {
+    let reply = service.run(script).await;
+    reply.expect_result().clone()
+}
+
+async fn no_network_by_any_route(kind: Kind) {
+    let service = Service::start(kind).await;
+    // A real listener on the host's loopback, for the script to try to reach.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let script = format!(
+        r#"
+import socket, errno
+def attempt(fn):
+    try:
+        fn()
+        return "allowed"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+def main():
+    return {{
+        "inet": attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM)),
+        "inet6": attempt(lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)),
+        "raw": attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)),
+        "packet": attempt(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW)),
+        "netlink": attempt(lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)),
+        "connect": attempt(lambda: socket.create_connection(("127.0.0.1", {port}), timeout=2)),
+        "dns": attempt(lambda: socket.getaddrinfo("example.com", 80)),
+        "unix": attempt(lambda: socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).close()),
+    }}
+"#
+    );
+    let found = findings(&service, &script).await;
+    for family in ["inet", "inet6", "raw", "packet", "netlink", "connect"] {
+        assert_eq!(found[family], "EACCES", "{family}: {found}");
+    }
+    assert_ne!(found["dns"], "allowed", "{found}");
+    // Local IPC stays available; it reaches nothing outside the sandbox.
+    assert_eq!(found["unix"], "allowed", "{found}");
+    assert!(listener.accept().is_err(), "nothing connected to the host");
+    service.assert_still_healthy().await;
+}
+
+async fn runs_unprivileged_without_capabilities(kind: Kind) {
+    let service = Service::start(kind).await;
+    let script = r#"
+import os
+def main():
+    caps = {}
+    for line in open("/proc/self/status"):
+        key, _, value = line.partition(":")
+        if key in ("CapEff", "CapPrm", "CapBnd", "CapAmb", "NoNewPrivs"):
+            caps[key] = value.strip()
+    try:
+        os.setuid(0)
+        setuid = "allowed"
+    except OSError as e:
+        setuid = e.errno
+    return {"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(), "caps": caps, "setuid": setuid}
+"#;
+    let found = findings(&service, script).await;
+    assert_eq!(found["uid"], 65534, "{found}");
+    assert_eq!(found["euid"], 65534, "{found}");
+    assert_eq!(found["caps"]["CapEff"], "0000000000000000", "{found}");
+    assert_eq!(found["caps"]["CapAmb"], "0000000000000000", "{found}");
+    assert_eq!(found["caps"]["NoNewPrivs"], "1", "{found}");
+    assert_ne!(found["setuid"], "allowed", "{found}");
+    service.assert_still_healthy().await;
+}
+
+async fn host_environment_and_secrets_are_invisible(kind: Kind) {
+    // A secret in the service's own environment, as a deployer's credentials would be.
+    std::env::set_var("PYEXEC_TEST_SECRET", "hunter2-in-env");
+    let service = Service::start(kind).await;
+    let script = r#"
+import os
+def readable(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read(4096).decode("latin-1")
+    except OSError as e:
+        return "denied:" + type(e).__name__
+def main():
+    procs = [p for p in os.listdir("/proc") if p.isdigit()]
+    return {
+        "environ": dict(os.environ),
+        "init_environ": readable("/proc/1/environ"),
+        "passwd": readable("/etc/passwd"),
+        "shadow": readable("/etc/shadow"),
+        "root_home": readable("/root/.bashrc"),
+        "root_listing": sorted(os.listdir("/")),
+        "pids": len(procs),
+        "host_proc_1": readable("/proc/1/cmdline"),
+    }
+"#;
+    let found = findings(&service, script).await;
+    let text = found.to_string();
+    assert!(!text.contains("hunter2"), "the secret leaked: {text}");
+    let allowed = [
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "LANG",
+        "PYTHONIOENCODING",
+        "PYTHONDONTWRITEBYTECODE",
+        "OPENBLAS_NUM_THREADS",
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "LC_CTYPE",
+    ];
+    for key in found["environ"].as_object().expect("environ").keys() {
+        assert!(
+            allowed.contains(&key.as_str()),
+            "unexpected variable {key}: {found}"
+        );
+    }
+    for secret_file in ["passwd", "shadow", "root_home"] {
+        let content = found[secret_file].as_str().unwrap_or("");
+        assert!(
+            content.starts_with("denied:"),
+            "{secret_file} readable: {found}"
+        );
+    }
+    // Only the sandbox's own processes (supervisor and script) are visible, never the host's.
+    assert!(found["pids"].as_u64().unwrap_or(99) <= 3, "{found}");
+    assert!(
+        !found["host_proc_1"]
+            .as_str()
+            .unwrap_or("")
+            .contains("systemd")
+            && !found["host_proc_1"].as_str().unwrap_or("").contains("init"),
+        "{found}"
+    );
+    let listing: Vec<String> = serde_json::from_value(found["root_listing"].clone()).expect("list");
+    for host_dir in ["etc", "home", "root", "var", "run", "sys", "boot", "srv"] {
+        assert!(
+            !listing.contains(&host_dir.to_string()),
+            "/{host_dir} visible: {listing:?}"
+        );
+    }
+    service.assert_still_healthy().await;
+}
+
+async fn the_runtime_and_root_are_read_only(kind: Kind) {
+    let service = Service::start(kind).await;
+    let script = r#"
+import os, errno, sys
+def try_write(path):
+    try:
+        with open(path, "w") as f:
+            f.write("owned")
+        return "allowed"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+def main():
+    site = [p for p in sys.path if p.endswith("site-packages")][0]
+    return {
+        "numpy": try_write(os.path.join(site, "numpy", "__init__.py")),
+        "stdlib": try_write(os.path.join(os.path.dirname(os.__file__), "os.py")),
+        "root": try_write("/evil"),
+        "usr": try_write("/usr/evil"),
+        "dev": sorted(os.listdir("/dev")),
+        "tmp": try_write("/tmp/fine"),
+    }
+"#;
+    let found = findings(&service, script).await;
+    for target in ["numpy", "stdlib", "root", "usr"] {
+        assert_ne!(found[target], "allowed", "{target} writable: {found}");
+    }
+    assert_eq!(found["tmp"], "allowed", "{found}");
+    let devices: Vec<String> = serde_json::from_value(found["dev"].clone()).expect("list");
+    for device in &devices {
+        assert!(
+            ["null", "zero", "urandom", "random"].contains(&device.as_str()),
+            "unexpected device /dev/{device}: {devices:?}"
+        );
+    }
+    service.assert_still_healthy().await;
+}
+
+async fn kernel_attack_surface_is_denied(kind: Kind) {
+    let service = Service::start(kind).await;
+    // Raw syscalls through ctypes, the way an exploit would make them (x86_64 numbers).
+    let script = r#"
+import ctypes, errno, os, subprocess, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def sys_call(nr, *args):
+    ctypes.set_errno(0)
+    result = libc.syscall(nr, *args)
+    return "allowed" if result >= 0 else errno.errorcode.get(ctypes.get_errno(), "?")
+def main():
+    found = {
+        "ptrace": sys_call(101, 16, 1, 0, 0),             # PTRACE_ATTACH to pid 1
+        "unshare_user": sys_call(272, 0x10000000),       # unshare(CLONE_NEWUSER)
+        "unshare_net": sys_call(272, 0x40000000),
+        "setns": sys_call(308, 0, 0),
+        "mount": sys_call(165, b"none", b"/tmp", b"tmpfs", 0, 0),
+        "bpf": sys_call(321, 0, 0, 0),
+        "perf_event_open": sys_call(298, 0, 0, -1, -1, 0),
+        "userfaultfd": sys_call(323, 0),
+        "io_uring_setup": sys_call(425, 1, 0),
+        "keyctl": sys_call(250, 0, 0, 0, 0, 0),
+        "add_key": sys_call(248, b"user", b"k", b"v", 1, -3),
+        "init_module": sys_call(175, 0, 0, b""),
+        "kexec_load": sys_call(246, 0, 0, 0, 0),
+        "clone_newuser": sys_call(56, 0x10000000 | 17, 0, 0, 0, 0),
+        "clone3": sys_call(435, 0, 0),
+        "process_vm_readv": sys_call(310, 1, 0, 0, 0, 0, 0),
+    }
+    # Ordinary process creation must keep working despite the clone rules.
+    found["subprocess"] = subprocess.run([sys.executable, "-c", "print(7)"], capture_output=True, text=True).stdout
+    found["fork"] = "ok"
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return found
+"#;
+    let found = findings(&service, script).await;
+    for call in [
+        "ptrace",
+        "unshare_user",
+        "unshare_net",
+        "setns",
+        "mount",
+        "bpf",
+        "perf_event_open",
+        "userfaultfd",
+        "io_uring_setup",
+        "keyctl",
+        "add_key",
+        "init_module",
+        "kexec_load",
+        "clone_newuser",
+        "process_vm_readv",
+    ] {
+        assert_eq!(found[call], "EPERM", "{call}: {found}");
+    }
+    assert_eq!(found["clone3"], "ENOSYS", "{found}");
+    assert_eq!(found["subprocess"], "7\n", "{found}");
+    assert_eq!(found["fork"], "ok");
+    service.assert_still_healthy().await;
+}
+
+async fn tmp_is_private_and_vanishes(kind: Kind) {
+    let service = Service::start(kind).await;
+    let marker = format!("/tmp/pyexec-host-marker-{}", std::process::id());
+    std::fs::write(&marker, "host").expect("host marker");
+    let first = service
+        .execute(json!({
+            "script": "import os\ndef main(marker):\n    open('/tmp/left-behind', 'w').write('secret')\n    return {'host_visible': os.path.exists(marker), 'listing': os.listdir('/tmp')}\n",
+            "args": {"marker": marker},
+        }))
+        .await;
+    let found = first.expect_result();
+    assert_eq!(found["host_visible"], false, "{found}");
+    assert_eq!(found["listing"], json!(["left-behind"]), "{found}");
+    let second = service
+        .run("import os\ndef main():\n    return os.listdir('/tmp')\n")
+        .await;
+    assert_eq!(
+        second.expect_result(),
+        &json!([]),
+        "nothing survives an execution"
+    );
+    assert!(!std::path::Path::new("/tmp/left-behind").exists());
+    let _ = std::fs::remove_file(marker);
+}
+
+for_each_sandbox!(
+    no_network_by_any_route,
+    runs_unprivileged_without_capabilities,
+    host_environment_and_secrets_are_invisible,
+    the_runtime_and_root_are_read_only,
+    kernel_attack_surface_is_denied,
+    tmp_is_private_and_vanishes,
+);

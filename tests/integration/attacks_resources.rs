@@ -1,0 +1,191 @@
+//! Attacks on resource limits: memory and processes across every process a script starts,
+//! file size, open files, /tmp, output floods, and processes left running after main().
+
+use serde_json::json;
+
+use crate::support::{Kind, Service};
+
+async fn memory_limit_holds_across_processes(kind: Kind) {
+    let service = Service::start_with(kind, &[("MEMORY_LIMIT_MIB", "256")]).await;
+    // Each child stays under the per-process limit; together they are far over the whole
+    // execution's limit, which must hold anyway.
+    let script = r#"
+import os, time
+def main():
+    pids = []
+    for _ in range(4):
+        pid = os.fork()
+        if pid == 0:
+            block = bytearray(120 * 1024 * 1024)
+            for i in range(0, len(block), 4096):
+                block[i] = 1
+            time.sleep(5)
+            os._exit(0)
+        pids.append(pid)
+    block = bytearray(120 * 1024 * 1024)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    for pid in pids:
+        os.waitpid(pid, 0)
+    return "all allocated"
+"#;
+    let reply = service.run(script).await;
+    assert_ne!(
+        reply.status, 200,
+        "over-limit allocations succeeded: {}",
+        reply.body
+    );
+    reply.expect_error(422, "MEMORY_LIMIT");
+    service.assert_still_healthy().await;
+}
+
+async fn process_limit_stops_a_fork_bomb(kind: Kind) {
+    let service = Service::start_with(kind, &[("MAX_PROCESSES", "16")]).await;
+    let script = r#"
+import os, time, errno
+def main():
+    children, refusal = 0, None
+    for _ in range(200):
+        try:
+            pid = os.fork()
+        except OSError as e:
+            refusal = errno.errorcode.get(e.errno, str(e.errno))
+            break
+        if pid == 0:
+            time.sleep(30)
+            os._exit(0)
+        children += 1
+    return {"children": children, "refusal": refusal}
+"#;
+    let found = service.run(script).await.expect_result().clone();
+    assert_eq!(found["refusal"], "EAGAIN", "{found}");
+    assert!(found["children"].as_u64().unwrap_or(999) <= 16, "{found}");
+    service.assert_still_healthy().await;
+}
+
+async fn file_size_and_open_files_are_capped(kind: Kind) {
+    let service = Service::start_with(kind, &[("MAX_OPEN_FILES", "32")]).await;
+    let script = r#"
+import errno
+def main():
+    found = {}
+    try:
+        with open("/tmp/big", "wb") as f:
+            f.write(b"x" * (3 * 1024 * 1024))
+        found["big_file"] = "allowed"
+    except OSError as e:
+        found["big_file"] = errno.errorcode.get(e.errno, str(e.errno))
+    handles = []
+    try:
+        for i in range(100):
+            handles.append(open("/dev/null"))
+        found["files"] = "allowed"
+    except OSError as e:
+        found["files"] = errno.errorcode.get(e.errno, str(e.errno))
+    found["opened"] = len(handles)
+    return found
+"#;
+    let found = service.run(script).await.expect_result().clone();
+    assert_eq!(found["big_file"], "EFBIG", "{found}");
+    assert_eq!(found["files"], "EMFILE", "{found}");
+    assert!(found["opened"].as_u64().unwrap_or(999) < 32, "{found}");
+    service.assert_still_healthy().await;
+}
+
+async fn output_floods_are_bounded(kind: Kind) {
+    let service = Service::start(kind).await;
+    let script = "import sys, os\ndef main():\n    chunk = 'A' * 65536\n    for _ in range(400):\n        sys.stdout.write(chunk)\n        os.write(2, chunk.encode())\n    return 'flooded'\n";
+    let reply = service.run(script).await;
+    assert_eq!(reply.expect_result(), &json!("flooded"));
+    assert_eq!(
+        reply.body["truncated"],
+        json!({"stdout": true, "stderr": true})
+    );
+    assert_eq!(reply.body["stdout"].as_str().map(str::len), Some(1 << 20));
+    assert_eq!(reply.body["stderr"].as_str().map(str::len), Some(1 << 20));
+    service.assert_still_healthy().await;
+}
+
+/// Host processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(marker) {
+                found.push(format!(
+                    "{}: {cmdline}",
+                    entry.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    found
+}
+
+async fn nothing_outlives_its_execution(kind: Kind) {
+    let service = Service::start(kind).await;
+    let marker = format!("pyexec-orphan-{}-{}", kind.name(), std::process::id());
+    let script = r#"
+import os, subprocess, sys
+def main(marker):
+    code = "import time\ntime.sleep(60)"
+    plain = subprocess.Popen([sys.executable, "-c", code, marker])
+    detached = subprocess.Popen([sys.executable, "-c", code, marker], start_new_session=True)
+    if os.fork() == 0:
+        try:
+            os.setsid()
+        except OSError:
+            pass
+        os.execv(sys.executable, [sys.executable, "-c", code, marker])
+    return "left three behind"
+"#;
+    let reply = service
+        .execute(json!({"script": script, "args": {"marker": marker}}))
+        .await;
+    assert_eq!(reply.expect_result(), &json!("left three behind"));
+    // The response is sent after the sandbox is torn down; allow the kernel a moment to reap.
+    let mut survivors = processes_with(&marker);
+    for _ in 0..20 {
+        if survivors.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        survivors = processes_with(&marker);
+    }
+    assert!(survivors.is_empty(), "still running: {survivors:?}");
+    service.assert_still_healthy().await;
+}
+
+async fn tmp_is_size_capped(kind: Kind) {
+    let service = Service::start(kind).await;
+    let script = r#"
+import errno
+def main():
+    written = 0
+    try:
+        for i in range(200):
+            with open(f"/tmp/fill{i}", "wb") as f:
+                f.write(b"x" * (1024 * 1024))
+            written += 1
+        return {"written_mib": written, "stopped": None}
+    except OSError as e:
+        return {"written_mib": written, "stopped": errno.errorcode.get(e.errno, str(e.errno))}
+"#;
+    let found = service.run(script).await.expect_result().clone();
+    assert_eq!(found["stopped"], "ENOSPC", "{found}");
+    assert!(
+        found["written_mib"].as_u64().unwrap_or(999) <= 64,
+        "{found}"
+    );
+    service.assert_still_healthy().await;
+}
+
+for_each_sandbox!(
+    memory_limit_holds_across_processes,
+    process_limit_stops_a_fork_bomb,
+    file_size_and_open_files_are_capped,
+    output_floods_are_bounded,
+    nothing_outlives_its_execution,
+    tmp_is_size_capped,
+);

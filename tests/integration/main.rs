@@ -1,0 +1,11 @@
+//! Integration and attack tests: the real service, over real HTTP, running real scripts under
+//! the real sandbox. One binary, shared helpers in `support`.
+
+#[macro_use]
+mod support;
+
+mod attacks_escape;
+mod attacks_resources;
+mod attacks_result_channel;
+mod contract;
+mod seeds;

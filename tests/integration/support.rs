@@ -1,0 +1,184 @@
+//! Shared helpers: start the real service (real nsjail, real Python) on a random loopback port
+//! and talk to it over real HTTP.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use python_executor::config::Config;
+use python_executor::{app, server, startup};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// Which sandbox a test runs against; every suite runs against each one that exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Nsjail,
+}
+
+impl Kind {
+    fn env_value(self) -> &'static str {
+        match self {
+            Kind::Nsjail => "nsjail",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.env_value()
+    }
+}
+
+/// Generates one `#[tokio::test]` per sandbox kind for each named `async fn(Kind)`.
+#[macro_export]
+macro_rules! for_each_sandbox {
+    ($($name:ident),* $(,)?) => {
+        mod nsjail {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Kind::Nsjail).await
+                }
+            )*
+        }
+    };
+}
+
+/// The repository's built layer. Tests fail, loudly, when it is missing: they never skip.
+pub fn layer_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("layer/out");
+    assert!(
+        dir.join("nsjail/bin/nsjail").is_file() && dir.join("python/bin/python3").is_file(),
+        "the sandbox layer is not built at {}: run `make layer` (tests need real nsjail and Python)",
+        dir.display()
+    );
+    dir
+}
+
+/// A running service; stopped when dropped.
+pub struct Service {
+    pub addr: SocketAddr,
+    client: reqwest::Client,
+    _stop: oneshot::Sender<()>,
+}
+
+/// A response: status and JSON body (every body of this service is JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    /// The body as sent, for checks JSON parsing would blur (big integers).
+    pub text: String,
+}
+
+impl Service {
+    pub async fn start(kind: Kind) -> Self {
+        Self::start_with(kind, &[]).await
+    }
+
+    /// Starts with extra settings, as environment variables would give them.
+    pub async fn start_with(kind: Kind, settings: &[(&str, &str)]) -> Self {
+        let mut env: HashMap<String, String> = settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.insert("SANDBOX".into(), kind.env_value().into());
+        env.insert("LAYER_DIR".into(), layer_dir().display().to_string());
+        let config = Config::from_lookup(|name| env.get(name).cloned()).expect("valid test config");
+        let app = startup::build(config).expect("the service starts");
+        let router = app::router(Arc::new(app));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(server::serve(listener, router, async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            client: reqwest::Client::new(),
+            _stop: stop,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POST /execute with a JSON body.
+    pub async fn execute(&self, body: Value) -> Reply {
+        self.post_raw(
+            "/execute",
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+        .await
+    }
+
+    /// POST /execute with just a script.
+    pub async fn run(&self, script: &str) -> Reply {
+        self.execute(json!({ "script": script })).await
+    }
+
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+        let mut request = self.client.post(self.url(path)).body(body);
+        if !content_type.is_empty() {
+            request = request.header("content-type", content_type);
+        }
+        reply(request.send().await.expect("the service answers")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        reply(
+            self.client
+                .get(self.url(path))
+                .send()
+                .await
+                .expect("the service answers"),
+        )
+        .await
+    }
+
+    /// After an attack: the service still runs a normal script correctly.
+    pub async fn assert_still_healthy(&self) {
+        let reply = self
+            .execute(json!({
+                "script": "def main(a, b):\n    print('still here')\n    return {'sum': a + b}\n",
+                "args": {"a": 2, "b": 40},
+            }))
+            .await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        assert_eq!(reply.body["result"], json!({"sum": 42}));
+        assert_eq!(reply.body["stdout"], "still here\n");
+        let health = self.get("/health").await;
+        assert_eq!(health.body["ok"], true);
+    }
+}
+
+async fn reply(response: reqwest::Response) -> Reply {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("a body");
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|error| panic!("the body is not JSON ({error}): {text:?}"));
+    Reply { status, body, text }
+}
+
+impl Reply {
+    /// Asserts an error reply with this status and code, and returns the body.
+    pub fn expect_error(&self, status: u16, code: &str) -> &Value {
+        assert_eq!(self.body["code"], code, "body: {}", self.body);
+        assert_eq!(self.status, status, "body: {}", self.body);
+        assert!(
+            self.body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "an error sentence is present: {}",
+            self.body
+        );
+        &self.body
+    }
+
+    /// Asserts success and returns main()'s result.
+    pub fn expect_result(&self) -> &Value {
+        assert_eq!(self.status, 200, "body: {}", self.body);
+        &self.body["result"]
+    }
+}
