@@ -93,6 +93,11 @@ async fn health(State(app): State<Arc<App>>) -> Response {
             "cgroup": executor.cgroup_version(),
             "version": version,
             "limits": limits,
+            "pool": executor.pool_status(),
+            "executions": {
+                "running": executor.admission().in_use(),
+                "capacity": executor.admission().capacity(),
+            },
         }))
         .into_response(),
         Err(reason) => (

@@ -51,6 +51,41 @@ pub struct Config {
     pub max_body: ByteSize,
     pub log_format: LogFormat,
     pub sandbox: SandboxChoice,
+    pub pool: PoolConfig,
+    /// Executions that may run at once; more wait in a queue.
+    pub max_concurrency: usize,
+    /// How long a request may wait for an execution slot before it gets `OVERLOADED`.
+    pub queue_wait: Duration,
+}
+
+/// The pool of sandboxes started ahead of time (see src/pool/).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// The most warm sandboxes kept per preload set; 0 turns the pool off.
+    pub size: usize,
+    /// A warm sandbox unused for this long is destroyed.
+    pub idle: Duration,
+    /// Modules preloaded in the "data" sandboxes; scripts importing any of them are sent there.
+    pub preload: Vec<String>,
+    /// How far back demand is counted when sizing each pool.
+    pub demand_window: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            size: 2,
+            idle: Duration::from_secs(60),
+            preload: vec!["numpy".into(), "pandas".into()],
+            demand_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Two executions per core: most of a script's life is CPU-bound, and the rest (starting,
+/// waiting on pipes) overlaps well with another's.
+fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, |cores| cores.get() * 2)
 }
 
 impl Default for Config {
@@ -63,6 +98,9 @@ impl Default for Config {
             max_body: ByteSize::mib(1),
             log_format: LogFormat::Auto,
             sandbox: SandboxChoice::Auto,
+            pool: PoolConfig::default(),
+            max_concurrency: default_concurrency(),
+            queue_wait: Duration::from_secs(10),
         }
     }
 }
@@ -97,6 +135,13 @@ impl Config {
             max_body: env.size("MAX_BODY_KIB", defaults.max_body, ByteSize::kib)?,
             log_format: env.log_format()?,
             sandbox: env.sandbox_choice()?,
+            pool: env.pool(&defaults.pool)?,
+            max_concurrency: env
+                .parse("MAX_CONCURRENCY", defaults.max_concurrency)?
+                .max(1),
+            queue_wait: Duration::from_millis(
+                env.parse("QUEUE_WAIT_MS", defaults.queue_wait.as_millis() as u64)?,
+            ),
         })
     }
 }
@@ -149,6 +194,19 @@ impl Env<'_> {
         }
     }
 
+    fn pool(&self, defaults: &PoolConfig) -> Result<PoolConfig, ConfigError> {
+        let preload = match self.text("POOL_PRELOAD") {
+            None => defaults.preload.clone(),
+            Some(list) => module_list(&list)?,
+        };
+        Ok(PoolConfig {
+            size: self.parse("POOL_SIZE", defaults.size)?,
+            idle: self.seconds("POOL_IDLE_S", defaults.idle)?,
+            preload,
+            demand_window: self.seconds("POOL_DEMAND_WINDOW_S", defaults.demand_window)?,
+        })
+    }
+
     fn log_format(&self) -> Result<LogFormat, ConfigError> {
         match self.text("LOG_FORMAT").as_deref().map(str::trim) {
             None | Some("auto") => Ok(LogFormat::Auto),
@@ -173,6 +231,32 @@ impl Env<'_> {
             Some("compat") => Ok(SandboxChoice::Compat),
             Some(other) => Err(invalid("SANDBOX", other, "expected auto, nsjail or compat")),
         }
+    }
+}
+
+/// A comma-separated list of importable top-level module names (passed to the harness).
+fn module_list(list: &str) -> Result<Vec<String>, ConfigError> {
+    let modules: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let valid = |name: &String| {
+        name.split('.').all(|part| {
+            part.chars()
+                .next()
+                .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+                && part.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
+        })
+    };
+    match modules.iter().find(|name| !valid(name)) {
+        Some(bad) => Err(invalid(
+            "POOL_PRELOAD",
+            list,
+            &format!("{bad:?} is not a module name"),
+        )),
+        None => Ok(modules),
     }
 }
 
@@ -222,6 +306,20 @@ mod tests {
         assert_eq!(error.name, "MAX_PROCESSES");
         let error = config(&[("MAX_TIMEOUT_S", "-1")]).expect_err("negative");
         assert_eq!(error.name, "MAX_TIMEOUT_S");
+    }
+
+    #[test]
+    fn pool_settings() {
+        let config =
+            config(&[("POOL_SIZE", "0"), ("POOL_PRELOAD", "numpy, scipy.stats")]).expect("valid");
+        assert_eq!(config.pool.size, 0);
+        assert_eq!(config.pool.preload, vec!["numpy", "scipy.stats"]);
+        let error = config_error(&[("POOL_PRELOAD", "numpy;rm -rf")]);
+        assert_eq!(error.name, "POOL_PRELOAD");
+    }
+
+    fn config_error(pairs: &[(&str, &str)]) -> ConfigError {
+        config(pairs).expect_err("invalid")
     }
 
     #[test]

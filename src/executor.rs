@@ -1,26 +1,45 @@
-//! Runs one validated request in a fresh sandbox and interprets what happened.
+//! Runs one validated request: wait for a slot, take a warm sandbox (or start a fresh one),
+//! hand it the job, interpret what happened.
 
 use std::sync::Arc;
 
+use crate::admission::Admission;
 use crate::api::{ApiError, ExecuteRequest, ExecuteResponse};
+use crate::config::Config;
 use crate::limits::Limits;
+use crate::pool::{Pool, PoolStatus};
 use crate::sandbox::cgroup::CgroupRoot;
 use crate::sandbox::outcome::{interpret, sandbox_failed};
-use crate::sandbox::{process, Job, Sandbox, SandboxKind};
+use crate::sandbox::process::{self, Started};
+use crate::sandbox::{Job, Sandbox, SandboxKind};
 
 #[derive(Clone, Debug)]
 pub struct Executor {
     sandbox: Arc<dyn Sandbox>,
     cgroups: Option<CgroupRoot>,
     limits: Limits,
+    admission: Admission,
+    /// `None` when `POOL_SIZE=0`: every request starts its own sandbox.
+    pool: Option<Pool>,
 }
 
 impl Executor {
-    pub fn new(sandbox: Arc<dyn Sandbox>, cgroups: Option<CgroupRoot>, limits: Limits) -> Self {
+    /// Builds the executor and, unless disabled, starts the pool (within the runtime).
+    pub fn start(sandbox: Arc<dyn Sandbox>, cgroups: Option<CgroupRoot>, config: &Config) -> Self {
+        let pool = (config.pool.size > 0).then(|| {
+            Pool::start(
+                Arc::clone(&sandbox),
+                cgroups.clone(),
+                &config.limits,
+                config.pool.clone(),
+            )
+        });
         Self {
             sandbox,
             cgroups,
-            limits,
+            limits: config.limits.clone(),
+            admission: Admission::new(config.max_concurrency, config.queue_wait),
+            pool,
         }
     }
 
@@ -32,7 +51,16 @@ impl Executor {
         self.cgroups.as_ref().map(CgroupRoot::version)
     }
 
+    pub fn pool_status(&self) -> Option<PoolStatus> {
+        self.pool.as_ref().map(Pool::status)
+    }
+
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
     pub async fn execute(&self, request: ExecuteRequest) -> Result<ExecuteResponse, ApiError> {
+        let permit = self.admission.admit().await?;
         let job = Job {
             script: request.script,
             args: request.args,
@@ -41,7 +69,11 @@ impl Executor {
         let this = self.clone();
         // Its own task: if the client goes away mid-run, the execution still ends and cleans up
         // (kills, reaps, removes its cgroup) instead of being dropped half-way.
-        let task = tokio::spawn(async move { this.run(job).await });
+        let task = tokio::spawn(async move {
+            let answer = this.run(job).await;
+            drop(permit);
+            answer
+        });
         task.await.unwrap_or_else(|error| {
             tracing::error!(%error, "the execution task failed");
             Err(sandbox_failed())
@@ -49,12 +81,18 @@ impl Executor {
     }
 
     async fn run(&self, job: Job) -> Result<ExecuteResponse, ApiError> {
-        let started = process::start(&*self.sandbox, self.cgroups.as_ref(), &job.limits, &[])
-            .map_err(|error| {
-                tracing::error!(%error, "could not start a sandbox");
-                sandbox_failed()
-            })?;
-        let execution = started.run(&job).await;
+        let sandbox = self.sandbox_for(&job.script).map_err(|error| {
+            tracing::error!(%error, "could not start a sandbox");
+            sandbox_failed()
+        })?;
+        let execution = sandbox.run(&job).await;
         interpret(&execution, &job.limits)
+    }
+
+    fn sandbox_for(&self, script: &str) -> Result<Started, crate::sandbox::SandboxError> {
+        match self.pool.as_ref().and_then(|pool| pool.take(script)) {
+            Some(warm) => Ok(warm),
+            None => process::start(&*self.sandbox, self.cgroups.as_ref(), &self.limits, &[]),
+        }
     }
 }

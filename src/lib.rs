@@ -1,12 +1,14 @@
 //! python-executor: an HTTP function that runs an untrusted Python script's `main()` inside a
 //! sandbox and answers with a JSON envelope. See DESIGN.md for the contract.
 
+pub mod admission;
 pub mod api;
 pub mod app;
 pub mod config;
 pub mod executor;
 pub mod layer;
 pub mod limits;
+pub mod pool;
 pub mod sandbox;
 pub mod server;
 pub mod startup;

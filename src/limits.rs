@@ -92,6 +92,14 @@ impl Limits {
     pub fn cpu_seconds(&self) -> u64 {
         self.cpu.as_secs_f64().ceil().max(1.0) as u64
     }
+
+    /// The hard RLIMIT_CPU a sandbox sets: one second above the limit. The harness lowers its
+    /// script's soft limit to one below this, so the limit itself arrives as SIGXCPU (an
+    /// unmistakable "CPU limit" signal); the hard limit's SIGKILL only follows if a script
+    /// ignores SIGXCPU.
+    pub fn cpu_hard_seconds(&self) -> u64 {
+        self.cpu_seconds() + 1
+    }
 }
 
 #[cfg(test)]

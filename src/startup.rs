@@ -50,7 +50,7 @@ pub fn build(config: Config) -> Result<App, StartupError> {
         cgroup = cgroups.as_ref().map_or("none", CgroupRoot::version),
         "sandbox ready"
     );
-    let executor = Executor::new(sandbox, cgroups, config.limits.clone());
+    let executor = Executor::start(sandbox, cgroups, &config);
     Ok(App {
         config,
         executor: Ok(executor),

@@ -58,6 +58,9 @@ impl CgroupRoot {
         let memory = ensure_dir(&mount.join("memory").join(SERVICE_DIR))?;
         let pids = ensure_dir(&mount.join("pids").join(SERVICE_DIR))?;
         let cpuacct = ensure_dir(&mount.join("cpuacct").join(SERVICE_DIR)).ok();
+        for parent in [&memory, &pids].into_iter().chain(cpuacct.as_ref()) {
+            sweep_stale(parent);
+        }
         Ok(Self::V1 {
             memory,
             pids,
@@ -231,11 +234,41 @@ impl ExecCgroup {
 }
 
 impl Drop for ExecCgroup {
-    /// A cgroup never outlives its execution, even when the request future is dropped.
+    /// A cgroup never outlives its sandbox, even one dropped without `destroy` (at shutdown).
+    /// Killed processes take a moment to leave; wait briefly, as `destroy` would.
     fn drop(&mut self) {
-        if !self.dirs.is_empty() {
+        if self.dirs.is_empty() {
+            return;
+        }
+        for _ in 0..50 {
             self.kill_all();
-            self.remove_dirs();
+            if self.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.remove_dirs();
+    }
+}
+
+/// Removes execution cgroups left by a service process that no longer exists (a crash).
+pub(super) fn sweep_stale(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let owner = name
+            .to_str()
+            .and_then(|name| name.strip_prefix("exec-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if owner.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            for pid in pids_in(&entry.path()) {
+                // SAFETY: kill(2) with a pid read from the stale cgroup.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            let _ = fs::remove_dir(entry.path());
         }
     }
 }

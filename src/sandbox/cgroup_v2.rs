@@ -34,6 +34,7 @@ pub fn prepare(mount: &Path) -> Result<CgroupRoot, CgroupError> {
     write(&base.join("cgroup.subtree_control"), CONTROLLERS)?;
     let sandboxes = ensure_dir(&base.join("sandboxes"))?;
     write(&sandboxes.join("cgroup.subtree_control"), CONTROLLERS)?;
+    super::cgroup::sweep_stale(&sandboxes);
     Ok(CgroupRoot::V2 { sandboxes })
 }
 

@@ -75,7 +75,7 @@ impl NsjailSandbox {
             "--time_limit".into(),
             (limits.wall.as_secs() + BACKSTOP_MARGIN_S).to_string(),
             "--rlimit_cpu".into(),
-            limits.cpu_seconds().to_string(),
+            limits.cpu_hard_seconds().to_string(),
             "--rlimit_fsize".into(),
             limits.file_size.as_mib_ceil().to_string(),
             "--rlimit_nofile".into(),

@@ -14,8 +14,8 @@ use crate::limits::Limits;
 
 /// nsjail exits 255 when it fails itself, as opposed to relaying the script's status.
 const NSJAIL_OWN_FAILURE: i32 = 255;
-/// A CPU-limit kill leaves the process with at least this share of its CPU limit used.
-const CPU_LIMIT_SLACK_MS: u64 = 200;
+/// Accounting rounds: a process SIGKILLed at its hard CPU limit may report a little less used.
+const CPU_LIMIT_SLACK_MS: u64 = 500;
 
 pub fn interpret(execution: &Execution, limits: &Limits) -> Result<ExecuteResponse, ApiError> {
     let report = protocol::parse(&execution.channel.bytes);

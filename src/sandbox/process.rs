@@ -137,6 +137,15 @@ impl Started {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Ends a sandbox that will not be used (an expired or surplus pooled one).
+    pub async fn discard(mut self) {
+        self.kill();
+        let _ = self.child.wait().await;
+        if let Some(cgroup) = self.cgroup.take() {
+            cgroup.destroy().await;
+        }
+    }
+
     /// Hands over the job and sees the execution through to the end.
     pub async fn run(mut self, job: &Job) -> Execution {
         let started_at = Instant::now();
@@ -185,14 +194,13 @@ impl Started {
         let stderr = drained(self.stderr).await;
         let channel = drained(self.channel).await;
         let tool_log = drained(self.tool_log).await;
-        let cgroup = match self.cgroup {
-            Some(cgroup) => {
-                let report = cgroup.report();
-                cgroup.destroy().await;
-                Some(report)
-            }
-            None => None,
-        };
+        let cgroup = self.cgroup.map(|cgroup| {
+            let report = cgroup.report();
+            // Everything in it was killed already; removing the directories need not hold up
+            // the response.
+            tokio::spawn(cgroup.destroy());
+            report
+        });
         drop(self.keep_alive);
         Execution {
             kind: self.kind,
