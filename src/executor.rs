@@ -81,18 +81,21 @@ impl Executor {
     }
 
     async fn run(&self, job: Job) -> Result<ExecuteResponse, ApiError> {
-        let sandbox = self.sandbox_for(&job.script).map_err(|error| {
+        let (sandbox, warm_start) = self.sandbox_for(&job.script).map_err(|error| {
             tracing::error!(%error, "could not start a sandbox");
             sandbox_failed()
         })?;
-        let execution = sandbox.run(&job).await;
+        let mut execution = sandbox.run(&job).await;
+        execution.warm_start = warm_start;
         interpret(&execution, &job.limits)
     }
 
-    fn sandbox_for(&self, script: &str) -> Result<Started, crate::sandbox::SandboxError> {
+    /// A warm sandbox from the pool if one is ready, else a fresh one; and which it was.
+    fn sandbox_for(&self, script: &str) -> Result<(Started, bool), crate::sandbox::SandboxError> {
         match self.pool.as_ref().and_then(|pool| pool.take(script)) {
-            Some(warm) => Ok(warm),
-            None => process::start(&*self.sandbox, self.cgroups.as_ref(), &self.limits, &[]),
+            Some(warm) => Ok((warm, true)),
+            None => process::start(&*self.sandbox, self.cgroups.as_ref(), &self.limits, &[])
+                .map(|fresh| (fresh, false)),
         }
     }
 }

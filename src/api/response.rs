@@ -16,6 +16,8 @@ pub struct Usage {
     pub wall_ms: u64,
     pub cpu_ms: Option<u64>,
     pub peak_memory_bytes: Option<u64>,
+    /// Served by a sandbox the pool had started ahead of time.
+    pub warm_start: bool,
 }
 
 /// `result` and `stdout` keep exactly the seeds' meaning; the rest only adds to them.

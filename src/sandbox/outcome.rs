@@ -173,6 +173,7 @@ fn usage(execution: &Execution, header: Option<&Header>) -> Usage {
             .map(|cpu| cpu.as_millis() as u64)
             .or_else(|| header.and_then(|h| h.cpu_ms)),
         peak_memory_bytes: cgroup.peak_memory_bytes,
+        warm_start: execution.warm_start,
     }
 }
 

@@ -42,6 +42,8 @@ pub struct Execution {
     pub tool_log: Captured,
     pub wall: Duration,
     pub cgroup: Option<CgroupReport>,
+    /// The sandbox was started ahead of time by the pool.
+    pub warm_start: bool,
 }
 
 /// A sandbox that is running and waiting for its job on stdin.
@@ -212,6 +214,7 @@ impl Started {
             tool_log,
             wall,
             cgroup,
+            warm_start: false,
         }
     }
 }

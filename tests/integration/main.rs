@@ -8,4 +8,5 @@ mod attacks_escape;
 mod attacks_resources;
 mod attacks_result_channel;
 mod contract;
+mod pool;
 mod seeds;

@@ -70,6 +70,7 @@ pub struct Reply {
     pub body: Value,
     /// The body as sent, for checks JSON parsing would blur (big integers).
     pub text: String,
+    pub retry_after: Option<String>,
 }
 
 impl Service {
@@ -128,6 +129,18 @@ impl Service {
         reply(request.send().await.expect("the service answers")).await
     }
 
+    /// Waits until the pool reports warm sandboxes of both kinds (or fails after 20 s).
+    pub async fn wait_for_warm_pool(&self) {
+        for _ in 0..200 {
+            let pool = self.get("/health").await.body["pool"].clone();
+            if pool["plain"].as_u64() >= Some(1) && pool["data"].as_u64() >= Some(1) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the pool never warmed up");
+    }
+
     pub async fn get(&self, path: &str) -> Reply {
         reply(
             self.client
@@ -157,10 +170,20 @@ impl Service {
 
 async fn reply(response: reqwest::Response) -> Reply {
     let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
     let text = response.text().await.expect("a body");
     let body = serde_json::from_str(&text)
         .unwrap_or_else(|error| panic!("the body is not JSON ({error}): {text:?}"));
-    Reply { status, body, text }
+    Reply {
+        status,
+        body,
+        text,
+        retry_after,
+    }
 }
 
 impl Reply {
