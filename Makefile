@@ -41,5 +41,9 @@ lint:
 lint-deploy: tools
 	tools/lint-deploy.sh
 
+# Pool on and off side by side: latency percentiles, throughput under load, peak memory.
+bench: deps layer
+	$(CARGO) bench --locked --bench service
+
 clean:
 	rm -rf target $(LAYER_OUT) .tools

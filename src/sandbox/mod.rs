@@ -7,6 +7,7 @@
 
 pub mod cgroup;
 mod cgroup_v2;
+mod child_setup;
 pub mod nsjail;
 pub mod outcome;
 pub mod pipes;

@@ -1,10 +1,10 @@
-//! Pipes to and from a sandboxed child, and reading them with a cap.
+//! Pipes to and from a sandboxed child, and draining them with a cap.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::unix::pipe;
+use tokio::sync::oneshot;
 
 /// One pipe: the read end stays with the service, the write end goes to the child.
 #[derive(Debug)]
@@ -61,38 +61,110 @@ impl Captured {
             Err(_) => String::from_utf8_lossy(&self.bytes).into_owned(),
         }
     }
+
+    fn keep(&mut self, chunk: &[u8], cap: usize) {
+        let room = cap.saturating_sub(self.bytes.len());
+        self.bytes
+            .extend_from_slice(&chunk[..chunk.len().min(room)]);
+        self.truncated |= chunk.len() > room;
+    }
 }
 
-/// Reads to EOF, keeping the first `cap` bytes and draining the rest, so a chatty child never
-/// blocks on a full pipe (which would turn an output cap into a timeout).
-pub async fn read_capped<R: AsyncRead + Unpin>(mut reader: R, cap: usize) -> Captured {
+/// When a drain is done without being told to finish.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Completion {
+    /// At end of file.
+    Eof,
+    /// As soon as a complete harness report is in (the sandbox may still hold the pipe open).
+    Report,
+}
+
+/// Reads until EOF (or a complete report), keeping the first `cap` bytes and discarding the
+/// rest, so a chatty child never blocks on a full pipe. When `finish` fires, it takes what is
+/// already buffered in the pipe and stops: the execution is over, and processes that might
+/// still hold the pipe are being killed.
+pub async fn drain(
+    reader: pipe::Receiver,
+    cap: usize,
+    mut finish: oneshot::Receiver<()>,
+    completion: Completion,
+) -> Captured {
     let mut captured = Captured::default();
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
-        match reader.read(&mut buffer).await {
-            Ok(0) | Err(_) => return captured,
-            Ok(n) => {
-                let room = cap.saturating_sub(captured.bytes.len());
-                captured.bytes.extend_from_slice(&buffer[..n.min(room)]);
-                captured.truncated |= n > room;
+        tokio::select! {
+            biased;
+            ready = reader.readable() => {
+                if ready.is_err() {
+                    return captured;
+                }
+            }
+            _ = &mut finish => {
+                take_buffered(&reader, &mut buffer, &mut captured, cap);
+                return captured;
             }
         }
+        match reader.try_read(&mut buffer) {
+            Ok(0) => return captured,
+            Ok(n) => captured.keep(&buffer[..n], cap),
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(_) => return captured,
+        }
+        if completion == Completion::Report && super::process::report_complete(&captured.bytes) {
+            return captured;
+        }
+    }
+}
+
+fn take_buffered(reader: &pipe::Receiver, buffer: &mut [u8], captured: &mut Captured, cap: usize) {
+    while let Ok(n) = reader.try_read(buffer) {
+        if n == 0 {
+            break;
+        }
+        captured.keep(&buffer[..n], cap);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+
+    fn pipe_with(data: &[u8]) -> (pipe::Receiver, std::fs::File) {
+        let pipe = ChildPipe::new().expect("pipe");
+        let mut writer = std::fs::File::from(pipe.write);
+        writer.write_all(data).expect("write");
+        (pipe.read, writer)
+    }
 
     #[tokio::test]
     async fn keeps_the_cap_and_flags_the_rest() {
-        let data = vec![b'x'; 200_000];
-        let captured = read_capped(&data[..], 1000).await;
+        let (reader, writer) = pipe_with(&[b'x'; 50_000]);
+        drop(writer);
+        let (_finish, finishing) = oneshot::channel();
+        let captured = drain(reader, 1000, finishing, Completion::Eof).await;
         assert_eq!(captured.bytes.len(), 1000);
         assert!(captured.truncated);
-        let captured = read_capped(&b"hello"[..], 1000).await;
+    }
+
+    #[tokio::test]
+    async fn finishing_takes_what_is_buffered_without_eof() {
+        let (reader, _writer_still_open) = pipe_with(b"hello");
+        let (finish, finishing) = oneshot::channel();
+        let task = tokio::spawn(drain(reader, 1000, finishing, Completion::Eof));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        finish.send(()).expect("drain is waiting");
+        let captured = task.await.expect("drain ends");
         assert_eq!(captured.text(), "hello");
-        assert!(!captured.truncated);
+    }
+
+    #[tokio::test]
+    async fn a_complete_report_ends_the_drain_without_eof() {
+        let report = b"{\"frame_bytes\": 2, \"frame_oversized\": false, \"exit_code\": null, \"signal\": null}\n{}";
+        let (reader, _writer_still_open) = pipe_with(report);
+        let (_finish, finishing) = oneshot::channel();
+        let captured = drain(reader, 1 << 20, finishing, Completion::Report).await;
+        assert_eq!(captured.bytes, report.to_vec());
     }
 
     #[test]

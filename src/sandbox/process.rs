@@ -3,34 +3,39 @@
 //! deadline, then kill whatever is left and clean up.
 //!
 //! Starting and running are separate steps so a pool can start sandboxes ahead of time; limits
-//! that count time (the deadline) start at hand-over, in [`Started::run`].
+//! that count time (the deadline) start at hand-over, in [`Started::run`]. An execution is over
+//! as soon as the harness's report is complete: the service answers then, after killing the
+//! sandbox, and leaves reaping and cgroup removal to a background task.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::cgroup::{CgroupReport, CgroupRoot, ExecCgroup};
-use super::pipes::{read_capped, Captured, ChildPipe};
-use super::{Hardening, Job, Sandbox, SandboxError, SandboxKind};
+use super::child_setup::ChildSetup;
+use super::pipes::{drain, Captured, ChildPipe, Completion};
+use super::{protocol, Job, Sandbox, SandboxError, SandboxKind};
 use crate::limits::Limits;
 
 /// The harness's report is at most the result plus a header and framing.
 const CHANNEL_OVERHEAD: usize = 64 * 1024;
 /// nsjail's own log is kept for diagnostics only.
 const TOOL_LOG_CAP: usize = 16 * 1024;
-/// After the sandbox's first process ends, how long its pipes may take to close.
-const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// How long a drain may take to hand over what it has once told to finish.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
 /// Everything observed of one execution, before it is interpreted.
 #[derive(Debug)]
 pub struct Execution {
     pub kind: SandboxKind,
-    /// How the sandbox's first process (nsjail, or the harness in compat) ended.
+    /// How the sandbox's first process (nsjail, or the harness in compat) ended, when the
+    /// execution ended with it rather than with a complete report.
     pub exit: Option<ExitStatus>,
     /// The service killed the sandbox at the wall-clock deadline.
     pub timed_out: bool,
@@ -46,16 +51,47 @@ pub struct Execution {
     pub warm_start: bool,
 }
 
+/// A stream being drained, and the signal that tells it to stop waiting for EOF.
+#[derive(Debug)]
+struct Drain {
+    task: JoinHandle<Captured>,
+    finish: oneshot::Sender<()>,
+}
+
+impl Drain {
+    fn spawn(pipe: ChildPipe, cap: usize, completion: Completion) -> (Self, OwnedFd) {
+        let (finish, finishing) = oneshot::channel();
+        let task = tokio::spawn(drain(pipe.read, cap, finishing, completion));
+        (Self { task, finish }, pipe.write)
+    }
+
+    /// What was read, including whatever is still buffered in the pipe right now.
+    async fn collect(self) -> Captured {
+        let _ = self.finish.send(());
+        let abort = self.task.abort_handle();
+        match tokio::time::timeout(DRAIN_GRACE, self.task).await {
+            Ok(Ok(captured)) => captured,
+            _ => {
+                abort.abort();
+                Captured {
+                    bytes: Vec::new(),
+                    truncated: true,
+                }
+            }
+        }
+    }
+}
+
 /// A sandbox that is running and waiting for its job on stdin.
 #[derive(Debug)]
 pub struct Started {
     kind: SandboxKind,
     child: Child,
     stdin: Option<ChildStdin>,
-    stdout: JoinHandle<Captured>,
-    stderr: JoinHandle<Captured>,
-    channel: JoinHandle<Captured>,
-    tool_log: JoinHandle<Captured>,
+    stdout: Drain,
+    stderr: Drain,
+    channel: Drain,
+    tool_log: Drain,
     cgroup: Option<ExecCgroup>,
     /// The session (and process group) the sandbox leads.
     session: i32,
@@ -79,8 +115,12 @@ pub fn start(
 ) -> Result<Started, SandboxError> {
     let plan = sandbox.plan(limits, preload)?;
     let cgroup = cgroups.map(|root| root.create(limits)).transpose()?;
-    let channel = ChildPipe::new().map_err(SandboxError::Pipe)?;
-    let tool_log = ChildPipe::new().map_err(SandboxError::Pipe)?;
+    let pipe = || ChildPipe::new().map_err(SandboxError::Pipe);
+    let (stdout, stdout_end) = Drain::spawn(pipe()?, limits.stdout.as_usize(), Completion::Eof);
+    let (stderr, stderr_end) = Drain::spawn(pipe()?, limits.stderr.as_usize(), Completion::Eof);
+    let channel_cap = limits.result.as_usize() + CHANNEL_OVERHEAD;
+    let (channel, channel_end) = Drain::spawn(pipe()?, channel_cap, Completion::Report);
+    let (tool_log, tool_log_end) = Drain::spawn(pipe()?, TOOL_LOG_CAP, Completion::Eof);
 
     let mut command = Command::new(&plan.program);
     command
@@ -88,16 +128,16 @@ pub fn start(
         .env_clear()
         .envs(plan.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::from(stdout_end))
+        .stderr(Stdio::from(stderr_end))
         .kill_on_drop(true);
     let setup = ChildSetup {
         cgroup_procs: cgroup
             .as_ref()
             .map(ExecCgroup::procs_files)
             .unwrap_or_default(),
-        channel_fd: channel.write.as_raw_fd(),
-        tool_log_fd: tool_log.write.as_raw_fd(),
+        channel_fd: channel_end.as_raw_fd(),
+        tool_log_fd: tool_log_end.as_raw_fd(),
         hardening: plan.hardening,
     };
     // SAFETY: ChildSetup::run only makes async-signal-safe calls on pre-built data.
@@ -106,27 +146,28 @@ pub fn start(
         program: plan.program.clone(),
         source,
     })?;
-    // The write ends now live in the child; ours must close or EOF would never come.
-    drop((channel.write, tool_log.write));
-
-    let no_pipe = || SandboxError::Failed("the child has no output pipe".into());
-    let stdout = child.stdout.take().ok_or_else(no_pipe)?;
-    let stderr = child.stderr.take().ok_or_else(no_pipe)?;
+    // The write ends now live in the child (the Command held the stdio ones and is dropped
+    // here too); ours must close or EOF would never come.
+    drop((command, channel_end, tool_log_end));
     Ok(Started {
         kind: sandbox.kind(),
         session: child.id().map_or(0, |pid| pid as i32),
         stdin: child.stdin.take(),
-        stdout: tokio::spawn(read_capped(stdout, limits.stdout.as_usize())),
-        stderr: tokio::spawn(read_capped(stderr, limits.stderr.as_usize())),
-        channel: tokio::spawn(read_capped(
-            channel.read,
-            limits.result.as_usize() + CHANNEL_OVERHEAD,
-        )),
-        tool_log: tokio::spawn(read_capped(tool_log.read, TOOL_LOG_CAP)),
+        stdout,
+        stderr,
+        channel,
+        tool_log,
         child,
         cgroup,
         keep_alive: KeepAlive(plan.keep_alive),
     })
+}
+
+/// How the wait for an execution ended.
+enum Ended {
+    Reported(Captured),
+    Exited(Option<ExitStatus>),
+    TimedOut,
 }
 
 impl Started {
@@ -152,6 +193,41 @@ impl Started {
     pub async fn run(mut self, job: &Job) -> Execution {
         let started_at = Instant::now();
         let deadline = tokio::time::Instant::from_std(started_at + job.limits.wall);
+        let feeder = self.feed(job);
+        let ended = tokio::select! {
+            report = &mut self.channel.task => Ended::Reported(report.unwrap_or_default()),
+            status = self.child.wait() => Ended::Exited(status.ok()),
+            () = tokio::time::sleep_until(deadline) => Ended::TimedOut,
+        };
+        let wall = started_at.elapsed();
+        feeder.abort();
+        // The execution is over: whatever the script left behind dies with it, now.
+        self.kill();
+        let cgroup = self.cgroup.as_ref().map(ExecCgroup::report);
+        let (exit, timed_out, channel) = match ended {
+            Ended::Reported(report) => (None, false, report),
+            Ended::Exited(status) => (status, false, self.channel.collect().await),
+            Ended::TimedOut => (None, true, self.channel.collect().await),
+        };
+        let execution = Execution {
+            kind: self.kind,
+            exit,
+            timed_out,
+            stdout: self.stdout.collect().await,
+            stderr: self.stderr.collect().await,
+            channel,
+            tool_log: self.tool_log.collect().await,
+            wall,
+            cgroup,
+            warm_start: false,
+        };
+        tokio::spawn(teardown(self.child, self.cgroup, self.keep_alive));
+        execution
+    }
+
+    /// Writes the job to the harness's stdin from a task of its own, so a job larger than the
+    /// pipe buffer never holds up the deadline.
+    fn feed(&mut self, job: &Job) -> JoinHandle<()> {
         let payload = json!({
             "script": job.script,
             "args": job.args,
@@ -159,25 +235,12 @@ impl Started {
         })
         .to_string();
         let stdin = self.stdin.take();
-        // A separate task: a job larger than the pipe buffer must not hold up the deadline.
-        let feeder = tokio::spawn(async move {
+        tokio::spawn(async move {
             if let Some(mut stdin) = stdin {
                 // A sandbox that dies early closes its stdin; that shows up in its report.
                 let _ = stdin.write_all(payload.as_bytes()).await;
             }
-        });
-        let (exit, timed_out) = match tokio::time::timeout_at(deadline, self.child.wait()).await {
-            Ok(status) => (status.ok(), false),
-            Err(_) => {
-                self.kill();
-                (self.child.wait().await.ok(), true)
-            }
-        };
-        let wall = started_at.elapsed();
-        feeder.abort();
-        // Whatever the script left behind dies with its execution.
-        self.kill();
-        self.finish(exit, timed_out, wall).await
+        })
     }
 
     fn kill(&mut self) {
@@ -190,112 +253,18 @@ impl Started {
         }
         let _ = self.child.start_kill();
     }
-
-    async fn finish(self, exit: Option<ExitStatus>, timed_out: bool, wall: Duration) -> Execution {
-        let stdout = drained(self.stdout).await;
-        let stderr = drained(self.stderr).await;
-        let channel = drained(self.channel).await;
-        let tool_log = drained(self.tool_log).await;
-        let cgroup = self.cgroup.map(|cgroup| {
-            let report = cgroup.report();
-            // Everything in it was killed already; removing the directories need not hold up
-            // the response.
-            tokio::spawn(cgroup.destroy());
-            report
-        });
-        drop(self.keep_alive);
-        Execution {
-            kind: self.kind,
-            exit,
-            timed_out,
-            stdout,
-            stderr,
-            channel,
-            tool_log,
-            wall,
-            cgroup,
-            warm_start: false,
-        }
-    }
 }
 
-/// The capture of a drain task, or what it has when the pipe is held open past the grace
-/// period by a process that escaped every kill (then the stream is marked truncated).
-async fn drained(task: JoinHandle<Captured>) -> Captured {
-    let abort = task.abort_handle();
-    match tokio::time::timeout(DRAIN_GRACE, task).await {
-        Ok(Ok(captured)) => captured,
-        _ => {
-            abort.abort();
-            Captured {
-                bytes: Vec::new(),
-                truncated: true,
-            }
-        }
+/// After the answer: reap the killed sandbox, then remove its cgroup and scratch space.
+async fn teardown(mut child: Child, cgroup: Option<ExecCgroup>, keep_alive: KeepAlive) {
+    let _ = child.wait().await;
+    if let Some(cgroup) = cgroup {
+        cgroup.destroy().await;
     }
+    drop(keep_alive);
 }
 
-/// What the child does between fork and exec, before the sandbox's own hardening.
-struct ChildSetup {
-    cgroup_procs: Vec<std::ffi::CString>,
-    channel_fd: i32,
-    tool_log_fd: i32,
-    hardening: Option<Hardening>,
-}
-
-/// The fds the harness and the isolation tool find their channels on.
-const CHANNEL_FD: i32 = 3;
-const TOOL_LOG_FD: i32 = 4;
-
-impl ChildSetup {
-    fn into_closure(mut self) -> impl FnMut() -> std::io::Result<()> + Send + Sync + 'static {
-        move || self.run()
-    }
-
-    fn run(&mut self) -> std::io::Result<()> {
-        // SAFETY: only async-signal-safe libc calls on data prepared before fork.
-        unsafe {
-            // A session of its own: one signal reaches the whole sandbox, and it has no terminal.
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            for procs in &self.cgroup_procs {
-                join_cgroup(procs)?;
-            }
-            // Park both ends above the targets first: either may already sit on fd 3 or 4.
-            let channel = check(libc::fcntl(self.channel_fd, libc::F_DUPFD_CLOEXEC, 10))?;
-            let tool_log = check(libc::fcntl(self.tool_log_fd, libc::F_DUPFD_CLOEXEC, 10))?;
-            // dup2 clears close-on-exec on the target, so exactly fds 3 and 4 are inherited.
-            check(libc::dup2(channel, CHANNEL_FD))?;
-            check(libc::dup2(tool_log, TOOL_LOG_FD))?;
-            libc::close(channel);
-            libc::close(tool_log);
-        }
-        match &mut self.hardening {
-            Some(harden) => harden(),
-            None => Ok(()),
-        }
-    }
-}
-
-/// Moves the calling process into a cgroup by writing "0" to its `cgroup.procs`.
-unsafe fn join_cgroup(procs: &std::ffi::CStr) -> std::io::Result<()> {
-    // SAFETY: a valid NUL-terminated path and a static buffer.
-    unsafe {
-        let fd = check(libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC))?;
-        let written = libc::write(fd, b"0".as_ptr().cast(), 1);
-        libc::close(fd);
-        if written != 1 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-fn check(result: i32) -> std::io::Result<i32> {
-    if result < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(result)
-    }
+/// Whether a report channel holds a complete report (header line plus the frame it announces).
+pub(super) fn report_complete(bytes: &[u8]) -> bool {
+    protocol::report_len(bytes).is_some_and(|total| bytes.len() >= total)
 }

@@ -8,6 +8,8 @@ use serde_json::{Map, Value};
 /// How the script's process ended, as its supervisor saw it.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub struct Header {
+    /// Length of the frame that follows the header line.
+    pub frame_bytes: usize,
     /// The frame grew past the result cap and the process was killed for it.
     pub frame_oversized: bool,
     pub exit_code: Option<i32>,
@@ -39,11 +41,24 @@ pub struct Report {
     pub frame: Frame,
 }
 
+/// The total length of a report once its header line is in: the header announces its frame.
+pub fn report_len(channel: &[u8]) -> Option<usize> {
+    #[derive(Deserialize)]
+    struct Length {
+        frame_bytes: usize,
+    }
+    let newline = channel.iter().position(|&byte| byte == b'\n')?;
+    let header: Length = serde_json::from_slice(&channel[..newline]).ok()?;
+    Some(newline + 1 + header.frame_bytes)
+}
+
 /// `None` when there is no valid header: the harness never got to report.
 pub fn parse(channel: &[u8]) -> Option<Report> {
     let newline = channel.iter().position(|&byte| byte == b'\n')?;
     let header: Header = serde_json::from_slice(&channel[..newline]).ok()?;
-    let frame = parse_frame(&channel[newline + 1..]);
+    let frame_start = newline + 1;
+    let frame_end = (frame_start + header.frame_bytes).min(channel.len());
+    let frame = parse_frame(&channel[frame_start..frame_end]);
     Some(Report { header, frame })
 }
 
@@ -80,26 +95,29 @@ fn parse_frame(bytes: &[u8]) -> Frame {
 mod tests {
     use super::*;
 
-    const HEADER: &str = r#"{"frame_oversized": false, "exit_code": 0, "signal": null}"#;
+    fn channel(frame: &str) -> Vec<u8> {
+        let header = format!(
+            r#"{{"frame_bytes": {}, "frame_oversized": false, "exit_code": 0, "signal": null}}"#,
+            frame.len()
+        );
+        format!("{header}\n{frame}").into_bytes()
+    }
 
     #[test]
     fn a_result_passes_through_verbatim() {
-        let channel = format!(
-            "{HEADER}\n{{\"status\":\"ok\",\"result\":{{\"big\":123456789012345678901234567890}}}}"
-        );
-        let report = parse(channel.as_bytes()).expect("valid report");
+        let channel = channel(r#"{"status":"ok","result":{"big":123456789012345678901234567890}}"#);
+        let report = parse(&channel).expect("valid report");
         let Frame::Result(result) = report.frame else {
             panic!("expected a result, got {:?}", report.frame)
         };
         assert_eq!(result.get(), r#"{"big":123456789012345678901234567890}"#);
+        assert_eq!(report_len(&channel), Some(channel.len()));
     }
 
     #[test]
     fn errors_keep_their_details() {
-        let channel = format!(
-            "{HEADER}\n{{\"status\":\"error\",\"code\":\"SYNTAX_ERROR\",\"error\":\"bad\",\"line\":3}}"
-        );
-        let report = parse(channel.as_bytes()).expect("valid report");
+        let channel = channel(r#"{"status":"error","code":"SYNTAX_ERROR","error":"bad","line":3}"#);
+        let report = parse(&channel).expect("valid report");
         let Frame::Error { code, details, .. } = report.frame else {
             panic!("expected an error")
         };
@@ -109,15 +127,15 @@ mod tests {
 
     #[test]
     fn missing_corrupt_and_absent() {
-        let report = parse(format!("{HEADER}\n").as_bytes()).expect("header only");
+        let report = parse(&channel("")).expect("header only");
         assert!(matches!(report.frame, Frame::Missing));
-        let report = parse(format!("{HEADER}\n{{\"status\":\"ok\"}}{{").as_bytes()).expect("hdr");
+        let report = parse(&channel(r#"{"status":"ok"}{"#)).expect("header");
         assert!(matches!(report.frame, Frame::Corrupt));
         // NaN is not JSON: a script cannot smuggle it through a hand-written frame.
-        let report = parse(format!("{HEADER}\n{{\"status\":\"ok\",\"result\":NaN}}").as_bytes())
-            .expect("hdr");
+        let report = parse(&channel(r#"{"status":"ok","result":NaN}"#)).expect("header");
         assert!(matches!(report.frame, Frame::Corrupt));
         assert!(parse(b"").is_none());
         assert!(parse(b"garbage\n").is_none());
+        assert_eq!(report_len(b"{\"frame_bytes\": 5}"), None, "no newline yet");
     }
 }
