@@ -15,6 +15,7 @@ sandbox forks children that start with numpy and pandas already imported.
 """
 
 import builtins
+import gc
 import json
 import linecache
 import os
@@ -66,7 +67,10 @@ def main():
     for module in preload:
         __import__(module)
     job = json.loads(sys.stdin.buffer.read())
-    _make_undumpable()
+    _set_dumpable(False)
+    # Objects alive now (the harness, preloaded modules) are never collected: the script's
+    # process then never touches their pages, and the fork stays copy-on-write cheap.
+    gc.freeze()
     # As PID 1 of the sandbox's PID namespace, this process only receives signals it handles;
     # ignoring these also keeps compat mode's supervisor alive on a stray SIGINT or SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -92,12 +96,14 @@ def _preload_list(argv):
     return []
 
 
-def _make_undumpable():
-    """Keeps a same-uid script from reading or writing this process through /proc/<pid>/mem."""
+def _set_dumpable(dumpable):
+    """Not dumpable: a same-uid script cannot read or write this process through /proc/<pid>
+    (mem, environ, fd...). The supervisor is never dumpable; the script's process is again, so
+    it can tune its own /proc files."""
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
+        ctypes.CDLL(None, use_errno=True).prctl(4, int(dumpable), 0, 0, 0)  # PR_SET_DUMPABLE
     except (OSError, AttributeError):
         pass
 
@@ -190,6 +196,7 @@ def _write_all(fd, data):
 def _run_child(job, frame_fd):
     os.close(RESULT_FD)
     _stdin_from_devnull()
+    _set_dumpable(True)
     _volunteer_for_oom_killer()
     _cpu_limit_as_sigxcpu()
     signal.signal(signal.SIGINT, signal.default_int_handler)
