@@ -13,7 +13,7 @@ run: deps layer build
 	PORT=$(PORT) ./target/release/python-executor
 
 test: deps layer tools build lint
-	$(CARGO) test --locked --all-targets
+	$(CARGO) test --locked
 	$(MAKE) lint-deploy
 
 # apt packages, installed only when one is missing (so repeated runs stay offline and fast).
