@@ -130,8 +130,12 @@ fn no_report(execution: &Execution) -> ApiError {
     tracing::error!(
         exit = ?execution.exit,
         tool_log = %String::from_utf8_lossy(&execution.tool_log.bytes),
-        harness_stderr = %String::from_utf8_lossy(&execution.stderr.bytes).chars().take(2000).collect::<String>(),
         "the sandbox ended without a report"
+    );
+    // stderr may hold the script's own output: only at debug level, never at info.
+    tracing::debug!(
+        stderr = %String::from_utf8_lossy(&execution.stderr.bytes),
+        "stderr of the sandbox that failed"
     );
     sandbox_failed()
 }
