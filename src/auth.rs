@@ -59,7 +59,13 @@ mod tests {
 
     #[test]
     fn anything_else_is_unauthorized() {
-        for value in ["Bearer s3cret-kez", "Bearer s3cret", "Basic s3cret-key", "s3cret-key", ""] {
+        for value in [
+            "Bearer s3cret-kez",
+            "Bearer s3cret",
+            "Basic s3cret-key",
+            "s3cret-key",
+            "",
+        ] {
             let error = check(Some(&key()), Some(&header(value))).expect_err(value);
             assert_eq!(error.code, ErrorCode::Unauthorized, "{value}");
         }

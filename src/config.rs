@@ -363,8 +363,8 @@ mod tests {
         let defaults = config(&[]).expect("defaults");
         assert_eq!(defaults.min_isolation.names(), ["seccomp"]);
         assert_eq!(defaults.api_key, None);
-        let config = config(&[("MIN_ISOLATION", "seccomp,landlock"), ("API_KEY", "s3cret")])
-            .expect("valid");
+        let config =
+            config(&[("MIN_ISOLATION", "seccomp,landlock"), ("API_KEY", "s3cret")]).expect("valid");
         assert_eq!(config.min_isolation.names(), ["seccomp", "landlock"]);
         assert_eq!(config.api_key, Some(ApiKey("s3cret".into())));
         assert!(!format!("{config:?}").contains("s3cret"));

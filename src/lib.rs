@@ -3,14 +3,14 @@
 
 pub mod admission;
 pub mod api;
-pub mod auth;
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod executor;
 pub mod layer;
 pub mod limits;
-pub mod pool;
 pub mod platform;
+pub mod pool;
 pub mod reaper;
 pub mod sandbox;
 pub mod server;

@@ -238,8 +238,8 @@ mod tests {
 
     #[test]
     fn auto_picks_nsjail_where_namespaces_are_allowed() {
-        let choice = choose(SandboxChoice::Auto, &probed(EVERYTHING), &seccomp_minimum())
-            .expect("allowed");
+        let choice =
+            choose(SandboxChoice::Auto, &probed(EVERYTHING), &seccomp_minimum()).expect("allowed");
         assert_eq!(choice.kind, SandboxKind::Nsjail);
         assert_eq!(
             choice.isolation.names(),
@@ -257,8 +257,12 @@ mod tests {
 
     #[test]
     fn compat_reports_landlock_where_the_kernel_has_it() {
-        let choice = choose(SandboxChoice::Compat, &probed(EVERYTHING), &seccomp_minimum())
-            .expect("allowed");
+        let choice = choose(
+            SandboxChoice::Compat,
+            &probed(EVERYTHING),
+            &seccomp_minimum(),
+        )
+        .expect("allowed");
         assert_eq!(
             choice.isolation.names(),
             ["cgroups", "seccomp", "no_new_privs", "landlock"]

@@ -42,7 +42,11 @@ impl Isolation {
     /// Parses a comma-separated list of layer names (`none` for the empty set).
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut isolation = Self::default();
-        for name in text.split(',').map(str::trim).filter(|name| !name.is_empty()) {
+        for name in text
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+        {
             match name {
                 "none" => {}
                 "namespaces" => isolation.namespaces = true,
@@ -81,7 +85,10 @@ mod tests {
     fn names_come_in_a_fixed_order() {
         let isolation = Isolation::parse("landlock, seccomp,namespaces").expect("valid");
         assert_eq!(isolation.names(), ["namespaces", "seccomp", "landlock"]);
-        assert_eq!(Isolation::parse("none").expect("valid"), Isolation::default());
+        assert_eq!(
+            Isolation::parse("none").expect("valid"),
+            Isolation::default()
+        );
         assert!(Isolation::parse("chroot").is_err());
     }
 

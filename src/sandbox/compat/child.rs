@@ -47,7 +47,10 @@ impl ChildHardening {
         if let Some(ruleset) = &self.landlock {
             landlock::restrict_self(ruleset)?;
         }
-        let programs = self.seccomp.as_deref().map_or(&[][..], |policy| &policy.programs);
+        let programs = self
+            .seccomp
+            .as_deref()
+            .map_or(&[][..], |policy| &policy.programs);
         for program in programs {
             // apply_filter builds its sock_fprog on the stack: no allocation.
             if seccompiler::apply_filter(program).is_err() {

@@ -10,8 +10,8 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use landlock::{
-    path_beneath_rules, Access, AccessFs, AccessNet, RulesetAttr, RulesetCreatedAttr,
-    RulesetError, Scope, ABI,
+    path_beneath_rules, Access, AccessFs, AccessNet, RulesetAttr, RulesetCreatedAttr, RulesetError,
+    Scope, ABI,
 };
 
 /// The ABI whose rights we ask for; newer kernels never widen them, older ones drop what they
@@ -20,13 +20,12 @@ use landlock::{
 const TARGET_ABI: ABI = ABI::V6;
 
 /// What the system gives a Python runtime, read-only: the interpreter and shared libraries, a
-/// shell for os.system(), procfs for the process's own files, and the harmless devices.
-const SYSTEM_READ: [&str; 8] = [
+/// shell for os.system(), and the harmless devices.
+const SYSTEM_READ: [&str; 7] = [
     "/usr",
     "/lib",
     "/lib64",
     "/bin",
-    "/proc",
     "/dev/urandom",
     "/dev/random",
     "/dev/zero",
@@ -62,6 +61,11 @@ pub fn ruleset(policy: &FsPolicy<'_>) -> Result<Option<OwnedFd>, RulesetError> {
         .create()?
         // Missing paths (no /lib64 on arm64) are skipped by path_beneath_rules.
         .add_rules(path_beneath_rules(readable, read))?
+        // procfs: files only, never a directory listing. A script can read its own
+        // /proc/self/status, but cannot enumerate the host's processes (there is no PID
+        // namespace here); another process's secrets (environ, mem) are kept by its uid and
+        // by being undumpable, not by Landlock.
+        .add_rules(path_beneath_rules(["/proc"], AccessFs::ReadFile))?
         .add_rules(path_beneath_rules(writable, all))?;
     Ok(created.into())
 }

@@ -128,7 +128,12 @@ impl CompatSandbox {
     fn environment(&self, scratch: &Path) -> Vec<(OsString, OsString)> {
         // The same variables as the nsjail policy's envar lines, with the scratch directory
         // where nsjail has its private /tmp. Nothing of the service's own environment.
-        let mut path = self.python.parent().unwrap_or(Path::new("/")).as_os_str().to_owned();
+        let mut path = self
+            .python
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .as_os_str()
+            .to_owned();
         path.push(":/usr/bin:/bin");
         let fixed = [
             ("LANG", "C.UTF-8"),

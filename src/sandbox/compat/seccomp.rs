@@ -191,7 +191,11 @@ fn namespace_clone_rules() -> Result<Vec<SeccompRule>, SeccompError> {
         .iter()
         .map(|&flag| {
             let flag = flag as u64;
-            Ok(SeccompRule::new(vec![condition(0, Op::MaskedEq(flag), flag)?])?)
+            Ok(SeccompRule::new(vec![condition(
+                0,
+                Op::MaskedEq(flag),
+                flag,
+            )?])?)
         })
         .collect()
 }
@@ -283,7 +287,12 @@ mod tests {
     #[test]
     fn compat_only_denials_are_present() {
         let eperm = eperm_rules(protected()).expect("rules");
-        for nr in [libc::SYS_setsid, libc::SYS_setpgid, libc::SYS_ptrace, libc::SYS_kill] {
+        for nr in [
+            libc::SYS_setsid,
+            libc::SYS_setpgid,
+            libc::SYS_ptrace,
+            libc::SYS_kill,
+        ] {
             assert!(eperm.contains_key(&nr), "system call {nr} is not denied");
         }
     }
