@@ -37,13 +37,7 @@ pub enum StartupError {
 /// The service, ready to serve.
 pub async fn build(config: Config) -> Result<App, StartupError> {
     let layer = Layer::locate(config.layer_dir.as_deref())?;
-    let cgroups = match CgroupRoot::detect(Path::new(CGROUP_MOUNT)) {
-        Ok(root) => Some(root),
-        Err(error) => {
-            tracing::warn!(%error, "no per-execution cgroups: memory and process limits fall back to rlimits");
-            None
-        }
-    };
+    let cgroups = usable_cgroups(&config).await;
     let platform = Platform::probe(&SystemProbes, cgroups.is_some());
     tracing::info!(?platform, "platform probed");
     let executor = match platform::choose(config.sandbox, &platform, &config.min_isolation) {
@@ -60,6 +54,23 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
         Err(reason) => tracing::error!(%reason, "no sandbox: every execution will be refused"),
     }
     Ok(App { config, executor })
+}
+
+/// The cgroup hierarchy, if this process can really create an execution's cgroup in it: the
+/// service's parent directory may exist (made by an earlier run as root) yet not be writable.
+async fn usable_cgroups(config: &Config) -> Option<CgroupRoot> {
+    let trial = CgroupRoot::detect(Path::new(CGROUP_MOUNT))
+        .and_then(|root| root.create(&config.limits).map(|cgroup| (root, cgroup)));
+    match trial {
+        Ok((root, cgroup)) => {
+            cgroup.destroy().await;
+            Some(root)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "no per-execution cgroups: memory and process limits fall back to rlimits");
+            None
+        }
+    }
 }
 
 /// The executor for `choice`, its sandbox self-tested before the pool starts. Under
