@@ -15,8 +15,11 @@ pub struct Isolation {
     pub landlock: bool,
 }
 
+/// Reads one layer's field.
+type Held = fn(&Isolation) -> bool;
+
 /// The names in their report order, with the field each stands for.
-const LAYERS: [(&str, fn(&Isolation) -> bool); 5] = [
+const LAYERS: [(&str, Held); 5] = [
     ("namespaces", |i| i.namespaces),
     ("cgroups", |i| i.cgroups),
     ("seccomp", |i| i.seccomp),
