@@ -51,6 +51,11 @@ async fn execute(State(app): State<Arc<App>>, request: Request) -> Response {
 }
 
 async fn run_execute(app: &App, request: Request) -> Result<crate::api::ExecuteResponse, ApiError> {
+    // Before anything else: an unauthenticated client learns nothing about the request.
+    crate::auth::check(
+        app.config.api_key.as_ref(),
+        request.headers().get(header::AUTHORIZATION),
+    )?;
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -90,6 +95,7 @@ async fn health(State(app): State<Arc<App>>) -> Response {
         Ok(executor) => Json(json!({
             "ok": true,
             "sandbox": executor.kind().as_str(),
+            "isolation": executor.isolation().names(),
             "cgroup": executor.cgroup_version(),
             "version": version,
             "limits": limits,
@@ -102,7 +108,13 @@ async fn health(State(app): State<Arc<App>>) -> Response {
         .into_response(),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "ok": false, "sandbox": null, "reason": reason, "version": version })),
+            Json(json!({
+                "ok": false,
+                "sandbox": null,
+                "isolation": [],
+                "reason": reason,
+                "version": version,
+            })),
         )
             .into_response(),
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::limits::{ByteSize, Limits};
+use crate::sandbox::isolation::Isolation;
 
 /// A setting that could not be used, named so the operator can fix it.
 #[derive(Debug, Error)]
@@ -56,6 +57,12 @@ pub struct Config {
     pub max_concurrency: usize,
     /// How long a request may wait for an execution slot before it gets `OVERLOADED`.
     pub queue_wait: Duration,
+    /// Layers that must be in force, or scripts are refused (`MIN_ISOLATION`, default seccomp).
+    pub min_isolation: Isolation,
+    /// With a key, `/execute` requires `Authorization: Bearer <key>`.
+    pub api_key: Option<ApiKey>,
+    /// After SIGTERM, how long running executions may take before they are killed.
+    pub shutdown_grace: Duration,
 }
 
 /// The pool of sandboxes started ahead of time (see src/pool/).
@@ -88,6 +95,16 @@ fn default_concurrency() -> usize {
     std::thread::available_parallelism().map_or(2, |cores| cores.get() * 2)
 }
 
+/// The API key; never printed, not even in debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(pub String);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -101,6 +118,13 @@ impl Default for Config {
             pool: PoolConfig::default(),
             max_concurrency: default_concurrency(),
             queue_wait: Duration::from_secs(10),
+            min_isolation: Isolation {
+                seccomp: true,
+                ..Isolation::default()
+            },
+            api_key: None,
+            // Cloud Run gives a container 10 s between SIGTERM and SIGKILL.
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -142,6 +166,9 @@ impl Config {
             queue_wait: Duration::from_millis(
                 env.parse("QUEUE_WAIT_MS", defaults.queue_wait.as_millis() as u64)?,
             ),
+            min_isolation: env.isolation("MIN_ISOLATION", defaults.min_isolation)?,
+            api_key: env.text("API_KEY").map(|key| ApiKey(key.trim().to_owned())),
+            shutdown_grace: env.seconds("SHUTDOWN_GRACE_S", defaults.shutdown_grace)?,
         })
     }
 }
@@ -213,6 +240,15 @@ impl Env<'_> {
             Some("json") => Ok(LogFormat::Json),
             Some("text") => Ok(LogFormat::Text),
             Some(other) => Err(invalid("LOG_FORMAT", other, "expected auto, json or text")),
+        }
+    }
+
+    fn isolation(&self, name: &'static str, default: Isolation) -> Result<Isolation, ConfigError> {
+        match self.text(name) {
+            None => Ok(default),
+            Some(value) => {
+                Isolation::parse(&value).map_err(|reason| invalid(name, &value, &reason))
+            }
         }
     }
 
@@ -320,6 +356,20 @@ mod tests {
 
     fn config_error(pairs: &[(&str, &str)]) -> ConfigError {
         config(pairs).expect_err("invalid")
+    }
+
+    #[test]
+    fn isolation_minimum_and_api_key() {
+        let defaults = config(&[]).expect("defaults");
+        assert_eq!(defaults.min_isolation.names(), ["seccomp"]);
+        assert_eq!(defaults.api_key, None);
+        let config =
+            config(&[("MIN_ISOLATION", "seccomp,landlock"), ("API_KEY", "s3cret")]).expect("valid");
+        assert_eq!(config.min_isolation.names(), ["seccomp", "landlock"]);
+        assert_eq!(config.api_key, Some(ApiKey("s3cret".into())));
+        assert!(!format!("{config:?}").contains("s3cret"));
+        let error = config_error(&[("MIN_ISOLATION", "chroot")]);
+        assert_eq!(error.name, "MIN_ISOLATION");
     }
 
     #[test]

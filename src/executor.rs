@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::limits::Limits;
 use crate::pool::{Pool, PoolStatus};
 use crate::sandbox::cgroup::CgroupRoot;
+use crate::sandbox::isolation::Isolation;
 use crate::sandbox::outcome::{interpret, sandbox_failed};
 use crate::sandbox::process::{self, Started};
 use crate::sandbox::{Job, Sandbox, SandboxKind};
@@ -45,6 +46,10 @@ impl Executor {
 
     pub fn kind(&self) -> SandboxKind {
         self.sandbox.kind()
+    }
+
+    pub fn isolation(&self) -> Isolation {
+        self.sandbox.isolation()
     }
 
     pub fn cgroup_version(&self) -> Option<&'static str> {

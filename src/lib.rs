@@ -4,11 +4,14 @@
 pub mod admission;
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod executor;
 pub mod layer;
 pub mod limits;
+pub mod platform;
 pub mod pool;
+pub mod reaper;
 pub mod sandbox;
 pub mod server;
 pub mod startup;

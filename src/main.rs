@@ -1,22 +1,29 @@
-//! Wiring only: read the configuration, build the service, serve it.
+//! Wiring only: protect the service, read the configuration, build the service, serve it.
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use python_executor::{app, config::Config, server, startup, telemetry};
+use python_executor::{app, config::Config, platform, reaper, server, startup, telemetry};
 use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // First, before any secret is read: scripts may run under this same uid (compat mode).
+    platform::protect_service().context("could not make the service undumpable")?;
     let config = Config::from_env().context("invalid configuration")?;
     telemetry::init(config.log_format);
+    reaper::spawn().context("could not start the orphan reaper")?;
     let port = config.port;
-    let app = startup::build(config).context("could not start the service")?;
+    let grace = config.shutdown_grace;
+    let app = startup::build(config)
+        .await
+        .context("could not start the service")?;
     let router = app::router(Arc::new(app));
     let listener = TcpListener::bind(("0.0.0.0", port))
         .await
         .with_context(|| format!("could not listen on port {port}"))?;
     tracing::info!(port, "listening");
-    server::serve(listener, router, server::shutdown_signal()).await?;
+    server::serve_with_grace(listener, router, server::shutdown_signal(), grace).await?;
+    tracing::info!("stopped");
     Ok(())
 }

@@ -30,4 +30,6 @@ pub struct ExecuteResponse {
     pub truncated: Truncated,
     pub usage: Usage,
     pub sandbox: &'static str,
+    /// The isolation layers that were in force, e.g. `["namespaces", "cgroups", "seccomp"]`.
+    pub isolation: Vec<&'static str>,
 }

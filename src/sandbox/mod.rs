@@ -8,6 +8,9 @@
 pub mod cgroup;
 mod cgroup_v2;
 mod child_setup;
+pub mod compat;
+pub mod isolation;
+pub mod live;
 pub mod nsjail;
 pub mod outcome;
 pub mod pipes;
@@ -78,6 +81,9 @@ impl fmt::Debug for LaunchPlan {
 /// One kind of isolation.
 pub trait Sandbox: Send + Sync + fmt::Debug {
     fn kind(&self) -> SandboxKind;
+
+    /// The layers in force around every script this sandbox runs.
+    fn isolation(&self) -> isolation::Isolation;
 
     /// The plan for one sandbox with these limits; `preload` names modules the harness imports
     /// before its job arrives (for pooled sandboxes).

@@ -4,6 +4,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use super::isolation::Isolation;
 use super::{LaunchPlan, Sandbox, SandboxError, SandboxKind};
 use crate::layer::Layer;
 use crate::limits::Limits;
@@ -27,10 +28,11 @@ pub struct NsjailSandbox {
     outside_gid: u32,
     /// Without per-execution cgroups, RLIMIT_NPROC is the only process limit left.
     process_rlimit: bool,
+    isolation: Isolation,
 }
 
 impl NsjailSandbox {
-    pub fn new(layer: &Layer, has_cgroups: bool) -> Result<Self, SandboxError> {
+    pub fn new(layer: &Layer, isolation: Isolation) -> Result<Self, SandboxError> {
         let nsjail = layer.nsjail();
         if !nsjail.is_file() {
             return Err(SandboxError::Unavailable(format!(
@@ -54,7 +56,8 @@ impl NsjailSandbox {
             harness_dir: layer.harness_dir(),
             outside_uid,
             outside_gid,
-            process_rlimit: !has_cgroups,
+            process_rlimit: !isolation.cgroups,
+            isolation,
         })
     }
 
@@ -93,6 +96,10 @@ impl NsjailSandbox {
 impl Sandbox for NsjailSandbox {
     fn kind(&self) -> SandboxKind {
         SandboxKind::Nsjail
+    }
+
+    fn isolation(&self) -> Isolation {
+        self.isolation
     }
 
     fn plan(&self, limits: &Limits, preload: &[String]) -> Result<LaunchPlan, SandboxError> {

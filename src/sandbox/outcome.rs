@@ -21,6 +21,12 @@ pub fn interpret(execution: &Execution, limits: &Limits) -> Result<ExecuteRespon
     let report = protocol::parse(&execution.channel.bytes);
     let usage = usage(execution, report.as_ref().map(|r| &r.header));
     let fail = |error: ApiError| Err(error.with_details(context(execution, usage)));
+    if execution.aborted {
+        return fail(ApiError::new(
+            ErrorCode::SandboxError,
+            "the service is shutting down and ended the script before it finished; please retry",
+        ));
+    }
     if execution.timed_out {
         let seconds = limits.wall.as_secs_f64();
         return fail(ApiError::new(
@@ -42,6 +48,7 @@ pub fn interpret(execution: &Execution, limits: &Limits) -> Result<ExecuteRespon
             truncated: truncated(execution),
             usage,
             sandbox: execution.kind.as_str(),
+            isolation: execution.isolation.names(),
         }),
         Err(error) => fail(error),
     }
@@ -201,6 +208,7 @@ fn context(execution: &Execution, usage: Usage) -> Map<String, Value> {
         serde_json::to_value(usage).unwrap_or_default(),
     );
     details.insert("sandbox".into(), execution.kind.as_str().into());
+    details.insert("isolation".into(), execution.isolation.names().into());
     details
 }
 

@@ -19,6 +19,8 @@ use tokio::task::JoinHandle;
 
 use super::cgroup::{CgroupReport, CgroupRoot, ExecCgroup};
 use super::child_setup::ChildSetup;
+use super::isolation::Isolation;
+use super::live;
 use super::pipes::{drain, Captured, ChildPipe, Completion};
 use super::{protocol, Job, Sandbox, SandboxError, SandboxKind};
 use crate::limits::Limits;
@@ -34,11 +36,15 @@ const DRAIN_GRACE: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Execution {
     pub kind: SandboxKind,
+    /// The layers that were in force.
+    pub isolation: Isolation,
     /// How the sandbox's first process (nsjail, or the harness in compat) ended, when the
     /// execution ended with it rather than with a complete report.
     pub exit: Option<ExitStatus>,
     /// The service killed the sandbox at the wall-clock deadline.
     pub timed_out: bool,
+    /// The service killed the sandbox because it is shutting down.
+    pub aborted: bool,
     pub stdout: Captured,
     pub stderr: Captured,
     /// The harness's report (fd 3).
@@ -86,6 +92,7 @@ impl Drain {
 #[derive(Debug)]
 pub struct Started {
     kind: SandboxKind,
+    isolation: Isolation,
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: Drain,
@@ -96,6 +103,8 @@ pub struct Started {
     /// The session (and process group) the sandbox leads.
     session: i32,
     keep_alive: KeepAlive,
+    /// Dropped after tokio has waited for the child, never before (see `sandbox::live`).
+    registration: live::Registration,
 }
 
 struct KeepAlive(#[allow(dead_code)] Option<Box<dyn Send + Sync>>);
@@ -142,15 +151,19 @@ pub fn start(
     };
     // SAFETY: ChildSetup::run only makes async-signal-safe calls on pre-built data.
     unsafe { command.pre_exec(setup.into_closure()) };
+    let mut pids = live::lock();
     let mut child = command.spawn().map_err(|source| SandboxError::Spawn {
         program: plan.program.clone(),
         source,
     })?;
+    let registration = live::Registration::new(&mut pids, child.id().unwrap_or(0));
+    drop(pids);
     // The write ends now live in the child (the Command held the stdio ones and is dropped
     // here too); ours must close or EOF would never come.
     drop((command, channel_end, tool_log_end));
     Ok(Started {
         kind: sandbox.kind(),
+        isolation: sandbox.isolation(),
         session: child.id().map_or(0, |pid| pid as i32),
         stdin: child.stdin.take(),
         stdout,
@@ -160,6 +173,7 @@ pub fn start(
         child,
         cgroup,
         keep_alive: KeepAlive(plan.keep_alive),
+        registration,
     })
 }
 
@@ -168,6 +182,8 @@ enum Ended {
     Reported(Captured),
     Exited(Option<ExitStatus>),
     TimedOut,
+    /// The service is shutting down and its grace period is over.
+    Aborted,
 }
 
 impl Started {
@@ -198,21 +214,26 @@ impl Started {
             report = &mut self.channel.task => Ended::Reported(report.unwrap_or_default()),
             status = self.child.wait() => Ended::Exited(status.ok()),
             () = tokio::time::sleep_until(deadline) => Ended::TimedOut,
+            () = live::aborted() => Ended::Aborted,
         };
         let wall = started_at.elapsed();
         feeder.abort();
         // The execution is over: whatever the script left behind dies with it, now.
         self.kill();
         let cgroup = self.cgroup.as_ref().map(ExecCgroup::report);
+        let aborted = matches!(ended, Ended::Aborted);
         let (exit, timed_out, channel) = match ended {
             Ended::Reported(report) => (None, false, report),
             Ended::Exited(status) => (status, false, self.channel.collect().await),
             Ended::TimedOut => (None, true, self.channel.collect().await),
+            Ended::Aborted => (None, false, self.channel.collect().await),
         };
         let execution = Execution {
             kind: self.kind,
+            isolation: self.isolation,
             exit,
             timed_out,
+            aborted,
             stdout: self.stdout.collect().await,
             stderr: self.stderr.collect().await,
             channel,
@@ -221,7 +242,11 @@ impl Started {
             cgroup,
             warm_start: false,
         };
-        tokio::spawn(teardown(self.child, self.cgroup, self.keep_alive));
+        tokio::spawn(teardown(
+            self.child,
+            self.cgroup,
+            (self.keep_alive, self.registration),
+        ));
         execution
     }
 
@@ -255,8 +280,13 @@ impl Started {
     }
 }
 
-/// After the answer: reap the killed sandbox, then remove its cgroup and scratch space.
-async fn teardown(mut child: Child, cgroup: Option<ExecCgroup>, keep_alive: KeepAlive) {
+/// After the answer: reap the killed sandbox, then remove its cgroup and scratch space (and
+/// forget its pid, now that tokio has waited for it).
+async fn teardown(
+    mut child: Child,
+    cgroup: Option<ExecCgroup>,
+    keep_alive: (KeepAlive, live::Registration),
+) {
     let _ = child.wait().await;
     if let Some(cgroup) = cgroup {
         cgroup.destroy().await;

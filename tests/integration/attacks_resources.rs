@@ -66,11 +66,11 @@ def main():
 async fn file_size_and_open_files_are_capped(kind: Kind) {
     let service = Service::start_with(kind, &[("MAX_OPEN_FILES", "32")]).await;
     let script = r#"
-import errno
+import errno, os, tempfile
 def main():
     found = {}
     try:
-        with open("/tmp/big", "wb") as f:
+        with open(os.path.join(tempfile.gettempdir(), "big"), "wb") as f:
             f.write(b"x" * (3 * 1024 * 1024))
         found["big_file"] = "allowed"
     except OSError as e:
@@ -131,7 +131,10 @@ import os, subprocess, sys
 def main(marker):
     code = "import time\ntime.sleep(60)"
     plain = subprocess.Popen([sys.executable, "-c", code, marker])
-    detached = subprocess.Popen([sys.executable, "-c", code, marker], start_new_session=True)
+    try:
+        detached = subprocess.Popen([sys.executable, "-c", code, marker], start_new_session=True)
+    except OSError:
+        pass  # compat refuses setsid: nothing may leave the sandbox's process group
     if os.fork() == 0:
         try:
             os.setsid()
@@ -187,5 +190,12 @@ for_each_sandbox!(
     file_size_and_open_files_are_capped,
     output_floods_are_bounded,
     nothing_outlives_its_execution,
-    tmp_is_size_capped,
 );
+
+// nsjail only: its /tmp is a size-capped tmpfs. compat's scratch directory lives on the host's
+// disk with no quota (only each file is capped, by RLIMIT_FSIZE): a known gap, documented in
+// docs/cloudrun.md, not a property compat claims.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nsjail_tmp_is_size_capped() {
+    tmp_is_size_capped(Kind::Nsjail).await
+}

@@ -16,12 +16,15 @@ use tokio::sync::oneshot;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Nsjail,
+    /// The sandbox for platforms without user namespaces (FORCE_COMPAT=1).
+    Compat,
 }
 
 impl Kind {
     fn env_value(self) -> &'static str {
         match self {
             Kind::Nsjail => "nsjail",
+            Kind::Compat => "compat",
         }
     }
 
@@ -39,6 +42,14 @@ macro_rules! for_each_sandbox {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name($crate::support::Kind::Nsjail).await
+                }
+            )*
+        }
+        mod compat {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Kind::Compat).await
                 }
             )*
         }
@@ -87,7 +98,7 @@ impl Service {
         env.insert("SANDBOX".into(), kind.env_value().into());
         env.insert("LAYER_DIR".into(), layer_dir().display().to_string());
         let config = Config::from_lookup(|name| env.get(name).cloned()).expect("valid test config");
-        let app = startup::build(config).expect("the service starts");
+        let app = startup::build(config).await.expect("the service starts");
         let router = app::router(Arc::new(app));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");

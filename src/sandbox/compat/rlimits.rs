@@ -1,0 +1,108 @@
+//! The rlimits of one compat execution, computed before fork and set in the child.
+//!
+//! They are the same limits nsjail sets (CPU, address space, file size, open files, core), plus
+//! the process limit: exact when each execution runs under a uid of its own (RLIMIT_NPROC counts
+//! per uid), and only a backstop when the sandbox shares the service's uid.
+
+use crate::limits::Limits;
+
+/// One limit, soft and hard alike: a script must not raise any of them back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rlimit {
+    pub resource: libc::__rlimit_resource_t,
+    pub value: libc::rlim_t,
+}
+
+/// How many processes the sandbox's uid may have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcessLimit {
+    /// The uid is the execution's own: the limit is exactly the configured one.
+    OwnUid,
+    /// The uid is shared with the service (and counts its threads too): the configured limit
+    /// on top of what the uid already runs. Cgroups, when present, are the real limit.
+    SharedUid { already_running: u64 },
+}
+
+pub fn for_execution(limits: &Limits, processes: ProcessLimit) -> Vec<Rlimit> {
+    let nproc = u64::from(limits.processes)
+        + match processes {
+            ProcessLimit::OwnUid => 0,
+            ProcessLimit::SharedUid { already_running } => already_running,
+        };
+    [
+        (libc::RLIMIT_CPU, limits.cpu_seconds()),
+        // Per process, as in nsjail: turns a huge allocation into Python's MemoryError.
+        (libc::RLIMIT_AS, limits.memory.as_bytes()),
+        (libc::RLIMIT_FSIZE, limits.file_size.as_bytes()),
+        (libc::RLIMIT_NOFILE, u64::from(limits.open_files)),
+        (libc::RLIMIT_NPROC, nproc),
+        (libc::RLIMIT_CORE, 0),
+        (libc::RLIMIT_MEMLOCK, 0),
+        (libc::RLIMIT_MSGQUEUE, 0),
+    ]
+    .into_iter()
+    .map(|(resource, value)| Rlimit { resource, value })
+    .collect()
+}
+
+/// The number of threads of the current process (what RLIMIT_NPROC counts for a shared uid).
+pub fn own_threads() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Threads:"))
+                .and_then(|count| count.trim().parse().ok())
+        })
+        .unwrap_or(64)
+}
+
+/// Sets every limit. Async-signal-safe: only setrlimit(2) on prepared values.
+pub fn apply(rlimits: &[Rlimit]) -> std::io::Result<()> {
+    for limit in rlimits {
+        let value = libc::rlimit {
+            rlim_cur: limit.value,
+            rlim_max: limit.value,
+        };
+        // SAFETY: a valid resource and a pointer to a live struct.
+        if unsafe { libc::setrlimit(limit.resource, &value) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(rlimits: &[Rlimit], resource: libc::__rlimit_resource_t) -> u64 {
+        rlimits
+            .iter()
+            .find(|limit| limit.resource == resource)
+            .map(|limit| limit.value)
+            .expect("limit present")
+    }
+
+    #[test]
+    fn limits_follow_the_configuration() {
+        let limits = Limits::default();
+        let rlimits = for_execution(&limits, ProcessLimit::OwnUid);
+        assert_eq!(value(&rlimits, libc::RLIMIT_AS), limits.memory.as_bytes());
+        assert_eq!(value(&rlimits, libc::RLIMIT_CPU), 10);
+        assert_eq!(value(&rlimits, libc::RLIMIT_NPROC), 64);
+        assert_eq!(value(&rlimits, libc::RLIMIT_CORE), 0);
+    }
+
+    #[test]
+    fn a_shared_uid_keeps_room_for_the_service() {
+        let rlimits = for_execution(
+            &Limits::default(),
+            ProcessLimit::SharedUid {
+                already_running: 20,
+            },
+        );
+        assert_eq!(value(&rlimits, libc::RLIMIT_NPROC), 84);
+    }
+}

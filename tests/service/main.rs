@@ -1,0 +1,7 @@
+//! Tests of the service binary itself, started as a separate process the way Cloud Run and
+//! Lambda start it: SIGTERM handling, the API key, and compat's protection of the service's
+//! own secrets from scripts running under the same uid.
+
+mod process;
+mod same_uid;
+mod shutdown;

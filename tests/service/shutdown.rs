@@ -1,0 +1,115 @@
+//! Cloud Run behaviour: SIGTERM lets running executions finish within the grace period, then
+//! ends what remains; the process exits 0 and leaves no sandbox process behind. And the API key.
+
+use std::time::Duration;
+
+use crate::process::{survivors, Binary};
+
+fn sleeper(marker: &str, seconds: u32) -> String {
+    // The marker rides in a child's command line so the test can look for leftovers.
+    format!(
+        "import subprocess, sys, time\ndef main():\n    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)', '{marker}'])\n    time.sleep({seconds})\n    return 'finished'\n"
+    )
+}
+
+async fn sigterm_lets_a_running_execution_finish(sandbox: &str) {
+    let mut service = Binary::start(&[("SANDBOX", sandbox)], None).await;
+    let marker = format!("pyexec-sigterm-{sandbox}-{}", std::process::id());
+    let script = sleeper(&marker, 2);
+    let request = {
+        let url = service.url("/execute");
+        tokio::spawn(async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .json(&serde_json::json!({ "script": script }))
+                .send()
+                .await
+                .expect("the running request is answered");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<serde_json::Value>().await.expect("JSON"),
+            )
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    service.terminate();
+    let (status, body) = request.await.expect("request task");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], "finished", "{body}");
+    assert_eq!(service.wait_exit(Duration::from_secs(10)), Some(0));
+    assert_eq!(survivors(&marker).await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_running_execution_finish_compat() {
+    sigterm_lets_a_running_execution_finish("compat").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_running_execution_finish_nsjail() {
+    sigterm_lets_a_running_execution_finish("nsjail").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_grace_period_executions_are_ended_and_the_service_exits_0() {
+    let mut service =
+        Binary::start(&[("SANDBOX", "compat"), ("SHUTDOWN_GRACE_S", "1")], None).await;
+    let marker = format!("pyexec-grace-{}", std::process::id());
+    let script = sleeper(&marker, 60);
+    let request = {
+        let url = service.url("/execute");
+        tokio::spawn(async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .json(&serde_json::json!({ "script": script }))
+                .send()
+                .await
+                .expect("the running request is answered");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<serde_json::Value>().await.expect("JSON"),
+            )
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    service.terminate();
+    let (status, body) = request.await.expect("request task");
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["code"], "SANDBOX_ERROR", "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("shutting down"),
+        "{body}"
+    );
+    assert_eq!(service.wait_exit(Duration::from_secs(10)), Some(0));
+    assert_eq!(survivors(&marker).await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_api_key_execute_requires_it_and_health_stays_open() {
+    let service = Binary::start(&[("SANDBOX", "compat"), ("API_KEY", "k3y-for-tests")], None).await;
+    let script = "def main():\n    return 1\n";
+    let (status, body) = service.execute(script, None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("UNAUTHORIZED")),
+        "{body}"
+    );
+    let (status, body) = service.execute(script, Some("wrong")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("UNAUTHORIZED")),
+        "{body}"
+    );
+    let (status, body) = service.execute(script, Some("k3y-for-tests")).await;
+    assert_eq!(
+        (status, &body["result"]),
+        (200, &serde_json::json!(1)),
+        "{body}"
+    );
+    assert_eq!(service.health().await["ok"], true);
+}
