@@ -9,12 +9,13 @@ use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::json;
 
 use crate::api::{request::check_content_type, ApiError, ErrorCode, ExecuteRequest};
 use crate::config::Config;
 use crate::executor::Executor;
+use crate::offload::Offloader;
 use crate::sandbox::outcome::sandbox_failed;
 
 /// Shared state of every request.
@@ -34,20 +35,27 @@ impl App {
 }
 
 pub fn router(app: Arc<App>) -> Router {
+    let offloader = Arc::new(Offloader::new(&app.config));
     Router::new()
         .route("/execute", post(execute))
         .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(Extension(offloader))
         .layer(middleware::from_fn_with_state(app.clone(), log_request))
         .with_state(app)
 }
 
-async fn execute(State(app): State<Arc<App>>, request: Request) -> Response {
-    match run_execute(&app, request).await {
-        Ok(response) => Json(response).into_response(),
-        Err(error) => error.into_response(),
-    }
+async fn execute(
+    State(app): State<Arc<App>>,
+    Extension(offloader): Extension<Arc<Offloader>>,
+    request: Request,
+) -> Response {
+    let delivered = match run_execute(&app, request).await {
+        Ok(response) => offloader.deliver(&response).await,
+        Err(error) => Err(error),
+    };
+    delivered.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn run_execute(app: &App, request: Request) -> Result<crate::api::ExecuteResponse, ApiError> {

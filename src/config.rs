@@ -10,6 +10,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::limits::{ByteSize, Limits};
+pub use crate::offload::OffloadConfig;
 use crate::sandbox::isolation::Isolation;
 
 /// A setting that could not be used, named so the operator can fix it.
@@ -63,6 +64,10 @@ pub struct Config {
     pub api_key: Option<ApiKey>,
     /// After SIGTERM, how long running executions may take before they are killed.
     pub shutdown_grace: Duration,
+    /// Running under the AWS Lambda runtime (`AWS_LAMBDA_RUNTIME_API` is set).
+    pub lambda: bool,
+    /// Where responses too large to return inline go.
+    pub offload: OffloadConfig,
 }
 
 /// The pool of sandboxes started ahead of time (see src/pool/).
@@ -125,6 +130,8 @@ impl Default for Config {
             api_key: None,
             // Cloud Run gives a container 10 s between SIGTERM and SIGKILL.
             shutdown_grace: Duration::from_secs(10),
+            lambda: false,
+            offload: OffloadConfig::default(),
         }
     }
 }
@@ -169,6 +176,8 @@ impl Config {
             min_isolation: env.isolation("MIN_ISOLATION", defaults.min_isolation)?,
             api_key: env.text("API_KEY").map(|key| ApiKey(key.trim().to_owned())),
             shutdown_grace: env.seconds("SHUTDOWN_GRACE_S", defaults.shutdown_grace)?,
+            lambda: env.text("AWS_LAMBDA_RUNTIME_API").is_some(),
+            offload: env.offload()?,
         })
     }
 }
@@ -232,6 +241,36 @@ impl Env<'_> {
             preload,
             demand_window: self.seconds("POOL_DEMAND_WINDOW_S", defaults.demand_window)?,
         })
+    }
+
+    fn offload(&self) -> Result<OffloadConfig, ConfigError> {
+        let d = OffloadConfig::default();
+        let ttl_s: u64 = self.parse("RESULT_URL_TTL_S", d.url_ttl.as_secs())?;
+        // SigV4 presigned URLs are valid for at most 7 days.
+        if !(1..=7 * 24 * 3600).contains(&ttl_s) {
+            let shown = ttl_s.to_string();
+            return Err(invalid(
+                "RESULT_URL_TTL_S",
+                &shown,
+                "must be between 1 and 604800 seconds",
+            ));
+        }
+        let url_ttl = Duration::from_secs(ttl_s);
+        Ok(OffloadConfig {
+            bucket: self.text("RESULT_BUCKET").map(|b| b.trim().to_owned()),
+            url_ttl,
+            max_inline: self.size("MAX_INLINE_RESPONSE_KIB", d.max_inline, ByteSize::kib)?,
+            endpoint_url: self.text("S3_ENDPOINT_URL").map(|u| u.trim().to_owned()),
+            force_path_style: self.flag("S3_FORCE_PATH_STYLE")?,
+        })
+    }
+
+    fn flag(&self, name: &'static str) -> Result<bool, ConfigError> {
+        match self.text(name).as_deref().map(str::trim) {
+            None | Some("0" | "false" | "no") => Ok(false),
+            Some("1" | "true" | "yes") => Ok(true),
+            Some(other) => Err(invalid(name, other, "expected 1 or 0")),
+        }
     }
 
     fn log_format(&self) -> Result<LogFormat, ConfigError> {
@@ -370,6 +409,28 @@ mod tests {
         assert!(!format!("{config:?}").contains("s3cret"));
         let error = config_error(&[("MIN_ISOLATION", "chroot")]);
         assert_eq!(error.name, "MIN_ISOLATION");
+    }
+
+    #[test]
+    fn offload_settings() {
+        let defaults = config(&[]).expect("defaults");
+        assert_eq!(defaults.offload, OffloadConfig::default());
+        assert!(!defaults.lambda);
+        let set = config(&[
+            ("RESULT_BUCKET", "results"),
+            ("RESULT_URL_TTL_S", "60"),
+            ("MAX_INLINE_RESPONSE_KIB", "100"),
+            ("S3_FORCE_PATH_STYLE", "1"),
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+        ])
+        .expect("valid");
+        assert_eq!(set.offload.bucket.as_deref(), Some("results"));
+        assert_eq!(set.offload.url_ttl, Duration::from_secs(60));
+        assert_eq!(set.offload.max_inline, ByteSize::kib(100));
+        assert!(set.offload.force_path_style);
+        assert!(set.lambda);
+        let error = config(&[("RESULT_URL_TTL_S", "700000")]).expect_err("over 7 days");
+        assert_eq!(error.name, "RESULT_URL_TTL_S");
     }
 
     #[test]

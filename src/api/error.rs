@@ -21,6 +21,8 @@ pub enum ErrorCode {
     Overloaded,
     Unauthorized,
     SandboxError,
+    /// A response too large to return inline could not be written to S3.
+    OffloadFailed,
     NotFound,
     MethodNotAllowed,
 }
@@ -42,6 +44,7 @@ impl ErrorCode {
             Self::Overloaded => "OVERLOADED",
             Self::Unauthorized => "UNAUTHORIZED",
             Self::SandboxError => "SANDBOX_ERROR",
+            Self::OffloadFailed => "OFFLOAD_FAILED",
             Self::NotFound => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
         }
@@ -63,6 +66,7 @@ impl ErrorCode {
             Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::SandboxError => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::OffloadFailed => StatusCode::BAD_GATEWAY,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }

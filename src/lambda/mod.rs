@@ -1,0 +1,20 @@
+//! The AWS Lambda entry point: the same axum router, driven by `lambda_http`, which turns
+//! function URL, API Gateway (REST and HTTP API) and ALB events into HTTP requests and the
+//! router's responses back into the matching event response.
+
+pub mod namespaces;
+mod stage;
+
+use axum::Router;
+use lambda_http::{service_fn, Request, Service};
+
+pub use stage::strip_stage;
+
+/// Serves `router` to the Lambda Runtime API until the platform stops the process.
+pub async fn run(router: Router) -> Result<(), lambda_http::Error> {
+    lambda_http::run(service_fn(move |request: Request| {
+        let mut router = router.clone();
+        async move { router.call(strip_stage(request)).await }
+    }))
+    .await
+}

@@ -1,0 +1,162 @@
+//! Delivering a successful execution's envelope: inline when it fits the response cap (Lambda
+//! allows 6 MB), otherwise with its largest fields written to S3 and replaced by presigned URLs,
+//! or, without a bucket, a `RESULT_TOO_LARGE` error. Never a silently shortened result.
+//!
+//! The envelope shape of an offloaded field (documented in docs/lambda.md):
+//! `"result": null, "result_url": "<presigned GET>", "result_bytes": N`, the same for `stdout`
+//! and `stderr`, and `"url_expires_in_s"` once at the end.
+
+mod envelope;
+mod store;
+
+use std::time::Duration;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use crate::api::{ApiError, ErrorCode, ExecuteResponse};
+use crate::config::Config;
+use crate::limits::ByteSize;
+pub use envelope::Budget;
+use envelope::Envelope;
+use store::{Object, Store};
+
+/// S3 offload of responses too large to return inline (Lambda caps a response at 6 MB).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OffloadConfig {
+    /// Without a bucket, an oversized response is a `RESULT_TOO_LARGE` error.
+    pub bucket: Option<String>,
+    /// How long a presigned URL stays valid.
+    pub url_ttl: Duration,
+    /// Largest response envelope returned inline.
+    pub max_inline: ByteSize,
+    /// A local S3 (tests, MinIO, moto); unset means AWS's own endpoint for the region.
+    pub endpoint_url: Option<String>,
+    /// Path-style URLs (`endpoint/bucket/key`), which local S3 servers usually need.
+    pub force_path_style: bool,
+}
+
+impl Default for OffloadConfig {
+    fn default() -> Self {
+        Self {
+            bucket: None,
+            url_ttl: Duration::from_secs(900),
+            // Lambda's cap is 6 MiB for the whole payload, whose JSON framing (status, headers,
+            // the body as a JSON string) needs some room of its own.
+            max_inline: ByteSize::kib(6000),
+            endpoint_url: None,
+            force_path_style: false,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Offloader {
+    budget: Budget,
+    store: Option<Store>,
+    url_ttl_s: u64,
+}
+
+impl Offloader {
+    pub fn new(config: &Config) -> Self {
+        Self {
+            budget: Budget {
+                limit: config.offload.max_inline.as_bytes(),
+                escaped: config.lambda,
+            },
+            store: Store::new(&config.offload),
+            url_ttl_s: config.offload.url_ttl.as_secs(),
+        }
+    }
+
+    /// The HTTP response for a successful execution.
+    pub async fn deliver(&self, response: &ExecuteResponse) -> Result<Response, ApiError> {
+        let body = serde_json::to_string(response).map_err(internal)?;
+        let total = self.budget.cost(&body);
+        if total <= self.budget.limit {
+            return Ok(json_response(body));
+        }
+        let mut envelope = Envelope::parse(&body).map_err(internal)?;
+        let Some(store) = &self.store else {
+            return Err(self.too_large(&envelope, total));
+        };
+        let id = uuid::Uuid::new_v4();
+        for field in envelope.plan(self.budget, total) {
+            let object = object_for(&envelope, field, &id)?;
+            let bytes = object.body.len() as u64;
+            let url = store.put(object).await.map_err(|error| {
+                tracing::error!(%error, "could not offload a large response");
+                ApiError::new(
+                    ErrorCode::OffloadFailed,
+                    "the response is too large to return inline and could not be stored for download",
+                )
+            })?;
+            envelope.replace(field, &url, bytes).map_err(internal)?;
+        }
+        envelope
+            .set("url_expires_in_s", &self.url_ttl_s)
+            .map_err(internal)?;
+        let body = envelope.to_json().map_err(internal)?;
+        if !self.budget.fits(&body) {
+            return Err(self.too_large(&envelope, self.budget.cost(&body)));
+        }
+        tracing::info!(%id, "large response offloaded to S3");
+        Ok(json_response(body))
+    }
+
+    fn too_large(&self, envelope: &Envelope, total: u64) -> ApiError {
+        let hint = if self.store.is_some() {
+            "even with its result and output stored in S3"
+        } else {
+            "set RESULT_BUCKET to receive large results as presigned S3 URLs"
+        };
+        let mut error = ApiError::new(
+            ErrorCode::ResultTooLarge,
+            format!(
+                "the response is {total} bytes, over the inline limit of {} bytes; {hint}",
+                self.budget.limit
+            ),
+        )
+        .with("response_bytes", total)
+        .with("limit_bytes", self.budget.limit);
+        for field in envelope::OFFLOADABLE {
+            if let Some(raw) = envelope.raw(field) {
+                error = error.with(&format!("{field}_bytes"), payload_len(field, raw));
+            }
+        }
+        error
+    }
+}
+
+/// What is stored for a field: the result's JSON as the harness wrote it, the streams as text.
+fn object_for(envelope: &Envelope, field: &str, id: &uuid::Uuid) -> Result<Object, ApiError> {
+    let raw = envelope.raw(field).unwrap_or("null");
+    let (body, extension, content_type) = if field == "result" {
+        (raw.as_bytes().to_vec(), "json", "application/json")
+    } else {
+        let text: String = serde_json::from_str(raw).map_err(internal)?;
+        (text.into_bytes(), "txt", "text/plain; charset=utf-8")
+    };
+    Ok(Object {
+        key: format!("results/{id}/{field}.{extension}"),
+        body,
+        content_type,
+    })
+}
+
+/// The size of a field as a client downloads it.
+fn payload_len(field: &str, raw: &str) -> u64 {
+    if field == "result" {
+        return raw.len() as u64;
+    }
+    serde_json::from_str::<String>(raw).map_or(raw.len(), |text| text.len()) as u64
+}
+
+fn json_response(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn internal(error: serde_json::Error) -> ApiError {
+    tracing::error!(%error, "could not re-serialize a response envelope");
+    crate::sandbox::outcome::sandbox_failed()
+}
