@@ -1,0 +1,98 @@
+//! Every sample event in `events/`, converted by lambda_http exactly as the Lambda entry point
+//! converts it, through the real router running real scripts under real nsjail; each answer is
+//! checked against `events/expected.json`.
+
+mod lambda_support;
+
+use axum::body::to_bytes;
+use lambda_http::Service;
+use lambda_support::events;
+use python_executor::lambda;
+use serde_json::{json, Value};
+
+/// Runs one event (JSON text) through the Lambda handler; status and JSON body.
+async fn invoke(router: &axum::Router, event: &str) -> (u16, Value) {
+    let request = lambda_http::request::from_str(event).expect("lambda_http accepts the event");
+    let response = lambda::handler(router.clone())
+        .call(request)
+        .await
+        .expect("infallible");
+    let status = response.status().as_u16();
+    let bytes = to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    let body = serde_json::from_slice(&bytes).expect("every answer is JSON");
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sample_event_gets_its_expected_answer() {
+    let router = lambda_support::router_with(&[("POOL_SIZE", "0")]);
+    let expected = events::expected();
+    let files = events::files();
+    for name in &files {
+        assert!(
+            expected.get(name).is_some(),
+            "{name} has no entry in events/expected.json"
+        );
+        let (status, body) = invoke(&router, &events::read(name)).await;
+        events::check(name, status, &body);
+    }
+    let names: Vec<&str> = files.iter().map(String::as_str).collect();
+    for kind in ["function-url-", "http-api-", "rest-api-", "alb-"] {
+        assert!(
+            names.iter().any(|n| n.starts_with(kind)),
+            "no {kind}* event"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_http_api_stage_is_taken_out_of_the_path() {
+    let router = lambda_support::router_with(&[("POOL_SIZE", "0")]);
+    let mut event: Value =
+        serde_json::from_str(&events::read("http-api-execute.json")).expect("json");
+    event["rawPath"] = json!("/prod/execute");
+    event["requestContext"]["stage"] = json!("prod");
+    event["requestContext"]["http"]["path"] = json!("/prod/execute");
+    let (status, body) = invoke(&router, &event.to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], json!({"sum": 3}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_routes_still_answer_json_through_every_front_door() {
+    let router = lambda_support::router_with(&[("POOL_SIZE", "0")]);
+    for name in [
+        "function-url-health.json",
+        "rest-api-health.json",
+        "alb-health.json",
+    ] {
+        let mut event: Value = serde_json::from_str(&events::read(name)).expect("json");
+        // Payload 2.0 names the path rawPath; REST API and ALB events name it path.
+        let key = if event.get("rawPath").is_some() {
+            "rawPath"
+        } else {
+            "path"
+        };
+        event[key] = json!("/nope");
+        let (status, body) = invoke(&router, &event.to_string()).await;
+        assert_eq!(status, 404, "{name}: {body}");
+        assert_eq!(body["code"], "NOT_FOUND", "{name}");
+    }
+}
+
+#[tokio::test]
+async fn without_a_usable_sandbox_every_execution_is_refused_and_health_says_why() {
+    let reason = "user namespaces are refused on this platform; the compat sandbox is required";
+    let router = lambda_support::router_without_sandbox(reason);
+    let (status, body) = invoke(&router, &events::read("function-url-execute-numpy.json")).await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["code"], "SANDBOX_ERROR");
+    assert_eq!(body["reason"], reason);
+    assert!(body.get("result").is_none(), "no script ran: {body}");
+    let (status, body) = invoke(&router, &events::read("rest-api-health.json")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["ok"], false);
+    assert_eq!(body["reason"], reason);
+}

@@ -1,0 +1,108 @@
+//! Child processes of the tests: started on free loopback ports, killed with everything they
+//! started when the test ends, pass or fail.
+
+use std::collections::HashSet;
+use std::fs;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A loopback address nothing listens on right now.
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+}
+
+/// A started process and, on drop, the end of it and of every process below it.
+#[derive(Debug)]
+pub struct Guard {
+    child: Child,
+    name: &'static str,
+    log: PathBuf,
+}
+
+impl Guard {
+    /// Starts `command` with its output in a log file (shown when it fails to come up).
+    pub fn spawn(name: &'static str, mut command: Command, log_dir: &Path) -> Self {
+        let log = log_dir.join(format!("{name}.log"));
+        let file = fs::File::create(&log).expect("log file");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self { child, name, log }
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `addr` accepts connections; panics with the process's log otherwise.
+    pub fn wait_listening(&mut self, addr: SocketAddr, within: Duration) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited ({status}) before listening:\n{}",
+                    self.name,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "{} did not listen on {addr} within {within:?}:\n{}",
+            self.name,
+            self.log()
+        );
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // Descendants first (the RIE's runtime, the service's sandboxes): killing the parent
+        // first would orphan them to init, out of reach.
+        for pid in descendants(self.child.id()) {
+            // SAFETY: kill(2) with a pid read from /proc just now; at worst ESRCH.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every process below `root`, deepest last, from /proc's parent links.
+fn descendants(root: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, parent_of(pid)?)))
+        .collect();
+    let mut found = Vec::new();
+    let mut frontier: HashSet<u32> = HashSet::from([root]);
+    while !frontier.is_empty() {
+        let next: HashSet<u32> = parents
+            .iter()
+            .filter(|(_, parent)| frontier.contains(parent))
+            .map(|(pid, _)| *pid)
+            .collect();
+        found.extend(next.iter().copied());
+        frontier = next;
+    }
+    found
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses; the fields after its last ')' do not.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(1)?.parse().ok()
+}
