@@ -37,6 +37,11 @@ impl Guard {
         Self { child, name, log }
     }
 
+    /// Every process below this one, at this moment.
+    pub fn descendants(&self) -> Vec<u32> {
+        descendants(self.child.id())
+    }
+
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -1,0 +1,172 @@
+//! The contract under the AWS Lambda Runtime Interface Emulator (what `sam local invoke` runs,
+//! without Docker): the service binary is started by the RIE, from the repository root and with
+//! no configuration, and every sample event is invoked through the emulator's HTTP endpoint.
+//! Fails, never skips, when the RIE (`make tools`) or the layer (`make layer`) is missing.
+
+mod lambda_support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use lambda_support::events;
+use lambda_support::procs::{free_addr, Guard};
+use serde_json::{json, Value};
+
+const INVOKE_PATH: &str = "/2015-03-31/functions/function/invocations";
+
+/// Credentials as Lambda hands them to a function; none may ever reach a script.
+const FAKE_CREDENTIALS: [(&str, &str); 3] = [
+    ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLECANARY0001"),
+    ("AWS_SECRET_ACCESS_KEY", "canary-secret-do-not-leak"),
+    ("AWS_SESSION_TOKEN", "canary-session-token"),
+];
+
+struct Rie {
+    url: String,
+    guard: Guard,
+    client: reqwest::Client,
+    _logs: tempfile::TempDir,
+}
+
+impl Rie {
+    /// The emulator on free loopback ports, running the service binary with only `env`.
+    fn start(env: &[(&str, &str)]) -> Self {
+        let rie = lambda_support::require_tool("bin/aws-lambda-rie");
+        lambda_support::require_layer();
+        let (addr, api) = (free_addr(), free_addr());
+        let mut command = Command::new(rie);
+        command
+            .current_dir(lambda_support::repo_root())
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .envs(env.iter().copied())
+            .arg("--runtime-interface-emulator-address")
+            .arg(addr.to_string())
+            .arg("--runtime-api-address")
+            .arg(api.to_string())
+            .arg(env!("CARGO_BIN_EXE_python-executor"));
+        let logs = tempfile::tempdir().expect("log dir");
+        let mut guard = Guard::spawn("aws-lambda-rie", command, logs.path());
+        guard.wait_listening(addr, Duration::from_secs(15));
+        Self {
+            url: format!("http://{addr}{INVOKE_PATH}"),
+            guard,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(90))
+                .build()
+                .expect("client"),
+            _logs: logs,
+        }
+    }
+
+    /// Invokes the function with one event; the Lambda response payload.
+    async fn invoke(&self, event: &str) -> Value {
+        let response = self
+            .client
+            .post(&self.url)
+            .body(event.to_owned())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("invoke failed: {e}\n{}", self.guard.log()));
+        let text = response.text().await.expect("payload");
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("payload is not JSON ({e}): {text}\n{}", self.guard.log()))
+    }
+}
+
+fn content_type(payload: &Value) -> Option<String> {
+    let single = payload["headers"]["content-type"].as_str();
+    let multi = payload["multiValueHeaders"]["content-type"][0].as_str();
+    single.or(multi).map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sample_event_answers_as_expected_under_the_emulator() {
+    let rie = Rie::start(&[]);
+    for name in events::files() {
+        let payload = rie.invoke(&events::read(&name)).await;
+        let (status, body) = events::decode_response(&payload);
+        events::check(&name, status, &body);
+        assert_eq!(
+            content_type(&payload).as_deref(),
+            Some("application/json"),
+            "{name}: {payload}"
+        );
+        if name.starts_with("rest-api-") {
+            // REST APIs read multiValueHeaders; single headers there would be duplicated.
+            assert!(
+                payload["multiValueHeaders"].is_object(),
+                "{name}: {payload}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_credentials_never_reach_a_script() {
+    let rie = Rie::start(&FAKE_CREDENTIALS);
+    let script =
+        "import os\ndef main():\n    print(sorted(os.environ))\n    return dict(os.environ)\n";
+    let event = events::with_body(
+        "function-url-execute-numpy.json",
+        &json!({ "script": script }),
+    );
+    let payload = rie.invoke(&event).await;
+    // The service itself did hold the credentials, so their absence below means something.
+    let service_env = service_environment(&rie);
+    for (name, value) in FAKE_CREDENTIALS {
+        assert!(
+            service_env.contains(&format!("{name}={value}")),
+            "{name} not in the service"
+        );
+    }
+    let (status, body) = events::decode_response(&payload);
+    assert_eq!(status, 200, "{body}");
+    let seen = body["result"]
+        .as_object()
+        .expect("the script's environment");
+    assert!(seen.keys().all(|key| !key.starts_with("AWS_")), "{body}");
+    let text = body.to_string();
+    for (name, value) in FAKE_CREDENTIALS {
+        assert!(
+            !text.contains(value),
+            "{name}'s value reached the script: {text}"
+        );
+    }
+}
+
+/// The environment of the service process the emulator started.
+fn service_environment(rie: &Rie) -> String {
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_python-executor"));
+    let pid =
+        rie.guard.descendants().into_iter().find(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == binary)
+        });
+    let pid =
+        pid.unwrap_or_else(|| panic!("the service process was not found\n{}", rie.guard.log()));
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
+    String::from_utf8_lossy(&raw).replace('\0', "\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_over_the_lambda_cap_is_refused_in_json_without_a_bucket() {
+    let rie = Rie::start(&[]);
+    // 2.4 MiB of quotes: under the 5 MiB result cap as JSON, but twice that once Lambda wraps
+    // the envelope in its own JSON string, so over the 6 MB response cap.
+    let script = "def main():\n    return '\"' * (2400 * 1024)\n";
+    let event = events::with_body(
+        "function-url-execute-numpy.json",
+        &json!({ "script": script }),
+    );
+    let payload = rie.invoke(&event).await;
+    let (status, body) = events::decode_response(&payload);
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "RESULT_TOO_LARGE");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("RESULT_BUCKET")),
+        "{body}"
+    );
+    assert!(body["result_bytes"].as_u64() > Some(2400 * 1024), "{body}");
+}
