@@ -5,14 +5,9 @@
 
 mod lambda_support;
 
-use std::process::Command;
-use std::time::Duration;
-
 use lambda_support::events;
-use lambda_support::procs::{free_addr, Guard};
+use lambda_support::rie::Rie;
 use serde_json::{json, Value};
-
-const INVOKE_PATH: &str = "/2015-03-31/functions/function/invocations";
 
 /// Credentials as Lambda hands them to a function; none may ever reach a script.
 const FAKE_CREDENTIALS: [(&str, &str); 3] = [
@@ -20,59 +15,6 @@ const FAKE_CREDENTIALS: [(&str, &str); 3] = [
     ("AWS_SECRET_ACCESS_KEY", "canary-secret-do-not-leak"),
     ("AWS_SESSION_TOKEN", "canary-session-token"),
 ];
-
-struct Rie {
-    url: String,
-    guard: Guard,
-    client: reqwest::Client,
-    _logs: tempfile::TempDir,
-}
-
-impl Rie {
-    /// The emulator on free loopback ports, running the service binary with only `env`.
-    fn start(env: &[(&str, &str)]) -> Self {
-        let rie = lambda_support::require_tool("bin/aws-lambda-rie");
-        lambda_support::require_layer();
-        let (addr, api) = (free_addr(), free_addr());
-        let mut command = Command::new(rie);
-        command
-            .current_dir(lambda_support::repo_root())
-            .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .envs(env.iter().copied())
-            .arg("--runtime-interface-emulator-address")
-            .arg(addr.to_string())
-            .arg("--runtime-api-address")
-            .arg(api.to_string())
-            .arg(env!("CARGO_BIN_EXE_python-executor"));
-        let logs = tempfile::tempdir().expect("log dir");
-        let mut guard = Guard::spawn("aws-lambda-rie", command, logs.path());
-        guard.wait_listening(addr, Duration::from_secs(15));
-        Self {
-            url: format!("http://{addr}{INVOKE_PATH}"),
-            guard,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(90))
-                .build()
-                .expect("client"),
-            _logs: logs,
-        }
-    }
-
-    /// Invokes the function with one event; the Lambda response payload.
-    async fn invoke(&self, event: &str) -> Value {
-        let response = self
-            .client
-            .post(&self.url)
-            .body(event.to_owned())
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("invoke failed: {e}\n{}", self.guard.log()));
-        let text = response.text().await.expect("payload");
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("payload is not JSON ({e}): {text}\n{}", self.guard.log()))
-    }
-}
 
 fn content_type(payload: &Value) -> Option<String> {
     let single = payload["headers"]["content-type"].as_str();
@@ -104,7 +46,7 @@ async fn every_sample_event_answers_as_expected_under_the_emulator() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn platform_credentials_never_reach_a_script() {
-    let rie = Rie::start(&FAKE_CREDENTIALS);
+    let rie = Rie::start(&FAKE_CREDENTIALS.map(|(k, v)| (k, v.to_owned())));
     let script =
         "import os\ndef main():\n    print(sorted(os.environ))\n    return dict(os.environ)\n";
     let event = events::with_body(
@@ -139,11 +81,11 @@ async fn platform_credentials_never_reach_a_script() {
 fn service_environment(rie: &Rie) -> String {
     let binary = std::path::Path::new(env!("CARGO_BIN_EXE_python-executor"));
     let pid =
-        rie.guard.descendants().into_iter().find(|pid| {
+        rie.guard().descendants().into_iter().find(|pid| {
             std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == binary)
         });
     let pid =
-        pid.unwrap_or_else(|| panic!("the service process was not found\n{}", rie.guard.log()));
+        pid.unwrap_or_else(|| panic!("the service process was not found\n{}", rie.guard().log()));
     let raw = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
     String::from_utf8_lossy(&raw).replace('\0', "\n")
 }

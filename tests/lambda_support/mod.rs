@@ -6,7 +6,10 @@
 #![allow(dead_code)]
 
 pub mod events;
+pub mod http;
+pub mod moto;
 pub mod procs;
+pub mod rie;
 
 use std::path::PathBuf;
 use std::sync::Arc;
