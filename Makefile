@@ -23,7 +23,7 @@ deps:
 	  echo "installing: $$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
-	@command -v $(CARGO) >/dev/null || { echo "cargo (Rust 1.85+) is required" >&2; exit 1; }
+	@command -v $(CARGO) >/dev/null || { echo "cargo (Rust 1.94.1+, for the AWS SDK) is required" >&2; exit 1; }
 
 layer: deps
 	layer/build.sh $(LAYER_OUT)
