@@ -27,7 +27,7 @@ async fn invoke(router: &axum::Router, event: &str) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_sample_event_gets_its_expected_answer() {
-    let router = lambda_support::router_with(&[("POOL_SIZE", "0")]);
+    let router = lambda_support::router_with(&[("POOL_SIZE", "0")]).await;
     let expected = events::expected();
     let files = events::files();
     for name in &files {
@@ -49,7 +49,7 @@ async fn every_sample_event_gets_its_expected_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_named_http_api_stage_is_taken_out_of_the_path() {
-    let router = lambda_support::router_with(&[("POOL_SIZE", "0")]);
+    let router = lambda_support::router_with(&[("POOL_SIZE", "0")]).await;
     let mut event: Value =
         serde_json::from_str(&events::read("http-api-execute.json")).expect("json");
     event["rawPath"] = json!("/prod/execute");
@@ -62,7 +62,7 @@ async fn a_named_http_api_stage_is_taken_out_of_the_path() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_routes_still_answer_json_through_every_front_door() {
-    let router = lambda_support::router_with(&[("POOL_SIZE", "0")]);
+    let router = lambda_support::router_with(&[("POOL_SIZE", "0")]).await;
     for name in [
         "function-url-health.json",
         "rest-api-health.json",

@@ -44,14 +44,43 @@ async fn every_sample_event_answers_as_expected_under_the_emulator() {
     }
 }
 
+/// Returns its own environment and whatever it can read of every process's environment.
+const ENV_SNOOP: &str = r#"import os
+def main():
+    found = []
+    try:
+        pids = os.listdir('/proc')
+    except OSError:
+        pids = []
+    for pid in set(pids) | {str(os.getppid()), '1'}:
+        try:
+            with open(f'/proc/{pid}/environ', 'rb') as f:
+                found.append(f.read().decode('utf-8', 'replace'))
+        except Exception:
+            pass
+    print(sorted(os.environ))
+    return {'env': dict(os.environ), 'proc': found}
+"#;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn platform_credentials_never_reach_a_script() {
-    let rie = Rie::start(&FAKE_CREDENTIALS.map(|(k, v)| (k, v.to_owned())));
-    let script =
-        "import os\ndef main():\n    print(sorted(os.environ))\n    return dict(os.environ)\n";
+async fn platform_credentials_never_reach_a_script_under_nsjail() {
+    credentials_stay_out("nsjail").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_credentials_never_reach_a_script_under_compat() {
+    credentials_stay_out("compat").await;
+}
+
+/// The service runs with Lambda-style credentials in its environment; a script of `sandbox`
+/// looks for them in its own environment and in every /proc/<pid>/environ it can read.
+async fn credentials_stay_out(sandbox: &str) {
+    let mut env: Vec<(&str, String)> = FAKE_CREDENTIALS.map(|(k, v)| (k, v.to_owned())).to_vec();
+    env.push(("SANDBOX", sandbox.to_owned()));
+    let rie = Rie::start(&env);
     let event = events::with_body(
         "function-url-execute-numpy.json",
-        &json!({ "script": script }),
+        &json!({ "script": ENV_SNOOP }),
     );
     let payload = rie.invoke(&event).await;
     // The service itself did hold the credentials, so their absence below means something.
@@ -64,7 +93,8 @@ async fn platform_credentials_never_reach_a_script() {
     }
     let (status, body) = events::decode_response(&payload);
     assert_eq!(status, 200, "{body}");
-    let seen = body["result"]
+    assert_eq!(body["sandbox"], sandbox, "{body}");
+    let seen = body["result"]["env"]
         .as_object()
         .expect("the script's environment");
     assert!(seen.keys().all(|key| !key.starts_with("AWS_")), "{body}");

@@ -2,7 +2,6 @@
 //! function URL, API Gateway (REST and HTTP API) and ALB events into HTTP requests and the
 //! router's responses back into the matching event response.
 
-pub mod namespaces;
 mod stage;
 
 use std::convert::Infallible;

@@ -46,7 +46,7 @@ pub fn require_tool(relative: &str) -> PathBuf {
 
 /// The service's router, built exactly as `main` builds it, from `pairs` as its environment
 /// (the layer is found the way the release binary finds it, without LAYER_DIR).
-pub fn router_with(pairs: &[(&str, &str)]) -> axum::Router {
+pub async fn router_with(pairs: &[(&str, &str)]) -> axum::Router {
     require_layer();
     let pairs: Vec<(String, String)> = pairs
         .iter()
@@ -59,7 +59,7 @@ pub fn router_with(pairs: &[(&str, &str)]) -> axum::Router {
             .map(|(_, value)| value.clone())
     })
     .expect("valid test configuration");
-    let app = startup::build(config).expect("the service starts");
+    let app = startup::build(config).await.expect("the service starts");
     app::router(Arc::new(app))
 }
 
