@@ -176,22 +176,25 @@ impl ExecCgroup {
     /// Reads the OOM counter, peak memory and CPU time.
     pub fn report(&self) -> CgroupReport {
         let first = &self.dirs[0];
-        if self.v1 {
-            let cpu_ns = self
-                .dirs
-                .get(2)
-                .and_then(|dir| read_u64(&dir.join("cpuacct.usage")));
-            CgroupReport {
-                oom_killed: keyed(&first.join("memory.oom_control"), "oom_kill").unwrap_or(0) > 0,
-                peak_memory_bytes: read_u64(&first.join("memory.max_usage_in_bytes")),
-                cpu: cpu_ns.map(Duration::from_nanos),
-            }
+        let (oom_file, peak_file) = if self.v1 {
+            ("memory.oom_control", "memory.max_usage_in_bytes")
         } else {
-            CgroupReport {
-                oom_killed: keyed(&first.join("memory.events"), "oom_kill").unwrap_or(0) > 0,
-                peak_memory_bytes: read_u64(&first.join("memory.peak")),
-                cpu: keyed(&first.join("cpu.stat"), "usage_usec").map(Duration::from_micros),
-            }
+            ("memory.events", "memory.peak")
+        };
+        CgroupReport {
+            oom_killed: keyed(&first.join(oom_file), "oom_kill").unwrap_or(0) > 0,
+            peak_memory_bytes: read_u64(&first.join(peak_file)),
+            cpu: self.cpu(),
+        }
+    }
+
+    /// CPU time of everything in the cgroup so far.
+    pub fn cpu(&self) -> Option<Duration> {
+        if self.v1 {
+            let cpuacct = self.dirs.get(2)?;
+            read_u64(&cpuacct.join("cpuacct.usage")).map(Duration::from_nanos)
+        } else {
+            keyed(&self.dirs[0].join("cpu.stat"), "usage_usec").map(Duration::from_micros)
         }
     }
 

@@ -207,6 +207,9 @@ impl Started {
 
     /// Hands over the job and sees the execution through to the end.
     pub async fn run(mut self, job: &Job) -> Execution {
+        // A pooled sandbox used CPU before its job (starting Python, preloading pandas); the
+        // execution's CPU time is what it uses from here on.
+        let cpu_before_job = self.cgroup.as_ref().and_then(ExecCgroup::cpu);
         let started_at = Instant::now();
         let deadline = tokio::time::Instant::from_std(started_at + job.limits.wall);
         let feeder = self.feed(job);
@@ -220,7 +223,13 @@ impl Started {
         feeder.abort();
         // The execution is over: whatever the script left behind dies with it, now.
         self.kill();
-        let cgroup = self.cgroup.as_ref().map(ExecCgroup::report);
+        let cgroup = self.cgroup.as_ref().map(|cgroup| {
+            let mut report = cgroup.report();
+            report.cpu = report
+                .cpu
+                .map(|total| total.saturating_sub(cpu_before_job.unwrap_or_default()));
+            report
+        });
         let aborted = matches!(ended, Ended::Aborted);
         let (exit, timed_out, channel) = match ended {
             Ended::Reported(report) => (None, false, report),

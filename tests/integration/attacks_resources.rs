@@ -194,7 +194,7 @@ for_each_sandbox!(
 
 // nsjail only: its /tmp is a size-capped tmpfs. compat's scratch directory lives on the host's
 // disk with no quota (only each file is capped, by RLIMIT_FSIZE): a known gap, documented in
-// docs/cloudrun.md, not a property compat claims.
+// docs/sandboxes.md, not a property compat claims.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nsjail_tmp_is_size_capped() {
     tmp_is_size_capped(Kind::Nsjail).await

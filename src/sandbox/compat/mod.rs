@@ -104,8 +104,13 @@ impl CompatSandbox {
                 runtime: &self.runtime,
                 scratch,
             };
+            let failed =
+                |error: &dyn std::fmt::Display| SandboxError::Failed(format!("landlock: {error}"));
             landlock::ruleset(&policy)
-                .map_err(|error| SandboxError::Failed(format!("landlock: {error}")))?
+                .map_err(|error| failed(&error))?
+                .map(landlock::above_child_channels)
+                .transpose()
+                .map_err(|error| failed(&error))?
         } else {
             None
         };
