@@ -2,7 +2,8 @@
 
 Protocol with the service (src/sandbox/protocol.rs is the other half):
 
-- stdin carries one JSON job, {"script": str, "args": object, "max_result_bytes": int}, then EOF.
+- stdin carries one JSON job, {"script": str, "args": object}, then EOF. The script's process,
+  forked ahead of the job, reads it; `--max-result-bytes N` caps the result it may return.
 - fd 3 (RESULT_FD) is the result channel. Only this supervising process ever holds it: it forks,
   and the child that runs the script closes fd 3 before any user code runs. What the supervisor
   writes there is one header line (how the child ended) followed by the child's raw frame.
@@ -63,10 +64,11 @@ _close = os.close
 
 
 def main():
-    preload = _preload_list(sys.argv[1:])
+    preload, max_result_bytes = _options(sys.argv[1:])
     for module in preload:
         __import__(module)
-    job = json.loads(sys.stdin.buffer.read())
+    import ctypes  # noqa: F401 - used by _set_dumpable in both processes; import it once, here
+
     _set_dumpable(False)
     # Objects alive now (the harness, preloaded modules) are never collected: the script's
     # process then never touches their pages, and the fork stays copy-on-write cheap.
@@ -75,14 +77,16 @@ def main():
     # ignoring these also keeps compat mode's supervisor alive on a stray SIGINT or SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # The script's process is forked now, before its job exists: it waits for the job on stdin,
+    # so handing a job to a warm sandbox costs no fork.
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(read_end)
-        _run_child(job, write_end)
+        _run_child(write_end, max_result_bytes)
     os.close(write_end)
-    limit = int(job.get("max_result_bytes", 5 * 1024 * 1024)) + FRAME_OVERHEAD
-    frame, oversized, status = _collect(pid, read_end, limit)
+    _stdin_from_devnull()
+    frame, oversized, status = _collect(pid, read_end, max_result_bytes + FRAME_OVERHEAD)
     header = {"frame_bytes": len(frame), "frame_oversized": oversized, **_describe_status(status)}
     _write_all(RESULT_FD, (_dumps(header) + "\n").encode() + frame)
     os.close(RESULT_FD)
@@ -90,10 +94,11 @@ def main():
     _exit(0)
 
 
-def _preload_list(argv):
-    if len(argv) == 2 and argv[0] == "--preload":
-        return [name for name in argv[1].split(",") if name]
-    return []
+def _options(argv):
+    """`--preload a,b` and `--max-result-bytes N`, as src/sandbox/mod.rs passes them."""
+    options = dict(zip(argv[0::2], argv[1::2]))
+    preload = [name for name in options.get("--preload", "").split(",") if name]
+    return preload, int(options.get("--max-result-bytes", 5 * 1024 * 1024))
 
 
 def _set_dumpable(dumpable):
@@ -193,16 +198,17 @@ def _write_all(fd, data):
 # --- the child: everything below runs user code -------------------------------------------------
 
 
-def _run_child(job, frame_fd):
+def _run_child(frame_fd, max_result_bytes):
     os.close(RESULT_FD)
-    _stdin_from_devnull()
     _set_dumpable(True)
     _volunteer_for_oom_killer()
     _cpu_limit_as_sigxcpu()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    job = json.loads(sys.stdin.buffer.read())
+    _stdin_from_devnull()
     try:
-        frame = _execute(job["script"], job.get("args") or {}, int(job["max_result_bytes"]))
+        frame = _execute(job["script"], job.get("args") or {}, max_result_bytes)
     except SystemExit as exit_request:
         # sys.exit() in the script: the contract calls that "ended without a result".
         _flush_std_streams()

@@ -78,6 +78,19 @@ impl fmt::Debug for LaunchPlan {
     }
 }
 
+/// The harness's own options (layer/harness.py): the result cap, and the modules a pooled
+/// sandbox imports before its job arrives.
+pub fn harness_options(limits: &Limits, preload: &[String]) -> Vec<OsString> {
+    let mut options: Vec<OsString> = vec![
+        "--max-result-bytes".into(),
+        limits.result.as_bytes().to_string().into(),
+    ];
+    if !preload.is_empty() {
+        options.extend(["--preload".into(), preload.join(",").into()]);
+    }
+    options
+}
+
 /// One kind of isolation.
 pub trait Sandbox: Send + Sync + fmt::Debug {
     fn kind(&self) -> SandboxKind;

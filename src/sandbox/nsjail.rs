@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use super::isolation::Isolation;
-use super::{LaunchPlan, Sandbox, SandboxError, SandboxKind};
+use super::{harness_options, LaunchPlan, Sandbox, SandboxError, SandboxKind};
 use crate::layer::Layer;
 use crate::limits::Limits;
 
@@ -117,9 +117,7 @@ impl Sandbox for NsjailSandbox {
             ]
             .map(OsString::from),
         );
-        if !preload.is_empty() {
-            args.extend(["--preload".into(), preload.join(",").into()]);
-        }
+        args.extend(harness_options(limits, preload));
         Ok(LaunchPlan {
             program: self.nsjail.clone(),
             args,

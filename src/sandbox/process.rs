@@ -262,12 +262,7 @@ impl Started {
     /// Writes the job to the harness's stdin from a task of its own, so a job larger than the
     /// pipe buffer never holds up the deadline.
     fn feed(&mut self, job: &Job) -> JoinHandle<()> {
-        let payload = json!({
-            "script": job.script,
-            "args": job.args,
-            "max_result_bytes": job.limits.result.as_bytes(),
-        })
-        .to_string();
+        let payload = json!({ "script": job.script, "args": job.args }).to_string();
         let stdin = self.stdin.take();
         tokio::spawn(async move {
             if let Some(mut stdin) = stdin {

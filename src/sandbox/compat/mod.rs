@@ -25,7 +25,7 @@ use self::child::{ChildHardening, Identity};
 use self::rlimits::ProcessLimit;
 use self::seccomp::{Policy, Protected};
 use super::isolation::Isolation;
-use super::{LaunchPlan, Sandbox, SandboxError, SandboxKind};
+use super::{harness_options, LaunchPlan, Sandbox, SandboxError, SandboxKind};
 use crate::layer::Layer;
 use crate::limits::Limits;
 
@@ -174,9 +174,7 @@ impl Sandbox for CompatSandbox {
         // -I: ignore PYTHON* variables, the user site and the script's directory;
         // -B: never write bytecode into the runtime.
         let mut args: Vec<OsString> = vec!["-I".into(), "-B".into(), self.harness.clone().into()];
-        if !preload.is_empty() {
-            args.extend(["--preload".into(), preload.join(",").into()]);
-        }
+        args.extend(harness_options(limits, preload));
         Ok(LaunchPlan {
             program: self.python.clone(),
             args,
