@@ -237,7 +237,8 @@ fn free_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
-/// Samples the resident memory of a process and all its descendants every 50 ms.
+/// Samples the resident memory of a process and all its descendants every 200 ms (a scan of
+/// /proc costs CPU the service would otherwise have; sampled too often, it skews the latencies).
 struct MemoryWatch {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<u64>,
@@ -252,7 +253,7 @@ impl MemoryWatch {
                 peak = peak.max(tree_rss_kib(root));
                 tokio::select! {
                     _ = &mut stopped => return peak,
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                 }
             }
         });

@@ -11,7 +11,7 @@ use crate::pool::{Pool, PoolStatus};
 use crate::sandbox::cgroup::CgroupRoot;
 use crate::sandbox::isolation::Isolation;
 use crate::sandbox::outcome::{interpret, sandbox_failed};
-use crate::sandbox::process::{self, Started};
+use crate::sandbox::process;
 use crate::sandbox::{Job, Sandbox, SandboxKind};
 
 #[derive(Clone, Debug)]
@@ -86,21 +86,26 @@ impl Executor {
     }
 
     async fn run(&self, job: Job) -> Result<ExecuteResponse, ApiError> {
-        let (sandbox, warm_start) = self.sandbox_for(&job.script).map_err(|error| {
-            tracing::error!(%error, "could not start a sandbox");
-            sandbox_failed()
-        })?;
+        // The pool refills when `_refill` drops, after the execution: a replacement's start
+        // must not compete for the CPU with the request it replaces.
+        let (warm, _refill) = match &self.pool {
+            Some(pool) => {
+                let (warm, refill) = pool.take(&job.script);
+                (warm, Some(refill))
+            }
+            None => (None, None),
+        };
+        let warm_start = warm.is_some();
+        let sandbox = match warm {
+            Some(sandbox) => sandbox,
+            None => process::start(&*self.sandbox, self.cgroups.as_ref(), &self.limits, &[])
+                .map_err(|error| {
+                    tracing::error!(%error, "could not start a sandbox");
+                    sandbox_failed()
+                })?,
+        };
         let mut execution = sandbox.run(&job).await;
         execution.warm_start = warm_start;
         interpret(&execution, &job.limits)
-    }
-
-    /// A warm sandbox from the pool if one is ready, else a fresh one; and which it was.
-    fn sandbox_for(&self, script: &str) -> Result<(Started, bool), crate::sandbox::SandboxError> {
-        match self.pool.as_ref().and_then(|pool| pool.take(script)) {
-            Some(warm) => Ok((warm, true)),
-            None => process::start(&*self.sandbox, self.cgroups.as_ref(), &self.limits, &[])
-                .map(|fresh| (fresh, false)),
-        }
     }
 }

@@ -52,6 +52,8 @@ struct Kind {
 struct KindState {
     warm: VecDeque<Warm>,
     starting: usize,
+    /// Requests in flight whose replacement waits until they end (see [`Refill`]).
+    deferred: usize,
     demand: Demand,
 }
 
@@ -83,6 +85,7 @@ impl Pool {
             state: Mutex::new(KindState {
                 warm: VecDeque::new(),
                 starting: 0,
+                deferred: 0,
                 demand: Demand::new(config.demand_window, now),
             }),
         };
@@ -98,18 +101,21 @@ impl Pool {
             kinds,
         });
         for index in 0..shared.kinds.len() {
-            shared.refill(index);
+            shared.refill(index, false);
         }
         tokio::spawn(maintain(Arc::downgrade(&shared)));
         Self { shared }
     }
 
-    /// A warm sandbox suited to `script`, if one is ready; the pool refills behind it.
-    pub fn take(&self, script: &str) -> Option<Started> {
+    /// A warm sandbox suited to `script`, if one is ready. The returned [`Refill`] starts its
+    /// replacement when dropped: hold it until the execution is over, so the replacement's
+    /// start (half a second of CPU for pandas) never competes with the request it replaces.
+    pub fn take(&self, script: &str) -> (Option<Started>, Refill) {
         let shared = &self.shared;
         let index = usize::from(routing::imports_any(script, &shared.config.preload));
         let mut state = shared.kinds[index].lock();
         state.demand.record(Instant::now());
+        state.deferred += 1;
         let mut taken = None;
         while let Some(mut warm) = state.warm.pop_front() {
             if warm.sandbox.is_alive() && warm.born.elapsed() < shared.config.idle {
@@ -119,13 +125,16 @@ impl Pool {
             tokio::spawn(warm.sandbox.discard());
         }
         drop(state);
-        shared.refill(index);
         tracing::debug!(
             pool = shared.kinds[index].name,
             warm = taken.is_some(),
             "pool take"
         );
-        taken
+        let refill = Refill {
+            shared: Arc::clone(shared),
+            index,
+        };
+        (taken, refill)
     }
 
     pub fn status(&self) -> PoolStatus {
@@ -134,6 +143,20 @@ impl Pool {
             plain: count(0),
             data: count(1),
         }
+    }
+}
+
+/// Refills one kind of warm sandbox when dropped (see [`Pool::take`]).
+#[derive(Debug)]
+pub struct Refill {
+    shared: Arc<Shared>,
+    index: usize,
+}
+
+impl Drop for Refill {
+    fn drop(&mut self) {
+        self.shared.kinds[self.index].lock().deferred -= 1;
+        self.shared.refill(self.index, true);
     }
 }
 
@@ -157,8 +180,10 @@ impl Kind {
 
 impl Shared {
     /// Starts sandboxes until this kind has as many warm or starting as demand asks for, and
-    /// ends the surplus and the expired.
-    fn refill(self: &Arc<Self>, index: usize) {
+    /// ends the surplus and the expired. `replacing` is set when a request just ended: its
+    /// replacement may start now. Otherwise (periodic maintenance) requests still in flight
+    /// count as covered, so their replacements never start early and compete with them.
+    fn refill(self: &Arc<Self>, index: usize, replacing: bool) {
         let kind = &self.kinds[index];
         let mut state = kind.lock();
         let target = state.demand.target(Instant::now(), self.config.size);
@@ -170,7 +195,8 @@ impl Shared {
                 tokio::spawn(warm.sandbox.discard());
             }
         }
-        let missing = target.saturating_sub(state.warm.len() + state.starting);
+        let in_flight = if replacing { 0 } else { state.deferred };
+        let missing = target.saturating_sub(state.warm.len() + state.starting + in_flight);
         state.starting += missing;
         drop(state);
         for _ in 0..missing {
@@ -209,7 +235,7 @@ async fn maintain(shared: Weak<Shared>) {
             return;
         };
         for index in 0..shared.kinds.len() {
-            shared.refill(index);
+            shared.refill(index, false);
         }
     }
 }
