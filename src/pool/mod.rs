@@ -4,9 +4,9 @@
 //! set, numpy and pandas by default, already imported). A script goes to the kind its imports
 //! call for ([`routing`]). A pooled sandbox serves one request and is destroyed; a fresh one
 //! replaces it in the background, as many as recent demand asks for ([`demand`]). Nothing is
-//! shared between requests: each has its own namespaces, /tmp, cgroup and processes, and the
-//! harness forks the script's process only when the job arrives, so CPU time and the deadline
-//! count from hand-over.
+//! shared between requests: each has its own namespaces, /tmp, cgroup and processes. The
+//! script's process is forked from the warm supervisor and idles until its job arrives, so its
+//! CPU time, like the deadline, effectively counts from hand-over.
 
 mod demand;
 mod routing;
