@@ -150,7 +150,7 @@ async fn request_timeout_lowers_the_deadline(kind: Kind) {
 }
 
 async fn cpu_limit_is_a_timeout(kind: Kind) {
-    let service = Service::start_with(kind, &[("CPU_LIMIT_S", "1")]).await;
+    let service = Service::start_with(kind, &[("CPU_LIMIT_S", "2")]).await;
     let body = service
         .run("def main():\n    while True: pass\n")
         .await
@@ -160,6 +160,12 @@ async fn cpu_limit_is_a_timeout(kind: Kind) {
         body["error"].as_str().unwrap_or("").contains("CPU"),
         "{body}"
     );
+    // The script got its whole CPU allowance, not a second less (CPU time, unlike wall time,
+    // is not stretched by a busy machine).
+    let cpu_ms = body["usage"]["cpu_ms"]
+        .as_u64()
+        .expect("cpu_ms is measured");
+    assert!(cpu_ms >= 1_800, "stopped after {cpu_ms} ms of CPU: {body}");
     service.assert_still_healthy().await;
 }
 

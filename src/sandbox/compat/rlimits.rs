@@ -30,7 +30,9 @@ pub fn for_execution(limits: &Limits, processes: ProcessLimit) -> Vec<Rlimit> {
             ProcessLimit::SharedUid { already_running } => already_running,
         };
     [
-        (libc::RLIMIT_CPU, limits.cpu_seconds()),
+        // One second above the limit, as under nsjail: the harness lowers the script's soft
+        // limit to the limit itself, so the limit arrives as SIGXCPU (see Limits).
+        (libc::RLIMIT_CPU, limits.cpu_hard_seconds()),
         // Per process, as in nsjail: turns a huge allocation into Python's MemoryError.
         (libc::RLIMIT_AS, limits.memory.as_bytes()),
         (libc::RLIMIT_FSIZE, limits.file_size.as_bytes()),
@@ -90,7 +92,7 @@ mod tests {
         let limits = Limits::default();
         let rlimits = for_execution(&limits, ProcessLimit::OwnUid);
         assert_eq!(value(&rlimits, libc::RLIMIT_AS), limits.memory.as_bytes());
-        assert_eq!(value(&rlimits, libc::RLIMIT_CPU), 10);
+        assert_eq!(value(&rlimits, libc::RLIMIT_CPU), 11);
         assert_eq!(value(&rlimits, libc::RLIMIT_NPROC), 64);
         assert_eq!(value(&rlimits, libc::RLIMIT_CORE), 0);
     }
