@@ -12,29 +12,29 @@ fn sleeper(marker: &str, seconds: u32) -> String {
     )
 }
 
+/// Sends `script`, SIGTERMs the service while it runs, and returns the answer it still gets.
+async fn terminate_mid_execution(service: &mut Binary, script: String) -> (u16, serde_json::Value) {
+    let url = service.url("/execute");
+    let request = tokio::spawn(async move {
+        let response = reqwest::Client::new()
+            .post(url)
+            .json(&serde_json::json!({ "script": script }))
+            .send()
+            .await
+            .expect("the running request is answered");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON"))
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    service.terminate();
+    request.await.expect("request task")
+}
+
 async fn sigterm_lets_a_running_execution_finish(sandbox: &str) {
     let mut service = Binary::start(&[("SANDBOX", sandbox)], None).await;
     let marker = format!("pyexec-sigterm-{sandbox}-{}", std::process::id());
     let script = sleeper(&marker, 2);
-    let request = {
-        let url = service.url("/execute");
-        tokio::spawn(async move {
-            let response = reqwest::Client::new()
-                .post(url)
-                .json(&serde_json::json!({ "script": script }))
-                .send()
-                .await
-                .expect("the running request is answered");
-            let status = response.status().as_u16();
-            (
-                status,
-                response.json::<serde_json::Value>().await.expect("JSON"),
-            )
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    service.terminate();
-    let (status, body) = request.await.expect("request task");
+    let (status, body) = terminate_mid_execution(&mut service, script).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"], "finished", "{body}");
     assert_eq!(service.wait_exit(Duration::from_secs(10)), Some(0));
@@ -57,25 +57,7 @@ async fn past_the_grace_period_executions_are_ended_and_the_service_exits_0() {
         Binary::start(&[("SANDBOX", "compat"), ("SHUTDOWN_GRACE_S", "1")], None).await;
     let marker = format!("pyexec-grace-{}", std::process::id());
     let script = sleeper(&marker, 60);
-    let request = {
-        let url = service.url("/execute");
-        tokio::spawn(async move {
-            let response = reqwest::Client::new()
-                .post(url)
-                .json(&serde_json::json!({ "script": script }))
-                .send()
-                .await
-                .expect("the running request is answered");
-            let status = response.status().as_u16();
-            (
-                status,
-                response.json::<serde_json::Value>().await.expect("JSON"),
-            )
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    service.terminate();
-    let (status, body) = request.await.expect("request task");
+    let (status, body) = terminate_mid_execution(&mut service, script).await;
     assert_eq!(status, 500, "{body}");
     assert_eq!(body["code"], "SANDBOX_ERROR", "{body}");
     assert!(
