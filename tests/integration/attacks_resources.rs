@@ -3,6 +3,7 @@
 
 use serde_json::json;
 
+use crate::procs::survivors;
 use crate::support::{Kind, Service};
 
 async fn memory_limit_holds_across_processes(kind: Kind) {
@@ -106,23 +107,6 @@ async fn output_floods_are_bounded(kind: Kind) {
     service.assert_still_healthy().await;
 }
 
-/// Host processes whose command line contains `marker`.
-fn processes_with(marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains(marker) {
-                found.push(format!(
-                    "{}: {cmdline}",
-                    entry.file_name().to_string_lossy()
-                ));
-            }
-        }
-    }
-    found
-}
-
 async fn nothing_outlives_its_execution(kind: Kind) {
     let service = Service::start(kind).await;
     let marker = format!("pyexec-orphan-{}-{}", kind.name(), std::process::id());
@@ -147,15 +131,8 @@ def main(marker):
         .execute(json!({"script": script, "args": {"marker": marker}}))
         .await;
     assert_eq!(reply.expect_result(), &json!("left three behind"));
-    // The response is sent after the sandbox is torn down; allow the kernel a moment to reap.
-    let mut survivors = processes_with(&marker);
-    for _ in 0..20 {
-        if survivors.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        survivors = processes_with(&marker);
-    }
+    // The sandbox is killed before the response; allow the kernel a moment to reap it.
+    let survivors = survivors(&marker).await;
     assert!(survivors.is_empty(), "still running: {survivors:?}");
     service.assert_still_healthy().await;
 }

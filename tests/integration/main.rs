@@ -4,6 +4,9 @@
 #[macro_use]
 mod support;
 
+#[path = "../common/procs.rs"]
+mod procs;
+
 mod attacks_escape;
 mod attacks_resources;
 mod attacks_result_channel;

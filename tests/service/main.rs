@@ -2,6 +2,9 @@
 //! Lambda start it: SIGTERM handling, the API key, and compat's protection of the service's
 //! own secrets from scripts running under the same uid.
 
+#[path = "../common/procs.rs"]
+mod procs;
+
 mod process;
 mod same_uid;
 mod shutdown;

@@ -128,32 +128,3 @@ impl Drop for Binary {
         let _ = self.child.wait();
     }
 }
-
-/// Processes whose command line contains `marker` (none may outlive their execution).
-pub fn processes_with(marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains(marker) {
-                found.push(format!(
-                    "{}: {cmdline}",
-                    entry.file_name().to_string_lossy()
-                ));
-            }
-        }
-    }
-    found
-}
-
-/// Waits (briefly) until no process carries `marker`; what is left.
-pub async fn survivors(marker: &str) -> Vec<String> {
-    for _ in 0..30 {
-        let found = processes_with(marker);
-        if found.is_empty() {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    processes_with(marker)
-}

@@ -3,7 +3,8 @@
 
 use serde_json::Value;
 
-use crate::process::{survivors, Binary};
+use crate::process::Binary;
+use crate::procs::survivors;
 
 /// An unprivileged uid for the service, as Lambda's sbx_user.
 const SERVICE_UID: u32 = 4242;

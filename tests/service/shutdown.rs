@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::process::{survivors, Binary};
+use crate::process::Binary;
+use crate::procs::survivors;
 
 fn sleeper(marker: &str, seconds: u32) -> String {
     // The marker rides in a child's command line so the test can look for leftovers.
