@@ -51,6 +51,15 @@ rm -rf "$out/python"
   --only-binary=:all: -r "$here/requirements.txt"
 # Scripts have no use for an installer inside the sandbox.
 "$out/python/bin/pip" uninstall --quiet --yes pip setuptools >/dev/null 2>&1 || true
+# Seal the interpreter: a private copy, executable but unreadable by anyone but root. The
+# kernel makes a process that executes a file it may not read undumpable from its first
+# instruction (fs/exec.c, would_dump), so no process of the same uid (on Lambda, the script
+# before) can open a waiting sandbox's /proc/<pid>/fd, mem or environ, even while it starts.
+interpreter=$(readlink -f "$out/python/bin/python3")
+rm -f "$out/python/bin/python3" "$out/python/bin/python" "$out/python/bin/$(basename "$interpreter")"
+install -m 0711 "$interpreter" "$out/python/bin/python3"
+ln -s python3 "$out/python/bin/python"
+ln -s python3 "$out/python/bin/$(basename "$interpreter")"
 # Byte-compile now: the sandbox mounts the runtime read-only, so Python could never cache it.
 "$out/python/bin/python3" -m compileall -q "$out/python" >/dev/null 2>&1 || true
 "$out/python/bin/python3" -c 'import numpy, pandas' 

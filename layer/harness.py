@@ -64,12 +64,19 @@ _close = os.close
 
 
 def main():
-    preload, max_result_bytes = _options(sys.argv[1:])
+    # The interpreter is exec-only (layer/build.sh), so the kernel made this process undumpable
+    # at exec: from its first instruction, no same-uid process can open its /proc files, fds
+    # included. Saying so again costs nothing where the interpreter is readable (a root service
+    # running the layer unsealed).
+    _set_dumpable(False)
+    # Only stdin, stdout, stderr and the result channel belong here; anything else inherited
+    # (compat's fd 4 is the isolation tool's log, unused there) must not reach the script.
+    os.closerange(RESULT_FD + 1, _fd_ceiling())
+    preload, max_result_bytes, seccomp = _options(sys.argv[1:])
+    if seccomp:
+        _install_seccomp(seccomp)
     for module in preload:
         __import__(module)
-    import ctypes  # noqa: F401 - used by _set_dumpable in both processes; import it once, here
-
-    _set_dumpable(False)
     # Objects alive now (the harness, preloaded modules) are never collected: the script's
     # process then never touches their pages, and the fork stays copy-on-write cheap.
     gc.freeze()
@@ -95,22 +102,65 @@ def main():
 
 
 def _options(argv):
-    """`--preload a,b` and `--max-result-bytes N`, as src/sandbox/mod.rs passes them."""
+    """`--preload a,b`, `--max-result-bytes N` and `--seccomp PROGRAMS`, as src/sandbox/mod.rs
+    passes them."""
     options = dict(zip(argv[0::2], argv[1::2]))
     preload = [name for name in options.get("--preload", "").split(",") if name]
-    return preload, int(options.get("--max-result-bytes", 5 * 1024 * 1024))
+    max_result_bytes = int(options.get("--max-result-bytes", 5 * 1024 * 1024))
+    return preload, max_result_bytes, options.get("--seccomp", "")
+
+
+def _install_seccomp(programs):
+    """Installs the service's system-call policy (src/sandbox/seccomp), the one compat installs
+    before exec, before anything else runs here: nsjail has set no_new_privs, and no script has
+    reached this process yet. Each program is a comma-separated run of 16 hex digits per BPF
+    instruction (code, jt, jf, k). Failing to install it ends the sandbox: it never runs a
+    script without its policy."""
+    import ctypes
+
+    class SockFilter(ctypes.Structure):
+        _fields_ = [
+            ("code", ctypes.c_uint16),
+            ("jt", ctypes.c_uint8),
+            ("jf", ctypes.c_uint8),
+            ("k", ctypes.c_uint32),
+        ]
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for program in programs.split(","):
+        chunks = [program[i : i + 16] for i in range(0, len(program), 16)]
+        instructions = (SockFilter * len(chunks))(
+            *(
+                SockFilter(int(c[0:4], 16), int(c[4:6], 16), int(c[6:8], 16), int(c[8:16], 16))
+                for c in chunks
+            )
+        )
+        fprog = SockFprog(len(chunks), instructions)
+        # PR_SET_SECCOMP (22), SECCOMP_MODE_FILTER (2)
+        if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:
+            os.write(2, b"harness: the sandbox's seccomp policy could not be installed\n")
+            _exit(71)
 
 
 def _set_dumpable(dumpable):
     """Not dumpable: a same-uid script cannot read or write this process through /proc/<pid>
-    (mem, environ, fd...). The supervisor is never dumpable; the script's process is again, so
-    it can tune its own /proc files."""
+    (mem, environ, fd...) nor trace it. Neither the supervisor nor the script's process ever
+    becomes dumpable again: the script's process waits for a future caller's job, and a
+    dumpable waiting process would hand its stdin to whoever runs before that caller."""
     try:
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(4, int(dumpable), 0, 0, 0)  # PR_SET_DUMPABLE
     except (OSError, AttributeError):
         pass
+
+
+def _fd_ceiling():
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if soft != resource.RLIM_INFINITY and soft < 65536 else 65536
 
 
 def _collect(pid, read_end, limit):
@@ -200,8 +250,6 @@ def _write_all(fd, data):
 
 def _run_child(frame_fd, max_result_bytes):
     os.close(RESULT_FD)
-    _set_dumpable(True)
-    _volunteer_for_oom_killer()
     _cpu_limit_as_sigxcpu()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -226,15 +274,6 @@ def _stdin_from_devnull():
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-
-
-def _volunteer_for_oom_killer():
-    """Makes the kernel pick the script, not the supervisor, when the memory cgroup is full."""
-    try:
-        with open("/proc/self/oom_score_adj", "w") as knob:
-            knob.write("1000")
-    except OSError:
-        pass
 
 
 def _cpu_limit_as_sigxcpu():

@@ -35,11 +35,21 @@ impl Executor {
                 config.pool.clone(),
             )
         });
+        let capacity = if sandbox.exclusive() && config.max_concurrency > 1 {
+            tracing::warn!(
+                configured = config.max_concurrency,
+                "executions cannot be isolated from each other here (a shared uid without \
+                 Landlock): running one at a time"
+            );
+            1
+        } else {
+            config.max_concurrency
+        };
         Self {
             sandbox,
             cgroups,
             limits: config.limits.clone(),
-            admission: Admission::new(config.max_concurrency, config.queue_wait),
+            admission: Admission::new(capacity, config.queue_wait),
             pool,
         }
     }

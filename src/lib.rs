@@ -13,6 +13,7 @@ pub mod limits;
 pub mod offload;
 pub mod platform;
 pub mod pool;
+pub mod procfs;
 pub mod reaper;
 pub mod sandbox;
 pub mod server;

@@ -21,6 +21,8 @@ pub struct Platform {
     pub no_new_privs: bool,
     /// The kernel's Landlock ABI, 0 without Landlock.
     pub landlock_abi: u32,
+    /// seccomp filters may hand calls to a supervisor (SECCOMP_RET_USER_NOTIF, Linux 5.0).
+    pub seccomp_user_notification: bool,
 }
 
 /// The probes, behind a trait so tests can simulate refusals.
@@ -29,6 +31,7 @@ pub trait Probes {
     fn seccomp(&self) -> bool;
     fn no_new_privs(&self) -> bool;
     fn landlock_abi(&self) -> u32;
+    fn seccomp_user_notification(&self) -> bool;
 }
 
 impl Platform {
@@ -40,6 +43,7 @@ impl Platform {
             seccomp: probes.seccomp(),
             no_new_privs: probes.no_new_privs(),
             landlock_abi: probes.landlock_abi(),
+            seccomp_user_notification: probes.seccomp_user_notification(),
         }
     }
 
@@ -53,6 +57,7 @@ impl Platform {
                 seccomp: self.seccomp,
                 no_new_privs: self.no_new_privs,
                 landlock: false,
+                signal_guard: false,
             },
             SandboxKind::Compat => Isolation {
                 namespaces: false,
@@ -60,6 +65,7 @@ impl Platform {
                 seccomp: self.seccomp && self.no_new_privs,
                 no_new_privs: self.no_new_privs,
                 landlock: self.landlock_abi > 0 && self.no_new_privs,
+                signal_guard: self.seccomp && self.no_new_privs && self.seccomp_user_notification,
             },
         }
     }
@@ -135,6 +141,33 @@ impl Probes for SystemProbes {
     fn landlock_abi(&self) -> u32 {
         crate::sandbox::compat::landlock::kernel_abi()
     }
+
+    fn seccomp_user_notification(&self) -> bool {
+        let Some(program) = notify_getppid_program() else {
+            return false;
+        };
+        // SAFETY: prctl with integer arguments, in the forked child only.
+        in_child(&|| unsafe {
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+                && crate::sandbox::seccomp::install_with_listener(&program).is_ok()
+        })
+    }
+}
+
+/// A filter that hands getppid to a supervisor: installing it proves the platform allows
+/// user notification (some container runtimes' own filters refuse SECCOMP_FILTER_FLAG_NEW_LISTENER).
+fn notify_getppid_program() -> Option<BpfProgram> {
+    let arch = TargetArch::try_from(std::env::consts::ARCH).ok()?;
+    let rules = BTreeMap::from([(libc::SYS_getppid, vec![])]);
+    let filter =
+        SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Trace(1), arch).ok()?;
+    let mut program = BpfProgram::try_from(filter).ok()?;
+    for instruction in &mut program {
+        if instruction.code == 0x06 && instruction.k == 0x7ff0_0001 {
+            instruction.k = libc::SECCOMP_RET_USER_NOTIF;
+        }
+    }
+    Some(program)
 }
 
 /// A filter that allows everything: installing it proves the platform lets us install filters.
@@ -210,6 +243,9 @@ mod tests {
         fn landlock_abi(&self) -> u32 {
             self.0.landlock_abi
         }
+        fn seccomp_user_notification(&self) -> bool {
+            self.0.seccomp_user_notification
+        }
     }
 
     const EVERYTHING: Platform = Platform {
@@ -218,6 +254,7 @@ mod tests {
         seccomp: true,
         no_new_privs: true,
         landlock_abi: 6,
+        seccomp_user_notification: true,
     };
     /// What Lambda allows: no user namespaces, no writable cgroups, no Landlock.
     const LAMBDA: Platform = Platform {
@@ -226,6 +263,7 @@ mod tests {
         seccomp: true,
         no_new_privs: true,
         landlock_abi: 0,
+        seccomp_user_notification: true,
     };
 
     fn seccomp_minimum() -> Isolation {
@@ -252,7 +290,10 @@ mod tests {
         let choice =
             choose(SandboxChoice::Auto, &probed(LAMBDA), &seccomp_minimum()).expect("allowed");
         assert_eq!(choice.kind, SandboxKind::Compat);
-        assert_eq!(choice.isolation.names(), ["seccomp", "no_new_privs"]);
+        assert_eq!(
+            choice.isolation.names(),
+            ["seccomp", "no_new_privs", "signal_guard"]
+        );
     }
 
     #[test]
@@ -265,7 +306,13 @@ mod tests {
         .expect("allowed");
         assert_eq!(
             choice.isolation.names(),
-            ["cgroups", "seccomp", "no_new_privs", "landlock"]
+            [
+                "cgroups",
+                "seccomp",
+                "no_new_privs",
+                "landlock",
+                "signal_guard"
+            ]
         );
     }
 
@@ -302,5 +349,7 @@ mod tests {
         // Every platform this service supports allows seccomp and no_new_privs.
         assert!(platform.seccomp, "{platform:?}");
         assert!(platform.no_new_privs, "{platform:?}");
+        // This machine's kernel (and Lambda's, 5.10 and later) hands calls to a supervisor.
+        assert!(platform.seccomp_user_notification, "{platform:?}");
     }
 }

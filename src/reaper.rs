@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinHandle;
 
+use crate::procfs::Stat;
 use crate::sandbox::live;
 
 /// SIGCHLD signals coalesce; a periodic sweep catches any we merged away.
@@ -50,40 +51,18 @@ pub fn reap_orphans() -> usize {
     reaped
 }
 
-/// The pids whose parent is `parent`, from /proc/<pid>/stat.
+/// The pids whose parent is `parent`.
 fn children_of(parent: i32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| parent_of(*pid) == Some(parent))
+    crate::procfs::pids()
+        .into_iter()
+        .filter(|&pid| Stat::of(pid).is_some_and(|stat| stat.ppid == parent))
+        .map(|pid| pid as u32)
         .collect()
-}
-
-fn parent_of(pid: u32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_parent(&stat)
-}
-
-/// The ppid field of a stat line: `pid (comm) state ppid ...`. The command name may itself
-/// contain spaces and parentheses, so fields are counted from the last ')'.
-fn parse_parent(stat: &str) -> Option<i32> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_parent_is_read_after_the_command_name() {
-        assert_eq!(parse_parent("42 (python3) S 7 42 42 0"), Some(7));
-        assert_eq!(parse_parent("42 (a) b) (c) Z 9 1 1"), Some(9));
-        assert_eq!(parse_parent("garbage"), None);
-    }
 
     #[test]
     fn an_orphaned_zombie_is_reaped() {

@@ -13,18 +13,23 @@ pub struct Isolation {
     pub seccomp: bool,
     pub no_new_privs: bool,
     pub landlock: bool,
+    /// compat: every signal a script aims at another pid is checked by the service, which lets
+    /// through only those inside the sandbox (seccomp user notification). nsjail's PID namespace
+    /// gives the same by construction, so it is not listed there.
+    pub signal_guard: bool,
 }
 
 /// Reads one layer's field.
 type Held = fn(&Isolation) -> bool;
 
 /// The names in their report order, with the field each stands for.
-const LAYERS: [(&str, Held); 5] = [
+const LAYERS: [(&str, Held); 6] = [
     ("namespaces", |i| i.namespaces),
     ("cgroups", |i| i.cgroups),
     ("seccomp", |i| i.seccomp),
     ("no_new_privs", |i| i.no_new_privs),
     ("landlock", |i| i.landlock),
+    ("signal_guard", |i| i.signal_guard),
 ];
 
 impl Isolation {
@@ -57,10 +62,12 @@ impl Isolation {
                 "seccomp" => isolation.seccomp = true,
                 "no_new_privs" => isolation.no_new_privs = true,
                 "landlock" => isolation.landlock = true,
+                "signal_guard" => isolation.signal_guard = true,
                 other => {
                     return Err(format!(
                         "unknown layer {other:?}; expected a comma-separated list of \
-                         namespaces, cgroups, seccomp, no_new_privs, landlock, or none"
+                         namespaces, cgroups, seccomp, no_new_privs, landlock, signal_guard, \
+                         or none"
                     ))
                 }
             }

@@ -16,6 +16,7 @@ pub mod outcome;
 pub mod pipes;
 pub mod process;
 pub mod protocol;
+pub mod seccomp;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -55,6 +56,10 @@ pub struct Job {
 /// async-signal-safe calls (no allocation, no locks).
 pub type Hardening = Box<dyn FnMut() -> io::Result<()> + Send + Sync>;
 
+/// Run in the service right after the spawn, with the sandbox's process group; what it returns
+/// lives as long as the sandbox (compat's signal guard).
+pub type AfterSpawn = Box<dyn FnOnce(i32) -> io::Result<Box<dyn Send + Sync>> + Send + Sync>;
+
 /// How to start the harness under one kind of isolation. The harness reads its job on stdin,
 /// writes the script's output on stdout and stderr, and reports on fd 3; fd 4 is for the
 /// isolation tool's own log.
@@ -64,6 +69,10 @@ pub struct LaunchPlan {
     /// The complete environment of the started program: nothing is inherited.
     pub env: Vec<(OsString, OsString)>,
     pub hardening: Option<Hardening>,
+    pub after_spawn: Option<AfterSpawn>,
+    /// Executions of this sandbox take turns on places they all can write, emptied after each
+    /// (compat under a shared uid without Landlock): the job is handed over only on its turn.
+    pub turn_taker: Option<std::sync::Arc<compat::scrub::SharedAreas>>,
     /// Kept alive for the execution and dropped (removed) with it, e.g. a scratch directory.
     pub keep_alive: Option<Box<dyn Send + Sync>>,
 }
@@ -101,6 +110,12 @@ pub trait Sandbox: Send + Sync + fmt::Debug {
     /// The plan for one sandbox with these limits; `preload` names modules the harness imports
     /// before its job arrives (for pooled sandboxes).
     fn plan(&self, limits: &Limits, preload: &[String]) -> Result<LaunchPlan, SandboxError>;
+
+    /// Whether executions cannot be isolated from each other while they run (compat under a
+    /// shared uid without Landlock): then they must never overlap.
+    fn exclusive(&self) -> bool {
+        false
+    }
 }
 
 /// The sandbox itself failed (as opposed to the script). Logged in full, never shown to clients.

@@ -1,10 +1,13 @@
 //! The full sandbox: nsjail with every namespace, the reviewed policy file, and per-request
-//! values passed as flags after `--config` (never templated into the policy).
+//! values passed as flags after `--config` (never templated into the policy). The system-call
+//! policy is the service's own (`sandbox::seccomp`), handed to the harness, which installs it
+//! inside the jail before anything else.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
 use super::isolation::Isolation;
+use super::seccomp::{Policy, SignalScope};
 use super::{harness_options, LaunchPlan, Sandbox, SandboxError, SandboxKind};
 use crate::layer::Layer;
 use crate::limits::Limits;
@@ -29,6 +32,8 @@ pub struct NsjailSandbox {
     /// Without per-execution cgroups, RLIMIT_NPROC is the only process limit left.
     process_rlimit: bool,
     isolation: Isolation,
+    /// The compiled system-call policy, as the harness's `--seccomp` argument.
+    seccomp: Option<String>,
 }
 
 impl NsjailSandbox {
@@ -57,6 +62,12 @@ impl NsjailSandbox {
             outside_uid,
             outside_gid,
             process_rlimit: !isolation.cgroups,
+            seccomp: isolation
+                .seccomp
+                .then(|| Policy::build(SignalScope::Namespace))
+                .transpose()
+                .map_err(|error| SandboxError::Unavailable(error.to_string()))?
+                .map(|policy| policy.to_harness_argument()),
             isolation,
         })
     }
@@ -118,12 +129,17 @@ impl Sandbox for NsjailSandbox {
             .map(OsString::from),
         );
         args.extend(harness_options(limits, preload));
+        if let Some(programs) = &self.seccomp {
+            args.extend(["--seccomp".into(), programs.into()]);
+        }
         Ok(LaunchPlan {
             program: self.nsjail.clone(),
             args,
             // nsjail itself needs nothing; the jail's environment is set in the policy file.
             env: Vec::new(),
             hardening: None,
+            after_spawn: None,
+            turn_taker: None,
             keep_alive: None,
         })
     }

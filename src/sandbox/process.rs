@@ -9,6 +9,7 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -19,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::cgroup::{CgroupReport, CgroupRoot, ExecCgroup};
 use super::child_setup::ChildSetup;
+use super::compat::scrub::{SharedAreas, Turn};
 use super::isolation::Isolation;
 use super::live;
 use super::pipes::{drain, Captured, ChildPipe, Completion};
@@ -103,11 +105,14 @@ pub struct Started {
     /// The session (and process group) the sandbox leads.
     session: i32,
     keep_alive: KeepAlive,
+    /// Where executions take turns (see `LaunchPlan::turn_taker`).
+    turn_taker: Option<Arc<SharedAreas>>,
     /// Dropped after tokio has waited for the child, never before (see `sandbox::live`).
     registration: live::Registration,
 }
 
-struct KeepAlive(#[allow(dead_code)] Option<Box<dyn Send + Sync>>);
+/// What lives exactly as long as the sandbox (scratch space, a held uid, the signal guard).
+struct KeepAlive(#[allow(dead_code)] Vec<Box<dyn Send + Sync>>);
 
 impl std::fmt::Debug for KeepAlive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -158,13 +163,26 @@ pub fn start(
     })?;
     let registration = live::Registration::new(&mut pids, child.id().unwrap_or(0));
     drop(pids);
+    let session = child.id().map_or(0, |pid| pid as i32);
+    let mut keep_alive: Vec<Box<dyn Send + Sync>> = plan.keep_alive.into_iter().collect();
+    if let Some(after_spawn) = plan.after_spawn {
+        match after_spawn(session) {
+            Ok(guard) => keep_alive.push(guard),
+            Err(error) => {
+                kill_group(session);
+                return Err(SandboxError::Failed(format!(
+                    "the sandbox started but its setup failed: {error}"
+                )));
+            }
+        }
+    }
     // The write ends now live in the child (the Command held the stdio ones and is dropped
     // here too); ours must close or EOF would never come.
     drop((command, channel_end, tool_log_end));
     Ok(Started {
         kind: sandbox.kind(),
         isolation: sandbox.isolation(),
-        session: child.id().map_or(0, |pid| pid as i32),
+        session,
         stdin: child.stdin.take(),
         stdout,
         stderr,
@@ -172,7 +190,8 @@ pub fn start(
         tool_log,
         child,
         cgroup,
-        keep_alive: KeepAlive(plan.keep_alive),
+        keep_alive: KeepAlive(keep_alive),
+        turn_taker: plan.turn_taker,
         registration,
     })
 }
@@ -207,6 +226,11 @@ impl Started {
 
     /// Hands over the job and sees the execution through to the end.
     pub async fn run(mut self, job: &Job) -> Execution {
+        // Where executions take turns, the job waits for the previous one's cleanup.
+        let turn = match &self.turn_taker {
+            Some(areas) => Some(areas.take_turn(self.session).await),
+            None => None,
+        };
         // A pooled sandbox used CPU before its job (starting Python, preloading pandas); the
         // execution's CPU time is what it uses from here on.
         let cpu_before_job = self.cgroup.as_ref().and_then(ExecCgroup::cpu);
@@ -251,11 +275,14 @@ impl Started {
             cgroup,
             warm_start: false,
         };
-        tokio::spawn(teardown(
-            self.child,
-            self.cgroup,
-            (self.keep_alive, self.registration),
-        ));
+        tokio::spawn(teardown(Remains {
+            child: self.child,
+            cgroup: self.cgroup,
+            session: self.session,
+            keep_alive: self.keep_alive,
+            turn,
+            registration: self.registration,
+        }));
         execution
     }
 
@@ -276,26 +303,69 @@ impl Started {
         if let Some(cgroup) = &self.cgroup {
             cgroup.kill_all();
         }
-        if self.session > 0 {
-            // SAFETY: kill(2) on the process group this sandbox leads.
-            unsafe { libc::kill(-self.session, libc::SIGKILL) };
-        }
+        kill_group(self.session);
         let _ = self.child.start_kill();
     }
 }
 
-/// After the answer: reap the killed sandbox, then remove its cgroup and scratch space (and
-/// forget its pid, now that tokio has waited for it).
-async fn teardown(
-    mut child: Child,
+/// What is left of a sandbox once its execution is over.
+struct Remains {
+    child: Child,
     cgroup: Option<ExecCgroup>,
-    keep_alive: (KeepAlive, live::Registration),
-) {
-    let _ = child.wait().await;
-    if let Some(cgroup) = cgroup {
+    session: i32,
+    keep_alive: KeepAlive,
+    turn: Option<Turn>,
+    /// Dropped last, once tokio has waited for the child.
+    registration: live::Registration,
+}
+
+/// After the answer: reap the killed sandbox, see its process group empty, then remove its
+/// cgroup, scratch space and hold on its uid, and end its turn (which empties the shared
+/// places), and forget its pid, now that tokio has waited for it.
+async fn teardown(mut remains: Remains) {
+    let _ = remains.child.wait().await;
+    if let Some(cgroup) = remains.cgroup.take() {
         cgroup.destroy().await;
     }
-    drop(keep_alive);
+    let _ = tokio::task::spawn_blocking(move || {
+        wait_until_group_is_gone(remains.session);
+        // In this order: scratch space and uid go first, then the turn (whose end empties the
+        // shared places for the next execution), and the pid last.
+        drop(remains.keep_alive);
+        drop(remains.turn);
+        drop(remains.registration);
+    })
+    .await;
+}
+
+/// How long killed processes get to disappear before teardown goes on regardless.
+const GROUP_EXIT_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits until no live process is left in the sandbox's process group (killing again, in case
+/// one was being forked when the first kill came), so that nothing of it outlives teardown.
+fn wait_until_group_is_gone(group: i32) {
+    if group <= 0 {
+        return;
+    }
+    let deadline = Instant::now() + GROUP_EXIT_WAIT;
+    while crate::procfs::group_has_live_members(group) {
+        if Instant::now() > deadline {
+            tracing::warn!(
+                group,
+                "processes of a sandbox survived their execution's kill"
+            );
+            return;
+        }
+        kill_group(group);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn kill_group(group: i32) {
+    if group > 0 {
+        // SAFETY: kill(2) on the process group a sandbox leads.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+    }
 }
 
 /// Whether a report channel holds a complete report (header line plus the frame it announces).

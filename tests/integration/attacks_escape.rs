@@ -73,6 +73,12 @@ def main():
         Kind::Nsjail => assert_eq!(found["uid"], 65534, "{found}"),
         // compat runs each execution under a uid of its own (the service here is root).
         Kind::Compat => assert!(found["uid"].as_u64().is_some_and(|uid| uid > 0), "{found}"),
+        // On Lambda the script shares the service's unprivileged uid.
+        Kind::Lambda => assert_eq!(
+            found["uid"],
+            crate::lambda_conditions::LAMBDA_UID,
+            "{found}"
+        ),
     }
     assert_eq!(found["euid"], found["uid"], "{found}");
     assert_eq!(found["caps"]["CapEff"], "0000000000000000", "{found}");

@@ -7,6 +7,9 @@ mod support;
 #[path = "../common/procs.rs"]
 mod procs;
 
+#[path = "../common/lambda_conditions.rs"]
+mod lambda_conditions;
+
 mod attacks_escape;
 mod attacks_resources;
 mod attacks_result_channel;

@@ -11,7 +11,7 @@ async fn numpy_pandas_example(kind: Kind) {
     let reply = service.run(NUMPY_PANDAS_SEED).await;
     assert_eq!(reply.expect_result(), &json!({"mean": 3.0, "sum": 15}));
     assert_eq!(reply.body["stdout"], "Processing data...\n");
-    assert_eq!(reply.body["sandbox"], kind.name());
+    assert_eq!(reply.body["sandbox"], kind.sandbox(), "{}", reply.body);
 }
 
 async fn hello_example_keeps_stdout_verbatim(kind: Kind) {
@@ -63,7 +63,37 @@ async fn health(kind: Kind) {
     let reply = service.get("/health").await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body["ok"], true);
-    assert_eq!(reply.body["sandbox"], kind.name());
+    let body = &reply.body;
+    let layers: Vec<String> = serde_json::from_value(body["isolation"].clone()).expect("a list");
+    let has = |layer: &str| layers.iter().any(|name| name == layer);
+    match kind {
+        Kind::Nsjail => {
+            assert_eq!(body["sandbox"], "nsjail", "{body}");
+            assert!(
+                has("namespaces") && has("cgroups") && has("seccomp"),
+                "{body}"
+            );
+        }
+        Kind::Compat => {
+            assert_eq!(body["sandbox"], "compat", "{body}");
+            assert!(
+                has("cgroups") && has("seccomp") && has("landlock"),
+                "{body}"
+            );
+        }
+        // What Lambda allows: no namespaces, no cgroups, no Landlock; seccomp remains.
+        Kind::Lambda => {
+            assert_eq!(body["sandbox"], "compat", "{body}");
+            assert!(has("seccomp") && has("no_new_privs"), "{body}");
+            for missing in ["namespaces", "cgroups", "landlock"] {
+                assert!(
+                    !has(missing),
+                    "{missing} reported under Lambda's conditions: {body}"
+                );
+            }
+            assert_eq!(body["executions"]["capacity"], 1, "{body}");
+        }
+    }
 }
 
 for_each_sandbox!(

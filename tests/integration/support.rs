@@ -16,21 +16,64 @@ use tokio::sync::oneshot;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Nsjail,
-    /// The sandbox for platforms without user namespaces (FORCE_COMPAT=1).
+    /// The sandbox for platforms without user namespaces (FORCE_COMPAT=1), with the service as
+    /// root: a uid of its own per execution, Landlock, cgroups.
     Compat,
+    /// compat under AWS Lambda's conditions (see `lambda_conditions`), with template.yaml's
+    /// settings: the script shares the service's unprivileged uid; no Landlock, no cgroups.
+    Lambda,
 }
 
 impl Kind {
     fn env_value(self) -> &'static str {
         match self {
             Kind::Nsjail => "nsjail",
-            Kind::Compat => "compat",
+            Kind::Compat | Kind::Lambda => "compat",
         }
     }
 
-    pub fn name(self) -> &'static str {
+    /// The sandbox `/health` and every envelope report for this profile.
+    pub fn sandbox(self) -> &'static str {
         self.env_value()
     }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Lambda => "lambda",
+            kind => kind.env_value(),
+        }
+    }
+
+    /// The settings this profile starts with (a test's own settings come on top).
+    fn profile_settings(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            // template.yaml's Environment.
+            Kind::Lambda => &[
+                ("POOL_SIZE", "1"),
+                ("MAX_CONCURRENCY", "1"),
+                ("MAX_TIMEOUT_S", "15"),
+            ],
+            Kind::Nsjail | Kind::Compat => &[],
+        }
+    }
+}
+
+/// Runs a Lambda-profile test: here if this process is already under Lambda's conditions,
+/// otherwise by running this very test again under them (see `lambda_conditions`).
+pub fn in_lambda_profile<F: std::future::Future<Output = ()>>(
+    test_path: &str,
+    test: impl FnOnce() -> F,
+) {
+    if !crate::lambda_conditions::active() {
+        crate::lambda_conditions::rerun_under_lambda(test_path);
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(test());
 }
 
 /// Generates one `#[tokio::test]` per sandbox kind for each named `async fn(Kind)`.
@@ -50,6 +93,17 @@ macro_rules! for_each_sandbox {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name($crate::support::Kind::Compat).await
+                }
+            )*
+        }
+        mod lambda {
+            $(
+                #[test]
+                fn $name() {
+                    $crate::support::in_lambda_profile(
+                        concat!(module_path!(), "::", stringify!($name)),
+                        || super::$name($crate::support::Kind::Lambda),
+                    )
                 }
             )*
         }
@@ -91,8 +145,10 @@ impl Service {
 
     /// Starts with extra settings, as environment variables would give them.
     pub async fn start_with(kind: Kind, settings: &[(&str, &str)]) -> Self {
-        let mut env: HashMap<String, String> = settings
+        let mut env: HashMap<String, String> = kind
+            .profile_settings()
             .iter()
+            .chain(settings)
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         env.insert("SANDBOX".into(), kind.env_value().into());

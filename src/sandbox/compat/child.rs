@@ -5,12 +5,12 @@
 //! filter never has to allow the calls that install the other layers).
 
 use std::ffi::CString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
-use super::landlock;
 use super::rlimits::{self, Rlimit};
-use super::seccomp::Policy;
+use super::{landlock, signals};
+use crate::sandbox::seccomp::Policy;
 
 /// A uid and gid to switch to (when the service runs as root).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +29,9 @@ pub struct ChildHardening {
     pub landlock: Option<OwnedFd>,
     /// `None` only where the platform refuses seccomp and MIN_ISOLATION allows that.
     pub seccomp: Option<Arc<Policy>>,
+    /// Where the signal guard's listener goes (the child's end of the channel), when the
+    /// policy has one.
+    pub listener_socket: Option<OwnedFd>,
 }
 
 impl ChildHardening {
@@ -56,6 +59,14 @@ impl ChildHardening {
             if seccompiler::apply_filter(program).is_err() {
                 return Err(std::io::Error::last_os_error());
             }
+        }
+        // Last: from here on, a signal to another pid waits for the service's answer.
+        let guard = self
+            .seccomp
+            .as_deref()
+            .and_then(|p| p.supervised_signals.as_ref());
+        if let (Some(program), Some(socket)) = (guard, &self.listener_socket) {
+            signals::install_and_send(program, socket.as_raw_fd())?;
         }
         Ok(())
     }

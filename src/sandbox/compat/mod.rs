@@ -8,30 +8,36 @@
 //! can neither signal nor read the service nor each other, and RLIMIT_NPROC is exact. Otherwise
 //! (Lambda) the script shares the service's uid; then the service keeps its secrets by being
 //! undumpable (see `platform::protect_service`), by never passing its environment on, and by
-//! seccomp refusing every socket but AF_UNIX and every signal aimed at it.
+//! seccomp refusing every socket but AF_UNIX; the signal guard keeps signals inside the sandbox
+//! ([`signals`]); the sandboxes waiting for later callers are undumpable from exec (the layer's
+//! interpreter is unreadable); and where Landlock cannot keep writes to a private directory,
+//! executions take turns and everything they wrote is removed before the next ([`scrub`]).
 
 mod child;
 pub mod landlock;
 pub mod rlimits;
-pub mod seccomp;
+pub mod scrub;
+pub mod signals;
 
+use std::collections::HashSet;
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use self::child::{ChildHardening, Identity};
 use self::rlimits::ProcessLimit;
-use self::seccomp::{Policy, Protected};
+use self::scrub::SharedAreas;
+use self::signals::ListenerChannel;
 use super::isolation::Isolation;
-use super::{harness_options, LaunchPlan, Sandbox, SandboxError, SandboxKind};
+use super::seccomp::{Policy, SignalScope};
+use super::{harness_options, AfterSpawn, LaunchPlan, Sandbox, SandboxError, SandboxKind};
 use crate::layer::Layer;
 use crate::limits::Limits;
 
 /// The uids executions run under when the service is root: a range no image's users occupy,
-/// inside the 16 bits every user namespace maps. Reused in turn; a uid comes back only after
-/// its previous execution's processes were all killed.
+/// inside the 16 bits every user namespace maps. A uid is handed out again only after its
+/// previous execution's teardown saw none of its processes left.
 const UID_BASE: u32 = 61_000;
 const UID_SPAN: u32 = 4_000;
 
@@ -45,26 +51,40 @@ pub struct CompatSandbox {
     /// The layers the platform allows (probed at start); only these are installed.
     isolation: Isolation,
     /// Per-execution uids, when the service is root.
-    uids: Option<UidPool>,
+    uids: Option<Arc<UidPool>>,
+    /// Where writes cannot be kept private (a shared uid without Landlock): the places every
+    /// execution takes turns on, emptied after each.
+    shared_areas: Option<Arc<SharedAreas>>,
 }
 
 impl CompatSandbox {
     pub fn new(layer: &Layer, isolation: Isolation) -> Result<Self, SandboxError> {
-        // SAFETY: getpid, getpgrp and geteuid cannot fail.
-        let (service_pid, service_pgid, euid) =
-            unsafe { (libc::getpid(), libc::getpgrp(), libc::geteuid()) };
-        let seccomp = Policy::build(Protected {
-            service_pid,
-            service_pgid,
-        })
-        .map_err(|error| SandboxError::Unavailable(error.to_string()))?;
+        // SAFETY: geteuid cannot fail.
+        let as_root = unsafe { libc::geteuid() } == 0;
+        let signals = if isolation.signal_guard {
+            SignalScope::Supervised
+        } else {
+            SignalScope::GroupOnly
+        };
+        let seccomp =
+            Policy::build(signals).map_err(|error| SandboxError::Unavailable(error.to_string()))?;
+        let shared_areas = (!as_root && !isolation.landlock).then(|| {
+            let areas = SharedAreas::discover();
+            tracing::info!(
+                places = ?areas.paths(),
+                "compat under a shared uid without Landlock: executions take turns on these \
+                 places, emptied after each"
+            );
+            Arc::new(areas)
+        });
         Ok(Self {
             python: layer.python_dir().join("bin/python3"),
             harness: layer.harness_dir().join("harness.py"),
             runtime: vec![layer.python_dir(), layer.harness_dir()],
             seccomp: Arc::new(seccomp),
             isolation,
-            uids: (euid == 0).then(UidPool::default),
+            uids: as_root.then(Arc::default),
+            shared_areas,
         })
     }
 
@@ -78,7 +98,19 @@ impl CompatSandbox {
         }
     }
 
-    fn scratch(&self, identity: Option<Identity>) -> Result<tempfile::TempDir, SandboxError> {
+    /// The execution's working directory: a fresh one, removed with the execution, or the
+    /// shared `/tmp` itself where executions take turns on it (then scripts find their files
+    /// where they would under nsjail).
+    fn scratch(&self, identity: Option<Identity>) -> Result<Scratch, SandboxError> {
+        if let Some(areas) = &self.shared_areas {
+            let tmp = areas
+                .paths()
+                .into_iter()
+                .find(|path| path.ends_with("tmp"))
+                .map(Path::to_path_buf)
+                .unwrap_or_else(std::env::temp_dir);
+            return Ok(Scratch::Shared(tmp));
+        }
         let failed = |error: std::io::Error| {
             SandboxError::Failed(format!("could not create a scratch directory: {error}"))
         };
@@ -90,7 +122,7 @@ impl CompatSandbox {
             std::os::unix::fs::chown(scratch.path(), Some(identity.uid), Some(identity.gid))
                 .map_err(failed)?;
         }
-        Ok(scratch)
+        Ok(Scratch::Private(scratch))
     }
 
     fn hardening(
@@ -127,6 +159,7 @@ impl CompatSandbox {
             no_new_privs: self.isolation.no_new_privs,
             landlock,
             seccomp: self.isolation.seccomp.then(|| self.seccomp.clone()),
+            listener_socket: None,
         })
     }
 
@@ -167,34 +200,124 @@ impl Sandbox for CompatSandbox {
         self.isolation
     }
 
+    fn exclusive(&self) -> bool {
+        self.shared_areas.is_some()
+    }
+
     fn plan(&self, limits: &Limits, preload: &[String]) -> Result<LaunchPlan, SandboxError> {
-        let identity = self.uids.as_ref().map(UidPool::next);
-        let scratch = self.scratch(identity)?;
-        let mut hardening = self.hardening(limits, identity, scratch.path())?;
+        let identity = self.uids.as_ref().map(|uids| uids.take());
+        let scratch = self.scratch(identity.map(|held| held.identity))?;
+        let mut hardening =
+            self.hardening(limits, identity.map(|held| held.identity), scratch.path())?;
+        let guarded = self.isolation.seccomp && self.seccomp.supervised_signals.is_some();
+        let channel = guarded
+            .then(ListenerChannel::new)
+            .transpose()
+            .map_err(|error| SandboxError::Failed(format!("signal guard channel: {error}")))?;
+        let after_spawn = channel.map(|channel| {
+            hardening.listener_socket = Some(channel.child);
+            serve_signal_guard(channel.parent)
+        });
         // -I: ignore PYTHON* variables, the user site and the script's directory;
         // -B: never write bytecode into the runtime.
         let mut args: Vec<OsString> = vec!["-I".into(), "-B".into(), self.harness.clone().into()];
         args.extend(harness_options(limits, preload));
+        let uid_release = identity.map(|held| UidRelease {
+            uids: Arc::clone(self.uids.as_ref().expect("identity comes from the pool")),
+            uid: held.identity.uid,
+        });
         Ok(LaunchPlan {
             program: self.python.clone(),
             args,
             env: self.environment(scratch.path()),
             hardening: Some(Box::new(move || hardening.run())),
-            keep_alive: Some(Box::new(scratch)),
+            after_spawn,
+            turn_taker: self.shared_areas.clone(),
+            keep_alive: Some(Box::new((scratch, uid_release))),
         })
     }
 }
 
-/// Hands out the per-execution uids in turn.
+/// Receives the signal guard's listener from the started child and serves it.
+fn serve_signal_guard(parent: std::os::fd::OwnedFd) -> AfterSpawn {
+    Box::new(move |group| {
+        let listener = signals::receive_listener(&parent)?;
+        Ok(Box::new(signals::serve(listener, group)?) as Box<dyn Send + Sync>)
+    })
+}
+
+/// Where an execution works.
+#[derive(Debug)]
+enum Scratch {
+    /// Its own directory, removed when the execution is dropped.
+    Private(tempfile::TempDir),
+    /// The shared `/tmp`, emptied by the turn (see [`scrub`]).
+    Shared(PathBuf),
+}
+
+impl Scratch {
+    fn path(&self) -> &Path {
+        match self {
+            Self::Private(dir) => dir.path(),
+            Self::Shared(path) => path,
+        }
+    }
+}
+
+/// Hands out the per-execution uids in turn, never one still held by an execution.
 #[derive(Debug, Default)]
 struct UidPool {
-    next: AtomicU32,
+    state: Mutex<UidState>,
+}
+
+#[derive(Debug, Default)]
+struct UidState {
+    next: u32,
+    held: HashSet<u32>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct HeldUid {
+    identity: Identity,
 }
 
 impl UidPool {
-    fn next(&self) -> Identity {
-        let id = UID_BASE + self.next.fetch_add(1, Ordering::Relaxed) % UID_SPAN;
-        Identity { uid: id, gid: id }
+    fn take(&self) -> HeldUid {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        // More executions than uids in the span cannot run at once (MAX_CONCURRENCY and the
+        // pool are far below it), so a free uid is always found.
+        for _ in 0..UID_SPAN {
+            let id = UID_BASE + state.next % UID_SPAN;
+            state.next = state.next.wrapping_add(1);
+            if state.held.insert(id) {
+                return HeldUid {
+                    identity: Identity { uid: id, gid: id },
+                };
+            }
+        }
+        let id = UID_BASE + state.next % UID_SPAN;
+        HeldUid {
+            identity: Identity { uid: id, gid: id },
+        }
+    }
+
+    fn release(&self, uid: u32) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.held.remove(&uid);
+    }
+}
+
+/// Gives a uid back when the execution's teardown drops it: after the sandbox was killed and
+/// reaped, and (see `process::teardown`) its process group was seen empty.
+#[derive(Debug)]
+struct UidRelease {
+    uids: Arc<UidPool>,
+    uid: u32,
+}
+
+impl Drop for UidRelease {
+    fn drop(&mut self) {
+        self.uids.release(self.uid);
     }
 }
 
@@ -203,13 +326,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn uids_rotate_within_their_range() {
+    fn uids_rotate_and_a_held_uid_is_never_handed_out_again() {
         let pool = UidPool::default();
-        let first = pool.next();
-        assert_eq!(first.uid, UID_BASE);
-        assert_eq!(pool.next().uid, UID_BASE + 1);
-        pool.next.store(UID_SPAN - 1, Ordering::Relaxed);
-        assert_eq!(pool.next().uid, UID_BASE + UID_SPAN - 1);
-        assert_eq!(pool.next().uid, UID_BASE);
+        let first = pool.take().identity.uid;
+        assert_eq!(first, UID_BASE);
+        assert_eq!(pool.take().identity.uid, UID_BASE + 1);
+        pool.state.lock().expect("lock").next = UID_SPAN;
+        // UID_BASE is still held: the pool skips it.
+        assert_eq!(pool.take().identity.uid, UID_BASE + 2);
+        pool.release(first);
+        pool.state.lock().expect("lock").next = UID_SPAN;
+        assert_eq!(pool.take().identity.uid, UID_BASE);
     }
 }

@@ -1,0 +1,187 @@
+//! The system-call policy of every sandbox, compiled by `seccompiler` from the tables in
+//! [`rules`]. One policy for both: compat installs it in the child before exec, nsjail's harness
+//! installs the same programs first thing inside the jail (`--seccomp`), so the lists cannot
+//! disagree.
+//!
+//! `seccompiler` gives one filter a single "on match" action, so the policy is one filter per
+//! errno, plus the x32 guard ([`x32`]) and, in compat, the filter that hands signals to the
+//! service for a decision ([`notify`]). The kernel runs every installed filter and the most
+//! restrictive answer wins (an errno over a notification over "allow"); a test checks that no
+//! system call appears in two errno filters.
+
+mod notify;
+mod rules;
+mod x32;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op, SeccompCondition,
+    SeccompFilter, SeccompRule, TargetArch,
+};
+use thiserror::Error;
+
+pub use notify::{install_with_listener, NOTIFIED_SIGNAL_CALLS};
+
+#[derive(Debug, Error)]
+pub enum SeccompError {
+    #[error("seccomp filters are not supported on the {0} architecture")]
+    Arch(&'static str),
+    #[error("the seccomp policy does not compile: {0}")]
+    Compile(#[from] seccompiler::BackendError),
+}
+
+/// How signals to other processes are kept inside the sandbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignalScope {
+    /// A PID namespace (nsjail) already hides every process outside the sandbox.
+    Namespace,
+    /// compat: each signal to another pid goes to the service, which allows it only within the
+    /// sandbox's own process group (seccomp user notification).
+    Supervised,
+    /// compat where user notification is refused: a script may signal only its own process
+    /// group as a whole (`kill(0, sig)`), nothing by pid.
+    GroupOnly,
+}
+
+/// The compiled policy, in the order it is installed.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Installed as they are.
+    pub programs: Vec<BpfProgram>,
+    /// Installed last, with a listener the service serves (`SignalScope::Supervised`).
+    pub supervised_signals: Option<BpfProgram>,
+}
+
+type Rules = BTreeMap<i64, Vec<SeccompRule>>;
+
+impl Policy {
+    pub fn build(signals: SignalScope) -> Result<Self, SeccompError> {
+        let arch = target_arch()?;
+        let mut eperm = rules::eperm()?;
+        eperm.extend(signal_denials(signals)?);
+        let filters = [
+            (libc::EACCES, rules::eacces()?),
+            (libc::ENOSYS, rules::enosys()),
+            (libc::EPERM, eperm),
+        ];
+        let mut programs = filters
+            .into_iter()
+            .map(|(errno, rules)| compile(rules, SeccompAction::Errno(errno as u32), arch))
+            .collect::<Result<Vec<_>, _>>()?;
+        programs.extend(x32::guard());
+        let supervised_signals = match signals {
+            SignalScope::Supervised => Some(notify::program(arch)?),
+            SignalScope::Namespace | SignalScope::GroupOnly => None,
+        };
+        Ok(Self {
+            programs,
+            supervised_signals,
+        })
+    }
+
+    /// The errno programs as one argument for the harness (`--seccomp`): each program's
+    /// instructions in hex, programs separated by commas.
+    pub fn to_harness_argument(&self) -> String {
+        let mut text = String::new();
+        for (index, program) in self.programs.iter().enumerate() {
+            if index > 0 {
+                text.push(',');
+            }
+            for instruction in program {
+                let _ = write!(
+                    text,
+                    "{:04x}{:02x}{:02x}{:08x}",
+                    instruction.code, instruction.jt, instruction.jf, instruction.k
+                );
+            }
+        }
+        text
+    }
+}
+
+fn compile(
+    rules: Rules,
+    on_match: SeccompAction,
+    arch: TargetArch,
+) -> Result<BpfProgram, SeccompError> {
+    let filter = SeccompFilter::new(rules, SeccompAction::Allow, on_match, arch)?;
+    Ok(BpfProgram::try_from(filter)?)
+}
+
+/// `kill(-1)` reaches every process the caller may signal: refused everywhere. Under
+/// `GroupOnly`, every signal by pid is refused too; `kill(0, sig)` (the caller's own group)
+/// stays, which is what terminating a script's own workers comes down to there.
+fn signal_denials(signals: SignalScope) -> Result<Rules, SeccompError> {
+    let everyone = (-1i32) as u32 as u64;
+    let mut kill = vec![SeccompRule::new(vec![condition(0, Op::Eq, everyone)?])?];
+    let mut rules = Rules::new();
+    if signals == SignalScope::GroupOnly {
+        kill.push(SeccompRule::new(vec![condition(0, Op::Ne, 0)?])?);
+        for &nr in NOTIFIED_SIGNAL_CALLS
+            .iter()
+            .filter(|&&nr| nr != libc::SYS_kill)
+        {
+            rules.insert(nr, vec![]);
+        }
+    }
+    rules.insert(libc::SYS_kill, kill);
+    Ok(rules)
+}
+
+fn target_arch() -> Result<TargetArch, SeccompError> {
+    TargetArch::try_from(std::env::consts::ARCH)
+        .map_err(|_| SeccompError::Arch(std::env::consts::ARCH))
+}
+
+/// pid_t and int arguments are 32 bits; comparing the low word is what the kernel reads.
+fn condition(arg: u8, op: Op, value: u64) -> Result<SeccompCondition, SeccompError> {
+    Ok(SeccompCondition::new(arg, Len::Dword, op, value)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_compiles_for_every_signal_scope() {
+        for scope in [
+            SignalScope::Namespace,
+            SignalScope::Supervised,
+            SignalScope::GroupOnly,
+        ] {
+            let policy = Policy::build(scope).expect("policy compiles");
+            assert!(policy.programs.iter().all(|program| !program.is_empty()));
+            // BPF programs are limited to 4096 instructions.
+            assert!(policy.programs.iter().all(|program| program.len() < 4096));
+            assert_eq!(
+                policy.supervised_signals.is_some(),
+                scope == SignalScope::Supervised
+            );
+        }
+    }
+
+    #[test]
+    fn no_system_call_is_in_two_errno_filters() {
+        let mut eperm = rules::eperm().expect("rules");
+        eperm.extend(signal_denials(SignalScope::GroupOnly).expect("rules"));
+        let eacces = rules::eacces().expect("rules");
+        let enosys = rules::enosys();
+        let mut seen = std::collections::HashSet::new();
+        for nr in eacces.keys().chain(enosys.keys()).chain(eperm.keys()) {
+            assert!(seen.insert(*nr), "system call {nr} is in two filters");
+        }
+    }
+
+    #[test]
+    fn the_harness_argument_round_trips() {
+        let policy = Policy::build(SignalScope::Namespace).expect("policy");
+        let argument = policy.to_harness_argument();
+        let programs: Vec<&str> = argument.split(',').collect();
+        assert_eq!(programs.len(), policy.programs.len());
+        for (text, program) in programs.iter().zip(&policy.programs) {
+            assert_eq!(text.len(), program.len() * 16);
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! AWS Lambda's conditions on this machine, for the test profile that runs the whole suite as
+//! Lambda would run the service: an unprivileged uid that owns nothing, a read-only filesystem
+//! but for a fresh `/tmp`, no cgroup it may create, and a kernel that refuses user namespaces and
+//! has no Landlock.
+//!
+//! Lambda's kernel cannot be booted here, so a seccomp filter stands in for it: `unshare` and
+//! `clone` with `CLONE_NEWUSER` answer `EPERM` (as where user namespaces are disabled), and the
+//! `landlock_*` calls answer `ENOSYS` (as on a kernel built without Landlock). The read-only
+//! filesystem comes from a private mount namespace entered as root, before the uid is dropped.
+//!
+//! [`enter`] runs between fork and exec (`Command::pre_exec`); everything it needs is prepared
+//! before the fork by [`Conditions::prepare`], as only async-signal-safe calls may run there.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+
+/// The uid Lambda runs functions under (`sbx_user1051`); nothing on this machine belongs to it.
+pub const LAMBDA_UID: u32 = 993;
+/// Set in the environment of a process that runs under these conditions.
+pub const PROFILE_VARIABLE: &str = "PYEXEC_TEST_PROFILE";
+pub const PROFILE_LAMBDA: &str = "lambda";
+
+/// Lambda's /tmp: the only writable place, 512 MiB by default.
+const TMP_OPTIONS: &[u8] = b"size=512m,mode=1777\0";
+
+/// Everything [`enter`] needs, built before the fork.
+#[derive(Debug)]
+pub struct Conditions {
+    /// Every mount point but /proc's, to be made read-only.
+    mounts: Vec<CString>,
+    filters: Vec<BpfProgram>,
+}
+
+/// Whether this process already runs under Lambda's conditions (a re-executed test).
+pub fn active() -> bool {
+    std::env::var(PROFILE_VARIABLE).is_ok_and(|value| value == PROFILE_LAMBDA)
+}
+
+impl Conditions {
+    pub fn prepare() -> Self {
+        Self {
+            mounts: mount_points(),
+            filters: lambda_kernel_filters(),
+        }
+    }
+
+    /// Enters the conditions; call in the child between fork and exec, as root.
+    ///
+    /// # Safety
+    /// Only async-signal-safe system calls on data prepared before the fork.
+    pub unsafe fn enter(&self) -> std::io::Result<()> {
+        // SAFETY: system calls on NUL-terminated strings prepared before the fork.
+        unsafe {
+            check(libc::unshare(libc::CLONE_NEWNS))?;
+            let root = c"/";
+            check(libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
+            for mount in &self.mounts {
+                let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
+                let done = libc::mount(
+                    std::ptr::null(),
+                    mount.as_ptr(),
+                    std::ptr::null(),
+                    flags,
+                    std::ptr::null(),
+                );
+                // The root must be read-only; a mount that cannot be remounted (a masked or
+                // locked one) is left as it is, and is root's anyway.
+                if done != 0 && mount.as_bytes() == b"/" {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            check(libc::mount(
+                c"tmpfs".as_ptr(),
+                c"/tmp".as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                TMP_OPTIONS.as_ptr().cast(),
+            ))?;
+            check(libc::setgroups(0, std::ptr::null()))?;
+            check(libc::setresgid(LAMBDA_UID, LAMBDA_UID, LAMBDA_UID))?;
+            check(libc::setresuid(LAMBDA_UID, LAMBDA_UID, LAMBDA_UID))?;
+            check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+        }
+        for filter in &self.filters {
+            seccompiler::apply_filter(filter).map_err(|_| std::io::Error::last_os_error())?;
+        }
+        Ok(())
+    }
+}
+
+/// Every mount point of this process except /proc and what is below it, the root first.
+fn mount_points() -> Vec<CString> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("/proc/self/mountinfo");
+    let mut points: Vec<String> = info
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(unescape_mount_point)
+        .filter(|point| point != "/proc" && !point.starts_with("/proc/"))
+        .collect();
+    points.sort();
+    points.dedup();
+    points
+        .into_iter()
+        .map(|point| CString::new(point).expect("no NUL in a mount point"))
+        .collect()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mount_point(field: &str) -> String {
+    let mut out = Vec::new();
+    let bytes = field.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .and_then(|digits| u8::from_str_radix(std::str::from_utf8(digits).ok()?, 8).ok());
+        match (bytes[i], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Lambda's kernel, as seen by a process: no user namespaces (EPERM), no Landlock (ENOSYS).
+fn lambda_kernel_filters() -> Vec<BpfProgram> {
+    let arch = TargetArch::try_from(std::env::consts::ARCH).expect("a seccomp architecture");
+    let new_user = libc::CLONE_NEWUSER as u64;
+    let flag_rule = |arg| {
+        SeccompRule::new(vec![SeccompCondition::new(
+            arg,
+            SeccompCmpArgLen::Qword,
+            SeccompCmpOp::MaskedEq(new_user),
+            new_user,
+        )
+        .expect("condition")])
+        .expect("rule")
+    };
+    let no_user_namespaces = BTreeMap::from([
+        (libc::SYS_unshare, vec![flag_rule(0)]),
+        (libc::SYS_clone, vec![flag_rule(0)]),
+    ]);
+    let no_landlock = BTreeMap::from([
+        (libc::SYS_landlock_create_ruleset, vec![]),
+        (libc::SYS_landlock_add_rule, vec![]),
+        (libc::SYS_landlock_restrict_self, vec![]),
+        // clone3 hides its flags from seccomp; glibc falls back to clone, checked above.
+        (libc::SYS_clone3, vec![]),
+    ]);
+    [
+        (no_user_namespaces, libc::EPERM),
+        (no_landlock, libc::ENOSYS),
+    ]
+    .into_iter()
+    .map(|(rules, errno)| {
+        let filter = SeccompFilter::new(
+            rules,
+            SeccompAction::Allow,
+            SeccompAction::Errno(errno as u32),
+            arch,
+        )
+        .expect("filter");
+        BpfProgram::try_from(filter).expect("program")
+    })
+    .collect()
+}
+
+fn check(result: libc::c_int) -> std::io::Result<()> {
+    if result < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Runs one test of this binary again, by its full name, under Lambda's conditions, and fails
+/// unless it ran and passed there.
+pub fn rerun_under_lambda(test_path: &str) {
+    use std::os::unix::process::CommandExt;
+    let name = test_path
+        .split_once("::")
+        .map_or(test_path, |(_, rest)| rest);
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let conditions = Conditions::prepare();
+    let mut command = std::process::Command::new(exe);
+    command
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(PROFILE_VARIABLE, PROFILE_LAMBDA)
+        .env("TMPDIR", "/tmp");
+    // SAFETY: `enter` only makes system calls on data prepared above.
+    unsafe { command.pre_exec(move || conditions.enter()) };
+    let output = command.output().expect("the test binary starts again");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("--- under Lambda's conditions ---\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "{name} failed under Lambda's conditions"
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "{name} did not run under Lambda's conditions (filter matched nothing?)"
+    );
+}
