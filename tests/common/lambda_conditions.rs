@@ -19,8 +19,10 @@ use seccompiler::{
     SeccompRule, TargetArch,
 };
 
-/// The uid Lambda runs functions under (`sbx_user1051`); nothing on this machine belongs to it.
-pub const LAMBDA_UID: u32 = 993;
+/// Lambda runs functions as `sbx_user1051`. Each test gets an unprivileged uid of its own in
+/// this range (nothing on this machine belongs to one), so tests running side by side, which on
+/// Lambda would be separate machines, do not share RLIMIT_NPROC's per-uid count.
+const LAMBDA_UIDS: std::ops::Range<u32> = 20_000..30_000;
 /// Set in the environment of a process that runs under these conditions.
 pub const PROFILE_VARIABLE: &str = "PYEXEC_TEST_PROFILE";
 pub const PROFILE_LAMBDA: &str = "lambda";
@@ -34,6 +36,7 @@ pub struct Conditions {
     /// Every mount point but /proc's, to be made read-only.
     mounts: Vec<CString>,
     filters: Vec<BpfProgram>,
+    uid: u32,
 }
 
 /// Whether this process already runs under Lambda's conditions (a re-executed test).
@@ -42,10 +45,11 @@ pub fn active() -> bool {
 }
 
 impl Conditions {
-    pub fn prepare() -> Self {
+    pub fn prepare(uid: u32) -> Self {
         Self {
             mounts: mount_points(),
             filters: lambda_kernel_filters(),
+            uid,
         }
     }
 
@@ -88,8 +92,8 @@ impl Conditions {
                 TMP_OPTIONS.as_ptr().cast(),
             ))?;
             check(libc::setgroups(0, std::ptr::null()))?;
-            check(libc::setresgid(LAMBDA_UID, LAMBDA_UID, LAMBDA_UID))?;
-            check(libc::setresuid(LAMBDA_UID, LAMBDA_UID, LAMBDA_UID))?;
+            check(libc::setresgid(self.uid, self.uid, self.uid))?;
+            check(libc::setresuid(self.uid, self.uid, self.uid))?;
             check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
         }
         for filter in &self.filters {
@@ -197,7 +201,7 @@ pub fn rerun_under_lambda(test_path: &str) {
         .split_once("::")
         .map_or(test_path, |(_, rest)| rest);
     let exe = std::env::current_exe().expect("the test binary's path");
-    let conditions = Conditions::prepare();
+    let conditions = Conditions::prepare(uid_for(name));
     let mut command = std::process::Command::new(exe);
     command
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
@@ -217,4 +221,12 @@ pub fn rerun_under_lambda(test_path: &str) {
         stdout.contains("1 passed"),
         "{name} did not run under Lambda's conditions (filter matched nothing?)"
     );
+}
+
+/// A stable uid for one test, from its name.
+fn uid_for(test_name: &str) -> u32 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    test_name.hash(&mut hasher);
+    LAMBDA_UIDS.start + (hasher.finish() % u64::from(LAMBDA_UIDS.end - LAMBDA_UIDS.start)) as u32
 }

@@ -11,6 +11,7 @@ mod procs;
 mod lambda_conditions;
 
 mod attacks_escape;
+mod attacks_neighbours;
 mod attacks_resources;
 mod attacks_result_channel;
 mod contract;

@@ -17,7 +17,7 @@ def main():
     pandas.polluted = True
     builtins.polluted = True
     sys.modules["polluter_marker"] = sys
-    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "pyexec-polluter-child"])
     return "polluted"
 "#;
 
@@ -64,8 +64,14 @@ async fn pooled_sandboxes_share_nothing(kind: Kind) {
     assert_eq!(found["pandas"], false, "{found}");
     assert_eq!(found["builtins"], false, "{found}");
     assert_eq!(found["marker"], false, "{found}");
-    // The supervisor and the script: nothing left by the previous request.
-    assert!(found["processes"].as_u64() <= Some(2), "{found}");
+    // The supervisor and the script: nothing left by the previous request. (Without a PID
+    // namespace the listing is the host's: compat as root refuses it, Lambda's shows every
+    // pid, a documented limit; there the host-side check below is what counts.)
+    if kind == Kind::Nsjail {
+        assert!(found["processes"].as_u64() <= Some(2), "{found}");
+    }
+    let survivors = crate::procs::survivors("pyexec-polluter-child").await;
+    assert!(survivors.is_empty(), "still running: {survivors:?}");
 }
 
 async fn deadline_counts_from_hand_over(kind: Kind) {
@@ -131,7 +137,9 @@ async fn a_burst_gets_answers_or_overloaded(kind: Kind) {
             refused += 1;
         }
     }
-    assert!(answered >= 2, "some requests are served: {answered}");
+    // Lambda's profile runs one execution at a time, whatever MAX_CONCURRENCY says.
+    let capacity = if kind == Kind::Lambda { 1 } else { 2 };
+    assert!(answered >= capacity, "some requests are served: {answered}");
     assert!(
         refused >= 1,
         "a burst far above capacity is refused in part: {refused}"

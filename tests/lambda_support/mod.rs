@@ -6,6 +6,8 @@
 #![allow(dead_code)]
 
 pub mod events;
+#[path = "../common/procs.rs"]
+pub mod host_procs;
 pub mod http;
 pub mod moto;
 pub mod procs;

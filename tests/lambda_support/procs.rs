@@ -1,12 +1,13 @@
 //! Child processes of the tests: started on free loopback ports, killed with everything they
 //! started when the test ends, pass or fail.
 
-use std::collections::HashSet;
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use super::host_procs::descendants;
 
 /// A loopback address nothing listens on right now.
 pub fn free_addr() -> SocketAddr {
@@ -81,33 +82,4 @@ impl Drop for Guard {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Every process below `root`, deepest last, from /proc's parent links.
-fn descendants(root: u32) -> Vec<u32> {
-    let parents: Vec<(u32, u32)> = fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| Some((pid, parent_of(pid)?)))
-        .collect();
-    let mut found = Vec::new();
-    let mut frontier: HashSet<u32> = HashSet::from([root]);
-    while !frontier.is_empty() {
-        let next: HashSet<u32> = parents
-            .iter()
-            .filter(|(_, parent)| frontier.contains(parent))
-            .map(|(pid, _)| *pid)
-            .collect();
-        found.extend(next.iter().copied());
-        frontier = next;
-    }
-    found
-}
-
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses; the fields after its last ')' do not.
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(1)?.parse().ok()
 }

@@ -83,7 +83,7 @@ impl CompatSandbox {
             runtime: vec![layer.python_dir(), layer.harness_dir()],
             seccomp: Arc::new(seccomp),
             isolation,
-            uids: as_root.then(Arc::default),
+            uids: as_root.then(|| Arc::clone(&UIDS)),
             shared_areas,
         })
     }
@@ -263,6 +263,10 @@ impl Scratch {
         }
     }
 }
+
+/// One pool for the whole process: two compat sandboxes in one service (a self-test's and the
+/// real one, or a test's several services) must never hand out the same uid at once.
+static UIDS: std::sync::LazyLock<Arc<UidPool>> = std::sync::LazyLock::new(Arc::default);
 
 /// Hands out the per-execution uids in turn, never one still held by an execution.
 #[derive(Debug, Default)]

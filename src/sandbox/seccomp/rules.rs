@@ -98,6 +98,12 @@ fn always_denied() -> Vec<i64> {
         // pthread_kill use tgkill.
         libc::SYS_tkill,
         libc::SYS_pidfd_send_signal,
+        // System V IPC and POSIX message queues outlive the process that made them: where there
+        // is no IPC namespace (compat), one execution could leave data for the next.
+        libc::SYS_shmget,
+        libc::SYS_semget,
+        libc::SYS_msgget,
+        libc::SYS_mq_open,
         // Subsystems with a long record of privilege escalations and no use to a script.
         libc::SYS_io_uring_setup,
         libc::SYS_io_uring_enter,
