@@ -1,20 +1,33 @@
-//! Wiring only: protect the service, read the configuration, build the service, serve it over
-//! HTTP on `$PORT`, or to the Lambda Runtime API when `AWS_LAMBDA_RUNTIME_API` is set. One
-//! router, two entry points.
+//! Wiring only: protect the service, read the command line and environment, then either probe
+//! the platform (`probe`) or build the service and serve it over HTTP on `$PORT`, or to the
+//! Lambda Runtime API when `AWS_LAMBDA_RUNTIME_API` is set. One router, two entry points.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use python_executor::{app, config::Config, lambda, platform, reaper, server, startup, telemetry};
+use clap::Parser;
+use python_executor::cli::{Cli, Command};
+use python_executor::config::Config;
+use python_executor::{app, lambda, platform, probe, reaper, server, startup, telemetry};
 use tokio::net::TcpListener;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     // First, before any secret is read: scripts may run under this same uid (compat mode).
     platform::protect_service().context("could not make the service undumpable")?;
-    let config = Config::from_env().context("invalid configuration")?;
+    // Prints help, the version, or what is wrong with a setting, and exits, as clap does.
+    let cli = Cli::parse();
+    let config = cli.config();
     telemetry::init(config.log_format);
     reaper::spawn().context("could not start the orphan reaper")?;
+    match cli.command {
+        Some(Command::Probe { json }) => Ok(probe::run(&config, json).await),
+        None => serve(config).await.map(|()| ExitCode::SUCCESS),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
     let on_lambda = config.lambda;
     let port = config.port;
     let grace = config.shutdown_grace;

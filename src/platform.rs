@@ -13,7 +13,7 @@ use crate::sandbox::isolation::Isolation;
 use crate::sandbox::SandboxKind;
 
 /// What the platform allows.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Platform {
     pub user_namespaces: bool,
     pub cgroups: bool,

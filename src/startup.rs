@@ -17,6 +17,7 @@ use crate::config::{Config, SandboxChoice};
 use crate::executor::Executor;
 use crate::layer::{Layer, LayerError};
 use crate::platform::{self, Choice, Platform, SystemProbes};
+use crate::probe::Report;
 use crate::sandbox::cgroup::CgroupRoot;
 use crate::sandbox::compat::CompatSandbox;
 use crate::sandbox::nsjail::NsjailSandbox;
@@ -34,66 +35,95 @@ pub enum StartupError {
     Layer(#[from] LayerError),
 }
 
-/// The service, ready to serve.
-pub async fn build(config: Config) -> Result<App, StartupError> {
+/// What start-up found and proved: the platform's layers and the sandbox that passed its
+/// self-test, or why none did. [`build`] turns it into the service; the `probe` subcommand
+/// into a report. One path for both, so the probe says exactly what serving would do.
+#[derive(Debug)]
+pub struct Probed {
+    pub layer: Layer,
+    pub platform: Platform,
+    /// The cgroup hierarchy executions get their own cgroup in, or why there is none.
+    pub cgroups: Result<CgroupRoot, String>,
+    /// The sandbox scripts will run in, or why no script may run here.
+    pub sandbox: Result<Arc<dyn Sandbox>, String>,
+    /// Why nsjail was passed over for compat under SANDBOX=auto, when it was.
+    pub fallback: Option<String>,
+}
+
+/// Finds the layer, prepares cgroups, probes the platform, picks the sandbox and self-tests it.
+pub async fn probe(config: &Config) -> Result<Probed, StartupError> {
     let layer = Layer::locate(config.layer_dir.as_deref())?;
-    let cgroups = usable_cgroups(&config).await;
-    let platform = Platform::probe(&SystemProbes, cgroups.is_some());
-    tracing::info!(?platform, "platform probed");
-    let executor = match platform::choose(config.sandbox, &platform, &config.min_isolation) {
-        Ok(choice) => start_executor(&config, &layer, cgroups, &platform, choice).await,
-        Err(reason) => Err(reason),
-    };
-    match &executor {
-        Ok(executor) => tracing::info!(
-            layer = %layer.root.display(),
-            sandbox = executor.kind().as_str(),
-            isolation = %executor.isolation(),
-            "sandbox ready"
-        ),
-        Err(reason) => tracing::error!(%reason, "no sandbox: every execution will be refused"),
-    }
+    let cgroups = usable_cgroups(config).await;
+    let platform = Platform::probe(&SystemProbes, cgroups.is_ok());
+    tracing::debug!(?platform, "platform probed");
+    let (sandbox, fallback) =
+        match platform::choose(config.sandbox, &platform, &config.min_isolation) {
+            Ok(choice) => {
+                proven_sandbox(config, &layer, cgroups.as_ref().ok(), &platform, choice).await
+            }
+            Err(reason) => (Err(reason), None),
+        };
+    Ok(Probed {
+        layer,
+        platform,
+        cgroups,
+        sandbox,
+        fallback,
+    })
+}
+
+/// The service, ready to serve. Logs the same summary `probe` prints, so a platform's answer
+/// shows in the start-up log too (on Lambda, in the init log).
+pub async fn build(config: Config) -> Result<App, StartupError> {
+    let probed = probe(&config).await?;
+    Report::new(&probed, &config).log();
+    let Probed {
+        sandbox, cgroups, ..
+    } = probed;
+    let executor = sandbox.map(|sandbox| Executor::start(sandbox, cgroups.ok(), &config));
     Ok(App { config, executor })
 }
 
 /// The cgroup hierarchy, if this process can really create an execution's cgroup in it: the
 /// service's parent directory may exist (made by an earlier run as root) yet not be writable.
-async fn usable_cgroups(config: &Config) -> Option<CgroupRoot> {
+async fn usable_cgroups(config: &Config) -> Result<CgroupRoot, String> {
     let trial = CgroupRoot::detect(Path::new(CGROUP_MOUNT))
         .and_then(|root| root.create(&config.limits).map(|cgroup| (root, cgroup)));
     match trial {
         Ok((root, cgroup)) => {
             cgroup.destroy().await;
-            Some(root)
+            Ok(root)
         }
         Err(error) => {
             tracing::warn!(%error, "no per-execution cgroups: memory and process limits fall back to rlimits");
-            None
+            Err(error.to_string())
         }
     }
 }
 
-/// The executor for `choice`, its sandbox self-tested before the pool starts. Under
-/// SANDBOX=auto a failing nsjail (a container that allows user namespaces but masks /proc, say)
-/// falls back to compat when that still meets the minimum.
-async fn start_executor(
+/// The sandbox for `choice`, self-tested, and why nsjail was passed over if it was: under
+/// SANDBOX=auto a failing nsjail (a container that allows user namespaces but masks /proc,
+/// say) falls back to compat when that still meets the minimum.
+async fn proven_sandbox(
     config: &Config,
     layer: &Layer,
-    cgroups: Option<CgroupRoot>,
+    cgroups: Option<&CgroupRoot>,
     platform: &Platform,
     choice: Choice,
-) -> Result<Executor, String> {
-    let mut sandbox = self_tested(sandbox(layer, choice), cgroups.as_ref(), config).await;
-    if let (Err(reason), SandboxChoice::Auto, SandboxKind::Nsjail) =
-        (&sandbox, config.sandbox, choice.kind)
-    {
-        tracing::warn!(%reason, "nsjail failed its self-test; trying compat");
-        let mut platform = *platform;
-        platform.user_namespaces = false;
-        let fallback = platform::choose(SandboxChoice::Auto, &platform, &config.min_isolation)?;
-        sandbox = self_tested(self::sandbox(layer, fallback), cgroups.as_ref(), config).await;
-    }
-    Ok(Executor::start(sandbox?, cgroups, config))
+) -> (Result<Arc<dyn Sandbox>, String>, Option<String>) {
+    let sandbox = self_tested(sandbox(layer, choice), cgroups, config).await;
+    let reason = match (sandbox, config.sandbox, choice.kind) {
+        (Err(reason), SandboxChoice::Auto, SandboxKind::Nsjail) => reason,
+        (sandbox, ..) => return (sandbox, None),
+    };
+    tracing::warn!(%reason, "nsjail failed its self-test; trying compat");
+    let mut platform = *platform;
+    platform.user_namespaces = false;
+    let fallback = match platform::choose(SandboxChoice::Auto, &platform, &config.min_isolation) {
+        Ok(fallback) => self_tested(self::sandbox(layer, fallback), cgroups, config).await,
+        Err(why) => Err(why),
+    };
+    (fallback, Some(reason))
 }
 
 fn sandbox(layer: &Layer, choice: Choice) -> Result<Arc<dyn Sandbox>, SandboxError> {

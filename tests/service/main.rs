@@ -1,10 +1,12 @@
 //! Tests of the service binary itself, started as a separate process the way Cloud Run and
-//! Lambda start it: SIGTERM handling, the API key, and compat's protection of the service's
-//! own secrets from scripts running under the same uid.
+//! Lambda start it: SIGTERM handling, the API key, compat's protection of the service's own
+//! secrets from scripts running under the same uid, and the command line (`--help`,
+//! `--version`, `probe`).
 
 #[path = "../common/procs.rs"]
 mod procs;
 
+mod cli;
 mod process;
 mod same_uid;
 mod shutdown;

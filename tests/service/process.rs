@@ -30,34 +30,80 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// The binary with `env` (plus LAYER_DIR, JSON logs and no pool), optionally as another user
+/// (`setpriv` drops to that uid first, as Lambda runs the service unprivileged).
+fn command(env: &[(&str, &str)], as_uid: Option<u32>) -> Command {
+    let exe = env!("CARGO_BIN_EXE_python-executor");
+    let mut command = match as_uid {
+        Some(uid) => {
+            let mut command = Command::new("setpriv");
+            command.args([
+                format!("--reuid={uid}"),
+                format!("--regid={uid}"),
+                "--clear-groups".into(),
+                exe.into(),
+            ]);
+            command
+        }
+        None => Command::new(exe),
+    };
+    command
+        .env("LAYER_DIR", layer_dir())
+        .env("LOG_FORMAT", "json")
+        .env("POOL_SIZE", "0")
+        .envs(env.iter().copied());
+    command
+}
+
+/// How a one-shot run of the binary ended.
+pub struct Finished {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the binary with `args` and `env` to its end, as a command rather than a service (with
+/// PORT set to a free port all the same, so a binary that served instead would be caught): it
+/// must exit within `limit`, or it is killed and the test fails.
+pub fn run_once(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Finished {
+    let child = command(env, None)
+        .args(args)
+        .env("PORT", free_port().to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let pid = child.id();
+    let (done, finished) = std::sync::mpsc::channel();
+    // Waits in a thread, reading both pipes, so neither can fill up and stall the binary.
+    std::thread::spawn(move || done.send(child.wait_with_output()));
+    let Ok(output) = finished.recv_timeout(limit) else {
+        // SAFETY: kill(2) on the child we started, which has not been reaped yet.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        panic!(
+            "`python-executor {}` still ran after {limit:?}",
+            args.join(" ")
+        );
+    };
+    let output = output.expect("the binary's output");
+    Finished {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
 impl Binary {
     /// Starts the binary with `env` (plus PORT and LAYER_DIR), optionally as another user
     /// (`setpriv` drops to that uid first, as Lambda runs the service unprivileged).
     pub async fn start(env: &[(&str, &str)], as_uid: Option<u32>) -> Self {
         let port = free_port();
-        let exe = env!("CARGO_BIN_EXE_python-executor");
-        let mut command = match as_uid {
-            Some(uid) => {
-                let mut command = Command::new("setpriv");
-                command.args([
-                    format!("--reuid={uid}"),
-                    format!("--regid={uid}"),
-                    "--clear-groups".into(),
-                    exe.into(),
-                ]);
-                command
-            }
-            None => Command::new(exe),
-        };
-        command
+        let child = command(env, as_uid)
             .env("PORT", port.to_string())
-            .env("LAYER_DIR", layer_dir())
-            .env("LOG_FORMAT", "json")
-            .env("POOL_SIZE", "0")
-            .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = command.spawn().expect("the service binary starts");
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the service binary starts");
         let binary = Self { child, port };
         binary.wait_until_ready().await;
         binary

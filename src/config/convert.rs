@@ -1,0 +1,69 @@
+//! Assembling the checked settings into the `Config` the rest of the crate receives. Nothing is
+//! parsed here (the values are typed already); this only groups them and applies the two rules
+//! that span settings: FORCE_COMPAT wins over SANDBOX, and a blank text setting means unset.
+
+use super::{ApiKey, Config, PoolConfig, SandboxChoice, Settings};
+use crate::limits::Limits;
+use crate::offload::OffloadConfig;
+
+impl From<Settings> for Config {
+    fn from(s: Settings) -> Self {
+        let limits = Limits {
+            wall: s.max_timeout_s,
+            cpu: s.cpu_limit_s,
+            memory: s.memory_limit_mib,
+            file_size: s.file_size_limit_kib,
+            processes: s.max_processes,
+            open_files: s.max_open_files,
+            stdout: s.max_stdout_kib,
+            stderr: s.max_stderr_kib,
+            result: s.max_result_kib,
+        };
+        let pool = PoolConfig {
+            size: s.pool_size,
+            idle: s.pool_idle_s,
+            preload: s.pool_preload.0,
+            demand_window: s.pool_demand_window_s,
+        };
+        let offload = OffloadConfig {
+            bucket: trimmed(s.result_bucket),
+            url_ttl: s.result_url_ttl_s,
+            max_inline: s.max_inline_response_kib,
+            endpoint_url: trimmed(s.s3_endpoint_url),
+            force_path_style: s.s3_force_path_style,
+        };
+        Self {
+            port: s.port,
+            // A path is taken as given, surrounding spaces included: only a blank one is unset.
+            layer_dir: s
+                .layer_dir
+                .filter(|dir| !dir.to_string_lossy().trim().is_empty()),
+            limits,
+            max_script: s.max_script_kib,
+            max_body: s.max_body_kib,
+            log_format: s.log_format,
+            // The seeds' FORCE_COMPAT=1 wins over SANDBOX, as their deployment instructions
+            // rely on it.
+            sandbox: if s.force_compat {
+                SandboxChoice::Compat
+            } else {
+                s.sandbox
+            },
+            pool,
+            max_concurrency: s.max_concurrency,
+            queue_wait: s.queue_wait_ms,
+            min_isolation: s.min_isolation,
+            api_key: trimmed(s.api_key).map(ApiKey),
+            shutdown_grace: s.shutdown_grace_s,
+            lambda: trimmed(s.aws_lambda_runtime_api).is_some(),
+            offload,
+        }
+    }
+}
+
+/// The text without surrounding whitespace; `None` when nothing is left (SAM passes an empty
+/// parameter as an empty variable, which has always meant "unset").
+fn trimmed(text: Option<String>) -> Option<String> {
+    text.map(|text| text.trim().to_owned())
+        .filter(|text| !text.is_empty())
+}

@@ -1,0 +1,153 @@
+//! The service's typed settings, as the rest of the crate receives them, and how they are read:
+//! declared once with clap in `settings.rs`, checked by the parsers in `values.rs`, assembled in
+//! `convert.rs`. Environment variables are the primary interface (Cloud Run and Lambda set
+//! them); every one is also a long flag, and nothing is required, so the binary starts with no
+//! arguments at all. The README's settings table is generated from the same declarations
+//! (`table.rs`).
+
+mod convert;
+mod settings;
+pub mod table;
+mod values;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Command, FromArgMatches};
+use thiserror::Error;
+
+use crate::limits::{ByteSize, Limits};
+pub use crate::offload::OffloadConfig;
+use crate::sandbox::isolation::Isolation;
+pub use settings::Settings;
+
+/// A setting that could not be used: clap's message, which names the flag and, as the flag's
+/// value name, the environment variable (`--max-timeout-s <MAX_TIMEOUT_S>`).
+#[derive(Debug, Error)]
+#[error(transparent)]
+pub struct ConfigError(#[from] clap::Error);
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// JSON when stderr is not a terminal (Cloud Run, Lambda, CI), human text otherwise.
+    Auto,
+    Json,
+    Text,
+}
+
+/// Which sandbox runs scripts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SandboxChoice {
+    /// nsjail where the platform allows namespaces, compat otherwise.
+    Auto,
+    Nsjail,
+    Compat,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub port: u16,
+    /// Where the layer (nsjail, Python runtime, harness, policy) lives; searched when unset.
+    pub layer_dir: Option<PathBuf>,
+    /// Default and maximum limits of one execution.
+    pub limits: Limits,
+    /// Largest accepted script, in UTF-8 bytes.
+    pub max_script: ByteSize,
+    /// Largest accepted request body (script, args and framing).
+    pub max_body: ByteSize,
+    pub log_format: LogFormat,
+    pub sandbox: SandboxChoice,
+    pub pool: PoolConfig,
+    /// Executions that may run at once; more wait in a queue.
+    pub max_concurrency: usize,
+    /// How long a request may wait for an execution slot before it gets `OVERLOADED`.
+    pub queue_wait: Duration,
+    /// Layers that must be in force, or scripts are refused (`MIN_ISOLATION`, default seccomp).
+    pub min_isolation: Isolation,
+    /// With a key, `/execute` requires `Authorization: Bearer <key>`.
+    pub api_key: Option<ApiKey>,
+    /// After SIGTERM, how long running executions may take before they are killed.
+    pub shutdown_grace: Duration,
+    /// Running under the AWS Lambda runtime (`AWS_LAMBDA_RUNTIME_API` is set).
+    pub lambda: bool,
+    /// Where responses too large to return inline go.
+    pub offload: OffloadConfig,
+}
+
+/// The pool of sandboxes started ahead of time (see src/pool/).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// The most warm sandboxes kept per preload set; 0 turns the pool off.
+    pub size: usize,
+    /// A warm sandbox unused for this long is destroyed.
+    pub idle: Duration,
+    /// Modules preloaded in the "data" sandboxes; scripts importing any of them are sent there.
+    pub preload: Vec<String>,
+    /// How far back demand is counted when sizing each pool.
+    pub demand_window: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            size: 2,
+            idle: Duration::from_secs(60),
+            preload: vec!["numpy".into(), "pandas".into()],
+            demand_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The API key; never printed, not even in debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(pub String);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// A command of the settings alone, as the README's table and [`Config::from_lookup`] see them.
+pub fn command() -> Command {
+    Settings::augment_args(Command::new(env!("CARGO_PKG_NAME")))
+}
+
+impl Default for Config {
+    /// The declared defaults, so they exist in one place only.
+    fn default() -> Self {
+        Self::from_lookup(|_| None).expect("the declared defaults are valid settings")
+    }
+}
+
+impl Config {
+    /// Reads the process environment (and no command line).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` instead of the process environment, so tests can supply
+    /// an environment of their own: each variable `lookup` knows becomes its flag, parsed by the
+    /// same declarations as the binary's command line.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let command = command();
+        let mut argv = vec![env!("CARGO_PKG_NAME").to_owned()];
+        for arg in command.get_arguments() {
+            let (Some(name), Some(long)) = (arg.get_env().and_then(|n| n.to_str()), arg.get_long())
+            else {
+                continue;
+            };
+            if let Some(value) = lookup(name) {
+                argv.push(format!("--{long}={value}"));
+            }
+        }
+        // Only `lookup` may supply values: the process's own environment stays out of it.
+        let command = command.mut_args(|arg| arg.env(None));
+        let matches = command.try_get_matches_from(argv)?;
+        Ok(Settings::from_arg_matches(&matches)?.into())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,173 @@
+//! Every setting, declared once: its environment variable, its long flag, its default, its check
+//! and the line that `--help` and the README's table show for it.
+//!
+//! A field is named after its variable (`max_timeout_s` is `MAX_TIMEOUT_S` and
+//! `--max-timeout-s`), so clap derives both names, and the value name in `--help` and in error
+//! messages, from the one identifier. Names carry their unit (`_S`, `_MS`, `_KIB`, `_MIB`) so a
+//! deployer never has to guess it; the parsers in `values.rs` turn each into its typed value.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::{EnumValueParser, OsStringValueParser, TypedValueParser};
+use clap::{ArgAction, Args};
+
+use super::values::{
+    concurrency, count, isolation, kib, mib, millis, modules, number, seconds, switch, url_ttl,
+    Lenient, Modules,
+};
+use super::{LogFormat, SandboxChoice};
+use crate::limits::ByteSize;
+use crate::sandbox::isolation::Isolation;
+
+const LIMITS: &str = "Limits of one execution";
+const REQUESTS: &str = "Requests and the queue";
+const POOL: &str = "Warm pool";
+const SANDBOX: &str = "Sandbox";
+const OFFLOAD: &str = "Large responses";
+const SERVICE: &str = "Service";
+
+/// The settings as given, before they are assembled into a `Config`.
+#[derive(Args, Clone, Debug)]
+pub struct Settings {
+    /// Wall-clock deadline of an execution, and the most a request's timeout_s can ask for
+    #[arg(long, env, default_value = "15", value_parser = Lenient(seconds), help_heading = LIMITS)]
+    pub max_timeout_s: Duration,
+    /// CPU time of each process (rounded up to whole seconds)
+    #[arg(long, env, default_value = "10", value_parser = Lenient(seconds), help_heading = LIMITS)]
+    pub cpu_limit_s: Duration,
+    /// Memory of the whole sandbox: every process of the script and its /tmp
+    #[arg(long, env, default_value = "700", value_parser = Lenient(mib), help_heading = LIMITS)]
+    pub memory_limit_mib: ByteSize,
+    /// Processes and threads of the whole sandbox
+    #[arg(long, env, default_value = "64", value_parser = Lenient(count), help_heading = LIMITS)]
+    pub max_processes: u32,
+    /// Open file descriptors per process
+    #[arg(long, env, default_value = "64", value_parser = Lenient(count), help_heading = LIMITS)]
+    pub max_open_files: u32,
+    /// Largest file a script may write (rounded up to whole MiB under nsjail)
+    #[arg(long, env, default_value = "1024", value_parser = Lenient(kib), help_heading = LIMITS)]
+    pub file_size_limit_kib: ByteSize,
+    /// Captured stdout; the rest is discarded and flagged in truncated
+    #[arg(long, env, default_value = "1024", value_parser = Lenient(kib), help_heading = LIMITS)]
+    pub max_stdout_kib: ByteSize,
+    /// Captured stderr; the rest is discarded and flagged in truncated
+    #[arg(long, env, default_value = "1024", value_parser = Lenient(kib), help_heading = LIMITS)]
+    pub max_stderr_kib: ByteSize,
+    /// Largest serialized result
+    #[arg(long, env, default_value = "5120", value_parser = Lenient(kib), help_heading = LIMITS)]
+    pub max_result_kib: ByteSize,
+
+    /// Largest script
+    #[arg(long, env, default_value = "50", value_parser = Lenient(kib), help_heading = REQUESTS)]
+    pub max_script_kib: ByteSize,
+    /// Largest request body (script plus args and files)
+    #[arg(long, env, default_value = "1024", value_parser = Lenient(kib), help_heading = REQUESTS)]
+    pub max_body_kib: ByteSize,
+    /// Executions at once, auto meaning two per core; more wait in a queue
+    #[arg(long, env, default_value = "auto", value_parser = Lenient(concurrency), help_heading = REQUESTS)]
+    pub max_concurrency: usize,
+    /// Longest wait for a slot before OVERLOADED (503, Retry-After: 1)
+    #[arg(long, env, default_value = "10000", value_parser = Lenient(millis), help_heading = REQUESTS)]
+    pub queue_wait_ms: Duration,
+
+    /// Most warm sandboxes kept per kind (plain, data); 0 turns the pool off
+    #[arg(long, env, default_value = "2", value_parser = Lenient(number::<usize>), help_heading = POOL)]
+    pub pool_size: usize,
+    /// A warm sandbox unused this long is destroyed
+    #[arg(long, env, default_value = "60", value_parser = Lenient(seconds), help_heading = POOL)]
+    pub pool_idle_s: Duration,
+    /// Modules the data sandboxes import ahead of time (comma-separated)
+    #[arg(long, env, default_value = "numpy,pandas", value_parser = Lenient(modules), help_heading = POOL)]
+    pub pool_preload: Modules,
+    /// How far back requests are counted to size each pool
+    #[arg(long, env, default_value = "60", value_parser = Lenient(seconds), help_heading = POOL)]
+    pub pool_demand_window_s: Duration,
+
+    /// Which sandbox runs scripts: nsjail, compat, or auto (nsjail where the platform allows namespaces)
+    #[arg(long, env, default_value = "auto", value_parser = Lenient(EnumValueParser::<SandboxChoice>::new()), help_heading = SANDBOX)]
+    pub sandbox: SandboxChoice,
+    /// 1 forces the compat sandbox whatever SANDBOX says, as the seeds name it
+    #[arg(long, env, action = ArgAction::Set, default_value = "0", value_parser = Lenient(switch), help_heading = SANDBOX)]
+    pub force_compat: bool,
+    /// Layers that must be in force (namespaces, cgroups, seccomp, no_new_privs, landlock, or none), or every execution is refused
+    #[arg(long, env, default_value = "seccomp", value_parser = Lenient(isolation), help_heading = SANDBOX)]
+    pub min_isolation: Isolation,
+    /// The built layer; when unset, /opt, else the checkout's layer/out
+    // Any text: a blank one means unset (convert.rs), where clap's own path parser refuses it.
+    #[arg(long, env, value_parser = OsStringValueParser::new().map(PathBuf::from), help_heading = SANDBOX)]
+    pub layer_dir: Option<PathBuf>,
+
+    /// S3 bucket for responses too large to return inline; unset means RESULT_TOO_LARGE
+    #[arg(long, env, help_heading = OFFLOAD)]
+    pub result_bucket: Option<String>,
+    /// Lifetime of a presigned URL for an offloaded result
+    #[arg(long, env, default_value = "900", value_parser = Lenient(url_ttl), help_heading = OFFLOAD)]
+    pub result_url_ttl_s: Duration,
+    /// Largest response returned inline (measured as Lambda will carry it)
+    #[arg(long, env, default_value = "6000", value_parser = Lenient(kib), help_heading = OFFLOAD)]
+    pub max_inline_response_kib: ByteSize,
+    /// A local S3 (moto, MinIO) instead of AWS's endpoint for the region
+    #[arg(long, env, help_heading = OFFLOAD)]
+    pub s3_endpoint_url: Option<String>,
+    /// Path-style S3 URLs, which local S3 servers usually need
+    #[arg(long, env, action = ArgAction::Set, default_value = "0", value_parser = Lenient(switch), help_heading = OFFLOAD)]
+    pub s3_force_path_style: bool,
+
+    /// HTTP port (Cloud Run sets it)
+    #[arg(long, env, default_value = "8080", value_parser = Lenient(number::<u16>), help_heading = SERVICE)]
+    pub port: u16,
+    /// Require Authorization: Bearer <key> on /execute (compared in constant time)
+    #[arg(long, env, hide_env_values = true, help_heading = SERVICE)]
+    pub api_key: Option<String>,
+    /// After SIGTERM, how long running executions may finish
+    #[arg(long, env, default_value = "10", value_parser = Lenient(seconds), help_heading = SERVICE)]
+    pub shutdown_grace_s: Duration,
+    /// Log lines as json, text, or auto (JSON unless stderr is a terminal)
+    #[arg(long, env, default_value = "auto", value_parser = Lenient(EnumValueParser::<LogFormat>::new()), help_heading = SERVICE)]
+    pub log_format: LogFormat,
+    /// Set by AWS Lambda, never by hand: serve the Lambda Runtime API instead of HTTP. Hidden,
+    /// because the Lambda runtime reads the variable itself and a flag could not reach it.
+    #[arg(long, env, hide = true)]
+    pub aws_lambda_runtime_api: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{Command, CommandFactory, Parser};
+
+    #[derive(Parser, Debug)]
+    struct Only {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    fn command() -> Command {
+        Only::command()
+    }
+
+    #[test]
+    fn the_declarations_are_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn flag_value_name_and_variable_are_one_name() {
+        for arg in command()
+            .get_arguments()
+            .filter(|arg| arg.get_env().is_some())
+        {
+            let env = arg.get_env().and_then(|env| env.to_str()).expect("utf-8");
+            let long = arg.get_long().expect("a long flag");
+            assert_eq!(long, env.to_lowercase().replace('_', "-"));
+            let names = arg.get_value_names().expect("a value name");
+            assert_eq!(names.iter().map(|n| n.as_str()).collect::<Vec<_>>(), [env]);
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            assert!(
+                !help.is_empty() && !help.contains('\n'),
+                "{env}: one line of help"
+            );
+        }
+    }
+}
