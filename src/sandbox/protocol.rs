@@ -65,12 +65,21 @@ pub fn parse(channel: &[u8]) -> Option<Report> {
 #[derive(Deserialize)]
 struct RawFrame<'a> {
     status: String,
-    #[serde(borrow)]
+    /// `None` only when the key is absent: `"result": null` is a result like any other (a
+    /// plain `Option` would read that `null` as "no result").
+    #[serde(borrow, default, deserialize_with = "present")]
     result: Option<&'a RawValue>,
     code: Option<String>,
     error: Option<String>,
     #[serde(flatten)]
     details: Map<String, Value>,
+}
+
+fn present<'de, D>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    <&RawValue>::deserialize(deserializer).map(Some)
 }
 
 fn parse_frame(bytes: &[u8]) -> Frame {
@@ -112,6 +121,21 @@ mod tests {
         };
         assert_eq!(result.get(), r#"{"big":123456789012345678901234567890}"#);
         assert_eq!(report_len(&channel), Some(channel.len()));
+    }
+
+    #[test]
+    fn every_json_value_is_a_result() {
+        for value in ["null", "false", "0", r#""""#, "[]", "{}"] {
+            let frame = format!(r#"{{"status":"ok","result":{value}}}"#);
+            let report = parse(&channel(&frame)).expect("valid report");
+            let Frame::Result(result) = report.frame else {
+                panic!("{value}: expected a result, got {:?}", report.frame)
+            };
+            assert_eq!(result.get(), value);
+        }
+        // Without a result at all, an ok frame is no result.
+        let report = parse(&channel(r#"{"status":"ok"}"#)).expect("header");
+        assert!(matches!(report.frame, Frame::Corrupt));
     }
 
     #[test]

@@ -11,5 +11,6 @@ mod attacks_escape;
 mod attacks_resources;
 mod attacks_result_channel;
 mod contract;
+mod contract_results;
 mod pool;
 mod seeds;
