@@ -133,7 +133,11 @@ fn assert_service_fields(kind: Kind, body: &Value) {
     assert_eq!(body["sandbox"], kind.name(), "{body}");
     assert_eq!(body["stdout"], "real output\n", "{body}");
     assert_eq!(body["stderr"], "", "{body}");
-    assert_eq!(body["truncated"], json!({"stdout": false, "stderr": false}), "{body}");
+    assert_eq!(
+        body["truncated"],
+        json!({"stdout": false, "stderr": false}),
+        "{body}"
+    );
     let isolation = body["isolation"].as_array().expect("isolation is a list");
     assert!(!isolation.contains(&json!("forged")), "{body}");
     assert!(body["usage"]["wall_ms"].as_u64().is_some(), "{body}");
@@ -156,7 +160,10 @@ async fn forged_error_frames_cannot_replace_the_services_fields(kind: Kind) {
         let mut frame = service_fields.clone();
         frame["status"] = json!("error");
         frame["error"] = json!("the script's own sentence");
-        frame.as_object_mut().expect("object").extend(own.as_object().cloned().unwrap_or_default());
+        frame
+            .as_object_mut()
+            .expect("object")
+            .extend(own.as_object().cloned().unwrap_or_default());
         frame["code"] = json!(code);
         frame
     };
@@ -170,13 +177,20 @@ async fn forged_error_frames_cannot_replace_the_services_fields(kind: Kind) {
     // What the harness reports for an exception is the script's to say about itself.
     assert_eq!(body["exception_type"], "Forged", "{body}");
     assert_eq!(body["where"], "main", "{body}");
-    assert!(body.get("line").is_none(), "not an exception's detail: {body}");
+    assert!(
+        body.get("line").is_none(),
+        "not an exception's detail: {body}"
+    );
 
     let too_large = frame("RESULT_TOO_LARGE", json!({"result_bytes": 10}));
     let reply = service.run(&forging_script(&too_large)).await;
     let body = reply.expect_error(422, "RESULT_TOO_LARGE");
     assert_service_fields(kind, body);
-    assert_eq!(body["limit_bytes"], 5 * 1024 * 1024, "the service's own limit: {body}");
+    assert_eq!(
+        body["limit_bytes"],
+        5 * 1024 * 1024,
+        "the service's own limit: {body}"
+    );
     assert_eq!(body["result_bytes"], 10, "{body}");
 
     let syntax = frame(
@@ -187,7 +201,10 @@ async fn forged_error_frames_cannot_replace_the_services_fields(kind: Kind) {
     let body = reply.expect_error(422, "SYNTAX_ERROR");
     assert_service_fields(kind, body);
     assert_eq!(body["column"], 7, "{body}");
-    assert!(body.get("line").is_none(), "a line must be a number: {body}");
+    assert!(
+        body.get("line").is_none(),
+        "a line must be a number: {body}"
+    );
     assert!(body.get("traceback").is_none(), "{body}");
     service.assert_still_healthy().await;
 }

@@ -37,7 +37,11 @@ async fn every_json_value_is_a_result(kind: Kind) {
     ] {
         let reply = service.run(script).await;
         assert_eq!(reply.expect_result(), &json!(null), "{script}");
-        assert!(reply.text.starts_with(r#"{"result":null,"#), "{}", reply.text);
+        assert!(
+            reply.text.starts_with(r#"{"result":null,"#),
+            "{}",
+            reply.text
+        );
     }
     let reply = service.run("def main():\n    print('only output')\n").await;
     assert_eq!(reply.body["stdout"], "only output\n");
@@ -70,7 +74,8 @@ async fn cpu_time_is_reported_for_every_outcome(kind: Kind) {
         );
     }
     // Work the script does shows up.
-    let busy = "def main():\n    n = 0\n    for i in range(3_000_000):\n        n += i\n    return n\n";
+    let busy =
+        "def main():\n    n = 0\n    for i in range(3_000_000):\n        n += i\n    return n\n";
     let reply = service.run(busy).await;
     let cpu_ms = reply.body["usage"]["cpu_ms"].as_u64().expect("cpu_ms");
     assert!(cpu_ms >= 20, "a busy loop used {cpu_ms} ms: {}", reply.body);
@@ -104,10 +109,20 @@ fn bare_harness_report(script: &str) -> protocol::Report {
 
 #[test]
 fn the_harness_reports_cpu_time_without_cgroups() {
-    let busy = "def main():\n    n = 0\n    for i in range(3_000_000):\n        n += i\n    return n\n";
-    for script in ["def main():\n    return 1\n", "def main(:\n", "main = 5\n", busy] {
+    let busy =
+        "def main():\n    n = 0\n    for i in range(3_000_000):\n        n += i\n    return n\n";
+    for script in [
+        "def main():\n    return 1\n",
+        "def main(:\n",
+        "main = 5\n",
+        busy,
+    ] {
         let report = bare_harness_report(script);
-        assert!(report.header.cpu_ms.is_some(), "{script}: {:?}", report.header);
+        assert!(
+            report.header.cpu_ms.is_some(),
+            "{script}: {:?}",
+            report.header
+        );
     }
     let cpu_ms = bare_harness_report(busy).header.cpu_ms.unwrap_or(0);
     assert!(cpu_ms >= 20, "a busy loop used {cpu_ms} ms");
