@@ -24,6 +24,7 @@ import resource
 import select
 import signal
 import sys
+import time
 import traceback
 
 RESULT_FD = 3
@@ -35,6 +36,9 @@ BROKEN_FRAME = (
 SCRIPT_FILENAME = "<script>"
 # The frame wraps the serialized result in a few dozen bytes of JSON; allow for that.
 FRAME_OVERHEAD = 4096
+# Longest wait, once the frame is in, for the script's process to finish exiting (see
+# _cpu_ms_after_frame): it costs about a millisecond, a few tens with a heap of gigabytes.
+EXIT_WAIT_S = 0.1
 
 # Bound before any user code runs: the child keeps using these even if a script rebinds or
 # monkeypatches the modules (builtins included) they come from.
@@ -181,7 +185,7 @@ def _collect(pid, read_end, limit):
             if not chunk:
                 poller.unregister(read_end)
                 if size and not oversized:
-                    return b"".join(chunks), False, None
+                    return b"".join(chunks), False, (None, _cpu_ms_after_frame(pid, exited))
             elif oversized or size + len(chunk) > limit:
                 oversized = True
                 os.kill(pid, signal.SIGKILL)
@@ -190,11 +194,11 @@ def _collect(pid, read_end, limit):
                 size += len(chunk)
         if (exited is not None and exited in events) or (exited is None and _has_exited(pid)):
             break
-    status = os.wait4(pid, 0)[1:]
+    _, status, usage = os.wait4(pid, 0)
     if not oversized:
         chunks.extend(_drain(read_end, limit - size))
         oversized = sum(len(chunk) for chunk in chunks) > limit
-    return (b"" if oversized else b"".join(chunks)), oversized, status
+    return (b"" if oversized else b"".join(chunks)), oversized, (status, _rusage_ms(usage))
 
 
 def _exit_watch(pid):
@@ -228,12 +232,52 @@ def _drain(read_end, room):
     return chunks
 
 
+def _cpu_ms_after_frame(pid, exited):
+    """The script's process closes its frame and exits at once; its exit takes about a
+    millisecond (more to free a large heap). Waiting that long gives its exact CPU time; past
+    EXIT_WAIT_S the answer goes out with the kernel's coarser figure of a process still
+    exiting. Waited for or not, how it exits no longer matters: its frame is in."""
+    if _exited_within(pid, exited, EXIT_WAIT_S):
+        return _rusage_ms(os.wait4(pid, 0)[2])
+    return _proc_cpu_ms(pid)
+
+
+def _exited_within(pid, exited, seconds):
+    if exited is not None:
+        poller = select.poll()
+        poller.register(exited, select.POLLIN)
+        return bool(poller.poll(seconds * 1000))
+    deadline = time.monotonic() + seconds
+    while not _has_exited(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+def _rusage_ms(usage):
+    """CPU time of a process, its threads and the children it waited for."""
+    return int((usage.ru_utime + usage.ru_stime) * 1000)
+
+
+def _proc_cpu_ms(pid):
+    """The same figure for a process not yet reaped, in clock ticks (10 ms here)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # Fields 14 to 17 (utime stime cutime cstime), counted after the command name,
+            # which may itself hold spaces and parentheses.
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        ticks = sum(int(field) for field in fields[11:15])
+    except (OSError, IndexError, ValueError):
+        return None
+    return ticks * 1000 // os.sysconf("SC_CLK_TCK")
+
+
 def _describe_status(ended):
-    if ended is None:  # reported before exiting; how it then exits no longer matters
-        return {"exit_code": None, "signal": None, "cpu_ms": None}
-    status, usage = ended
+    status, cpu_ms = ended
+    if status is None:  # reported before exiting; how it then exits no longer matters
+        return {"exit_code": None, "signal": None, "cpu_ms": cpu_ms}
     # The script's own CPU time tells a CPU-limit SIGKILL from any other.
-    cpu_ms = int((usage.ru_utime + usage.ru_stime) * 1000)
     if os.WIFSIGNALED(status):
         return {"exit_code": None, "signal": os.WTERMSIG(status), "cpu_ms": cpu_ms}
     return {"exit_code": os.waitstatus_to_exitcode(status), "signal": None, "cpu_ms": cpu_ms}
@@ -300,19 +344,30 @@ def _execute(source, args, max_result_bytes):
         return _error_frame("SYNTAX_ERROR", f"the script does not compile: {error}")
     linecache.cache[SCRIPT_FILENAME] = (len(source), None, source.splitlines(True), SCRIPT_FILENAME)
     namespace = {"__name__": "__script__", "__builtins__": builtins, "__file__": SCRIPT_FILENAME}
+    _, failure = _call_script("module", exec, (code, namespace), {})
+    if failure is not None:
+        return failure
+    entry = namespace.get("main")
+    if not callable(entry):
+        return _error_frame("NO_MAIN", "Script must contain a 'def main():' function")
+    result, failure = _call_script("main", entry, (), args)
+    if failure is not None:
+        return failure
+    return _result_frame(result, max_result_bytes)
+
+
+def _call_script(where, function, positional, keywords):
+    """Runs one stage of the script: its module code ("module") or main() ("main"). Returns
+    (value, None), or (None, the error frame) when it raised, so an exception says which stage
+    raised it: a failed top-level import never ran main()."""
     try:
-        exec(code, namespace)
-        entry = namespace.get("main")
-        if not callable(entry):
-            return _error_frame("NO_MAIN", "Script must contain a 'def main():' function")
-        result = entry(**args)
+        return function(*positional, **keywords), None
     except MemoryError:
-        return _error_frame("MEMORY_LIMIT", "the script ran out of memory")
+        return None, _error_frame("MEMORY_LIMIT", "the script ran out of memory")
     except SystemExit:
         raise
     except BaseException as error:  # noqa: BLE001 - every script failure is reported
-        return _exception_frame(error)
-    return _result_frame(result, max_result_bytes)
+        return None, _exception_frame(error, where)
 
 
 def _result_frame(result, max_result_bytes):
@@ -336,7 +391,7 @@ def _syntax_error_frame(error):
     return _error_frame("SYNTAX_ERROR", message, line=line, column=column)
 
 
-def _exception_frame(error):
+def _exception_frame(error, where):
     frames = [
         frame
         for frame in traceback.extract_tb(error.__traceback__)
@@ -348,9 +403,13 @@ def _exception_frame(error):
     # A script's exception class may define a __str__ that raises; never let that escape.
     detail = _safe_text(lambda: str(error))
     lines += [_safe_text(lambda: "".join(traceback.format_exception_only(type(error), error)))]
-    message = f"main() raised {name}: {detail}" if detail else f"main() raised {name}"
+    raised = f"{name}: {detail}" if detail else name
+    if where == "module":
+        message = f"the script's module-level code raised {raised}; main() was never called"
+    else:
+        message = f"main() raised {raised}"
     return _error_frame(
-        "EXCEPTION", message, exception_type=name, traceback="".join(lines)
+        "EXCEPTION", message, exception_type=name, traceback="".join(lines), where=where
     )
 
 

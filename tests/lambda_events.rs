@@ -82,6 +82,27 @@ async fn unknown_routes_still_answer_json_through_every_front_door() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_json_value_is_a_result_through_the_lambda_entry_point() {
+    let router = lambda_support::router_with(&[("POOL_SIZE", "0")]).await;
+    for (script, expected) in [
+        ("def main():\n    print('only output')\n", json!(null)),
+        ("def main():\n    return None\n", json!(null)),
+        ("def main():\n    return False\n", json!(false)),
+        ("def main():\n    return 0\n", json!(0)),
+        ("def main():\n    return ''\n", json!("")),
+        ("def main():\n    return []\n", json!([])),
+        ("def main():\n    return {}\n", json!({})),
+    ] {
+        for template in ["function-url-execute-numpy.json", "rest-api-execute.json"] {
+            let event = events::with_body(template, &json!({ "script": script }));
+            let (status, body) = invoke(&router, &event).await;
+            assert_eq!(status, 200, "{template}: {script}: {body}");
+            assert_eq!(body.get("result"), Some(&expected), "{template}: {script}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn without_a_usable_sandbox_every_execution_is_refused_and_health_says_why() {
     let reason = "user namespaces are refused on this platform; the compat sandbox is required";

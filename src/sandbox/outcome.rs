@@ -4,6 +4,8 @@
 //! counter) is trusted first; then the harness supervisor's header; the script's own frame last,
 //! and only for the codes a script may legitimately report about itself.
 
+use std::time::Duration;
+
 use serde_json::{Map, Value};
 
 use super::process::Execution;
@@ -20,7 +22,11 @@ const CPU_LIMIT_SLACK_MS: u64 = 500;
 pub fn interpret(execution: &Execution, limits: &Limits) -> Result<ExecuteResponse, ApiError> {
     let report = protocol::parse(&execution.channel.bytes);
     let usage = usage(execution, report.as_ref().map(|r| &r.header));
-    let fail = |error: ApiError| Err(error.with_details(context(execution, usage)));
+    // The service's own fields always win over anything a failure already carries.
+    let fail = |mut error: ApiError| {
+        error.details.extend(context(execution, usage));
+        Err(error)
+    };
     if execution.aborted {
         return fail(ApiError::new(
             ErrorCode::SandboxError,
@@ -110,11 +116,12 @@ fn script_error(
     details: &Map<String, Value>,
     limits: &Limits,
 ) -> ApiError {
+    let details = protocol::legitimate_details(code, details);
     match ErrorCode::from_script_frame(code) {
         // The harness cannot know the limit; the service words it the same as an OOM kill.
         Some(ErrorCode::MemoryLimit) => memory_limit(limits),
-        Some(ErrorCode::ResultTooLarge) => result_too_large(limits).with_details(details.clone()),
-        Some(code) => ApiError::new(code, message).with_details(details.clone()),
+        Some(ErrorCode::ResultTooLarge) => result_too_large(limits).with_details(details),
+        Some(code) => ApiError::new(code, message).with_details(details),
         None => ApiError::new(
             ErrorCode::EmptyOutput,
             "the script overwrote its result with something that is not a result",
@@ -179,13 +186,21 @@ fn usage(execution: &Execution, header: Option<&Header>) -> Usage {
     let cgroup = execution.cgroup.unwrap_or_default();
     Usage {
         wall_ms: execution.wall.as_millis() as u64,
-        cpu_ms: cgroup
-            .cpu
-            .map(|cpu| cpu.as_millis() as u64)
-            .or_else(|| header.and_then(|h| h.cpu_ms)),
+        cpu_ms: cpu_ms(header, cgroup.cpu),
         peak_memory_bytes: cgroup.peak_memory_bytes,
         warm_start: execution.warm_start,
     }
+}
+
+/// The script's CPU time. The harness's figure comes first: it exists with or without cgroups
+/// (compat on Lambda has none), and it covers the script's process from its start to its exit,
+/// both inside `wall_ms`. The cgroup's is read after the sandbox is killed, so it also counts
+/// every process's exit; it is only the fallback for executions the harness could not report
+/// on (a wall-clock timeout, a supervisor the script killed).
+fn cpu_ms(header: Option<&Header>, cgroup_cpu: Option<Duration>) -> Option<u64> {
+    header
+        .and_then(|header| header.cpu_ms)
+        .or_else(|| cgroup_cpu.map(|cpu| cpu.as_millis() as u64))
 }
 
 fn truncated(execution: &Execution) -> Truncated {
@@ -223,5 +238,33 @@ fn signal_name(signal: i32) -> &'static str {
         libc::SIGILL => "SIGILL",
         libc::SIGXFSZ => "SIGXFSZ",
         _ => "signal",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(cpu_ms: Option<u64>) -> Header {
+        Header {
+            frame_bytes: 0,
+            frame_oversized: false,
+            exit_code: None,
+            signal: None,
+            cpu_ms,
+        }
+    }
+
+    #[test]
+    fn cpu_time_is_the_harnesss_with_or_without_cgroups() {
+        let cgroup = Some(Duration::from_millis(25));
+        // No cgroups (compat on Lambda): the harness's figure.
+        assert_eq!(cpu_ms(Some(&header(Some(3))), None), Some(3));
+        // With cgroups too: the cgroup's figure also counts the exits after the answer.
+        assert_eq!(cpu_ms(Some(&header(Some(3))), cgroup), Some(3));
+        // No report (a wall-clock timeout): the cgroup's, where there is one.
+        assert_eq!(cpu_ms(None, cgroup), Some(25));
+        assert_eq!(cpu_ms(Some(&header(None)), cgroup), Some(25));
+        assert_eq!(cpu_ms(None, None), None);
     }
 }

@@ -14,7 +14,8 @@ pub struct Header {
     pub frame_oversized: bool,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
-    /// CPU time of the script's process and the children it waited for.
+    /// CPU time of the script's process (its threads, and the children it waited for), from
+    /// wait4 once it exited; from /proc, coarser, when it was still exiting after its frame.
     #[serde(default)]
     pub cpu_ms: Option<u64>,
 }
@@ -65,12 +66,71 @@ pub fn parse(channel: &[u8]) -> Option<Report> {
 #[derive(Deserialize)]
 struct RawFrame<'a> {
     status: String,
-    #[serde(borrow)]
+    /// `None` only when the key is absent: `"result": null` is a result like any other (a
+    /// plain `Option` would read that `null` as "no result").
+    #[serde(borrow, default, deserialize_with = "present")]
     result: Option<&'a RawValue>,
     code: Option<String>,
     error: Option<String>,
     #[serde(flatten)]
     details: Map<String, Value>,
+}
+
+/// What a detail of an error frame may hold.
+#[derive(Clone, Copy, Debug)]
+enum Detail {
+    Count,
+    Text,
+    /// Where an exception was raised: `module` or `main`.
+    Stage,
+}
+
+impl Detail {
+    fn admits(self, value: &Value) -> bool {
+        match self {
+            Self::Count => value.is_u64(),
+            Self::Text => value.is_string(),
+            Self::Stage => matches!(value.as_str(), Some("module" | "main")),
+        }
+    }
+}
+
+/// The details the harness reports with each code (its `*_frame` functions).
+fn harness_details(code: &str) -> &'static [(&'static str, Detail)] {
+    match code {
+        "SYNTAX_ERROR" => &[("line", Detail::Count), ("column", Detail::Count)],
+        "EXCEPTION" => &[
+            ("exception_type", Detail::Text),
+            ("traceback", Detail::Text),
+            ("where", Detail::Stage),
+        ],
+        "NON_JSON_RETURN" => &[("returned_type", Detail::Text)],
+        "RESULT_TOO_LARGE" => &[("result_bytes", Detail::Count)],
+        _ => &[],
+    }
+}
+
+/// The details of an error frame that the harness legitimately reports for `code`. The
+/// script's process writes its frame and can put any keys in it; only these, of the expected
+/// type, may reach the envelope, so a script can never pass off its own `usage`, `sandbox` or
+/// `stdout` as the service's.
+pub fn legitimate_details(code: &str, details: &Map<String, Value>) -> Map<String, Value> {
+    harness_details(code)
+        .iter()
+        .filter_map(|&(key, detail)| {
+            let value = details.get(key)?;
+            detail
+                .admits(value)
+                .then(|| (key.to_owned(), value.clone()))
+        })
+        .collect()
+}
+
+fn present<'de, D>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    <&RawValue>::deserialize(deserializer).map(Some)
 }
 
 fn parse_frame(bytes: &[u8]) -> Frame {
@@ -115,6 +175,21 @@ mod tests {
     }
 
     #[test]
+    fn every_json_value_is_a_result() {
+        for value in ["null", "false", "0", r#""""#, "[]", "{}"] {
+            let frame = format!(r#"{{"status":"ok","result":{value}}}"#);
+            let report = parse(&channel(&frame)).expect("valid report");
+            let Frame::Result(result) = report.frame else {
+                panic!("{value}: expected a result, got {:?}", report.frame)
+            };
+            assert_eq!(result.get(), value);
+        }
+        // Without a result at all, an ok frame is no result.
+        let report = parse(&channel(r#"{"status":"ok"}"#)).expect("header");
+        assert!(matches!(report.frame, Frame::Corrupt));
+    }
+
+    #[test]
     fn errors_keep_their_details() {
         let channel = channel(r#"{"status":"error","code":"SYNTAX_ERROR","error":"bad","line":3}"#);
         let report = parse(&channel).expect("valid report");
@@ -123,6 +198,28 @@ mod tests {
         };
         assert_eq!(code, "SYNTAX_ERROR");
         assert_eq!(details["line"], 3);
+    }
+
+    #[test]
+    fn only_the_harness_details_of_each_code_pass() {
+        let forged: Map<String, Value> = serde_json::from_str(
+            r#"{"line": 3, "column": "7", "usage": {}, "sandbox": "x", "where": "elsewhere",
+                "exception_type": "E", "traceback": "tb", "result_bytes": 9, "limit_bytes": 1}"#,
+        )
+        .expect("json");
+        let kept = |code| {
+            let mut keys: Vec<String> = legitimate_details(code, &forged).keys().cloned().collect();
+            keys.sort();
+            keys
+        };
+        assert_eq!(kept("SYNTAX_ERROR"), ["line"], "a column must be a number");
+        assert_eq!(kept("EXCEPTION"), ["exception_type", "traceback"]);
+        assert_eq!(kept("RESULT_TOO_LARGE"), ["result_bytes"]);
+        assert!(kept("NON_JSON_RETURN").is_empty());
+        assert!(kept("NO_MAIN").is_empty());
+        let stage: Map<String, Value> =
+            serde_json::from_str(r#"{"where": "module"}"#).expect("json");
+        assert_eq!(legitimate_details("EXCEPTION", &stage), stage);
     }
 
     #[test]

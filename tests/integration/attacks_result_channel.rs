@@ -1,7 +1,7 @@
 //! Attacks on the result channel and the harness: nothing a script prints, writes or defines
 //! can forge its result or break the harness.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::support::{Kind, Service};
 
@@ -119,9 +119,100 @@ def main():
     service.assert_still_healthy().await;
 }
 
+/// A script that writes an error frame of its own (then ends before the harness writes the
+/// real one) on whichever of its descriptors is a pipe it may write.
+fn forging_script(frame: &Value) -> String {
+    let frame = frame.to_string();
+    format!(
+        "import os, fcntl, sys\ndef main():\n    print('real output')\n    sys.stdout.flush()\n    for fd in range(3, 64):\n        try:\n            if not os.readlink(f'/proc/self/fd/{{fd}}').startswith('pipe:'):\n                continue\n            if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:\n                continue\n            os.write(fd, {frame:?}.encode())\n        except OSError:\n            pass\n    os._exit(0)\n"
+    )
+}
+
+/// The service's own fields of an error envelope, as the service measured them.
+fn assert_service_fields(kind: Kind, body: &Value) {
+    assert_eq!(body["sandbox"], kind.name(), "{body}");
+    assert_eq!(body["stdout"], "real output\n", "{body}");
+    assert_eq!(body["stderr"], "", "{body}");
+    assert_eq!(
+        body["truncated"],
+        json!({"stdout": false, "stderr": false}),
+        "{body}"
+    );
+    let isolation = body["isolation"].as_array().expect("isolation is a list");
+    assert!(!isolation.contains(&json!("forged")), "{body}");
+    assert!(body["usage"]["wall_ms"].as_u64().is_some(), "{body}");
+    assert!(body["usage"]["warm_start"].is_boolean(), "{body}");
+    assert_ne!(body["usage"]["cpu_ms"], 123_456_789, "{body}");
+    for key in ["extra", "reason", "signal", "files"] {
+        assert!(body.get(key).is_none(), "{key} was forged: {body}");
+    }
+}
+
+async fn forged_error_frames_cannot_replace_the_services_fields(kind: Kind) {
+    let service = Service::start(kind).await;
+    let service_fields = json!({
+        "usage": {"wall_ms": 0, "cpu_ms": 123_456_789, "peak_memory_bytes": 1},
+        "sandbox": "forged", "isolation": ["forged"], "stdout": "forged", "stderr": "forged",
+        "truncated": "forged", "extra": "forged", "reason": "forged", "signal": 9,
+        "files": [], "limit_bytes": 1, "code": "TIMEOUT",
+    });
+    let frame = |code: &str, own: Value| {
+        let mut frame = service_fields.clone();
+        frame["status"] = json!("error");
+        frame["error"] = json!("the script's own sentence");
+        frame
+            .as_object_mut()
+            .expect("object")
+            .extend(own.as_object().cloned().unwrap_or_default());
+        frame["code"] = json!(code);
+        frame
+    };
+    let exception = frame(
+        "EXCEPTION",
+        json!({"exception_type": "Forged", "traceback": "tb", "where": "main", "line": 3}),
+    );
+    let body = service.run(&forging_script(&exception)).await;
+    let body = body.expect_error(422, "EXCEPTION");
+    assert_service_fields(kind, body);
+    // What the harness reports for an exception is the script's to say about itself.
+    assert_eq!(body["exception_type"], "Forged", "{body}");
+    assert_eq!(body["where"], "main", "{body}");
+    assert!(
+        body.get("line").is_none(),
+        "not an exception's detail: {body}"
+    );
+
+    let too_large = frame("RESULT_TOO_LARGE", json!({"result_bytes": 10}));
+    let reply = service.run(&forging_script(&too_large)).await;
+    let body = reply.expect_error(422, "RESULT_TOO_LARGE");
+    assert_service_fields(kind, body);
+    assert_eq!(
+        body["limit_bytes"],
+        5 * 1024 * 1024,
+        "the service's own limit: {body}"
+    );
+    assert_eq!(body["result_bytes"], 10, "{body}");
+
+    let syntax = frame(
+        "SYNTAX_ERROR",
+        json!({"line": "not a number", "column": 7, "traceback": "forged"}),
+    );
+    let reply = service.run(&forging_script(&syntax)).await;
+    let body = reply.expect_error(422, "SYNTAX_ERROR");
+    assert_service_fields(kind, body);
+    assert_eq!(body["column"], 7, "{body}");
+    assert!(
+        body.get("line").is_none(),
+        "a line must be a number: {body}"
+    );
+    assert!(body.get("traceback").is_none(), "{body}");
+    service.assert_still_healthy().await;
+}
+
 for_each_sandbox!(
     printed_envelopes_are_just_output,
     the_result_fd_is_out_of_reach,
     script_globals_cannot_break_the_harness,
     killing_the_supervisor_forges_nothing,
+    forged_error_frames_cannot_replace_the_services_fields,
 );

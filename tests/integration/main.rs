@@ -15,5 +15,6 @@ mod attacks_neighbours;
 mod attacks_resources;
 mod attacks_result_channel;
 mod contract;
+mod contract_results;
 mod pool;
 mod seeds;
