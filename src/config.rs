@@ -68,6 +68,35 @@ pub struct Config {
     pub lambda: bool,
     /// Where responses too large to return inline go.
     pub offload: OffloadConfig,
+    /// Bounds on clients of the HTTP server (slow or idle connections, how many at once).
+    pub http: HttpConfig,
+}
+
+/// Bounds on HTTP clients, so slow or idle ones cannot hold the service (src/server.rs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Longest wait for a request's headers, from the connection's start or the previous
+    /// response; it also closes idle keep-alive connections.
+    pub header_read_timeout: Duration,
+    /// Longest time to receive a request's whole body once its headers are in.
+    pub body_read_timeout: Duration,
+    /// Connections served at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            // hyper's own default: ample for any real client's headers, short enough that idle
+            // and stalled connections do not pile up.
+            header_read_timeout: Duration::from_secs(30),
+            // A 1 MiB body at a slow 50 KiB/s still arrives in time.
+            body_read_timeout: Duration::from_secs(30),
+            // Far above Cloud Run's highest per-instance concurrency (1000 is its maximum,
+            // 80 its default) would only add open files; 512 leaves room for the sandboxes'.
+            max_connections: 512,
+        }
+    }
 }
 
 /// The pool of sandboxes started ahead of time (see src/pool/).
@@ -132,6 +161,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(10),
             lambda: false,
             offload: OffloadConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -178,6 +208,7 @@ impl Config {
             shutdown_grace: env.seconds("SHUTDOWN_GRACE_S", defaults.shutdown_grace)?,
             lambda: env.text("AWS_LAMBDA_RUNTIME_API").is_some(),
             offload: env.offload()?,
+            http: env.http(&defaults.http)?,
         })
     }
 }
@@ -240,6 +271,16 @@ impl Env<'_> {
             idle: self.seconds("POOL_IDLE_S", defaults.idle)?,
             preload,
             demand_window: self.seconds("POOL_DEMAND_WINDOW_S", defaults.demand_window)?,
+        })
+    }
+
+    fn http(&self, defaults: &HttpConfig) -> Result<HttpConfig, ConfigError> {
+        Ok(HttpConfig {
+            header_read_timeout: self
+                .seconds("HEADER_READ_TIMEOUT_S", defaults.header_read_timeout)?,
+            body_read_timeout: self.seconds("BODY_READ_TIMEOUT_S", defaults.body_read_timeout)?,
+            max_connections: self.positive("MAX_CONNECTIONS", defaults.max_connections as u32)?
+                as usize,
         })
     }
 
@@ -431,6 +472,24 @@ mod tests {
         assert!(set.lambda);
         let error = config(&[("RESULT_URL_TTL_S", "700000")]).expect_err("over 7 days");
         assert_eq!(error.name, "RESULT_URL_TTL_S");
+    }
+
+    #[test]
+    fn http_settings() {
+        assert_eq!(config(&[]).expect("defaults").http, HttpConfig::default());
+        let set = config(&[
+            ("HEADER_READ_TIMEOUT_S", "1"),
+            ("BODY_READ_TIMEOUT_S", "2.5"),
+            ("MAX_CONNECTIONS", "3"),
+        ])
+        .expect("valid");
+        assert_eq!(set.http.header_read_timeout, Duration::from_secs(1));
+        assert_eq!(set.http.body_read_timeout, Duration::from_millis(2500));
+        assert_eq!(set.http.max_connections, 3);
+        assert_eq!(
+            config_error(&[("MAX_CONNECTIONS", "0")]).name,
+            "MAX_CONNECTIONS"
+        );
     }
 
     #[test]

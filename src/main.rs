@@ -18,6 +18,7 @@ async fn main() -> anyhow::Result<()> {
     let on_lambda = config.lambda;
     let port = config.port;
     let grace = config.shutdown_grace;
+    let http = config.http.clone();
     let app = startup::build(config)
         .await
         .context("could not start the service")?;
@@ -32,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("could not listen on port {port}"))?;
     tracing::info!(port, "listening");
-    server::serve_with_grace(listener, router, server::shutdown_signal(), grace).await?;
+    server::serve_with_grace(listener, router, http, server::shutdown_signal(), grace).await?;
     tracing::info!("stopped");
     Ok(())
 }

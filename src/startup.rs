@@ -22,6 +22,7 @@ use crate::sandbox::compat::CompatSandbox;
 use crate::sandbox::nsjail::NsjailSandbox;
 use crate::sandbox::outcome::interpret;
 use crate::sandbox::{process, Job, Sandbox, SandboxError, SandboxKind};
+use crate::unavailable::{Category, Unavailable};
 
 const CGROUP_MOUNT: &str = "/sys/fs/cgroup";
 /// The start-up self-test: the smallest script that proves the sandbox runs Python end to end.
@@ -42,7 +43,7 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
     tracing::info!(?platform, "platform probed");
     let executor = match platform::choose(config.sandbox, &platform, &config.min_isolation) {
         Ok(choice) => start_executor(&config, &layer, cgroups, &platform, choice).await,
-        Err(reason) => Err(reason),
+        Err(reason) => Err(Unavailable::new(Category::Isolation, reason)),
     };
     match &executor {
         Ok(executor) => tracing::info!(
@@ -51,7 +52,11 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
             isolation = %executor.isolation(),
             "sandbox ready"
         ),
-        Err(reason) => tracing::error!(%reason, "no sandbox: every execution will be refused"),
+        Err(reason) => tracing::error!(
+            %reason,
+            category = reason.category.as_str(),
+            "no sandbox: every execution will be refused"
+        ),
     }
     Ok(App { config, executor })
 }
@@ -82,7 +87,7 @@ async fn start_executor(
     cgroups: Option<CgroupRoot>,
     platform: &Platform,
     choice: Choice,
-) -> Result<Executor, String> {
+) -> Result<Executor, Unavailable> {
     let mut sandbox = self_tested(sandbox(layer, choice), cgroups.as_ref(), config).await;
     if let (Err(reason), SandboxChoice::Auto, SandboxKind::Nsjail) =
         (&sandbox, config.sandbox, choice.kind)
@@ -90,7 +95,8 @@ async fn start_executor(
         tracing::warn!(%reason, "nsjail failed its self-test; trying compat");
         let mut platform = *platform;
         platform.user_namespaces = false;
-        let fallback = platform::choose(SandboxChoice::Auto, &platform, &config.min_isolation)?;
+        let fallback = platform::choose(SandboxChoice::Auto, &platform, &config.min_isolation)
+            .map_err(|reason| Unavailable::new(Category::Isolation, reason))?;
         sandbox = self_tested(self::sandbox(layer, fallback), cgroups.as_ref(), config).await;
     }
     Ok(Executor::start(sandbox?, cgroups, config))
@@ -108,8 +114,10 @@ async fn self_tested(
     sandbox: Result<Arc<dyn Sandbox>, SandboxError>,
     cgroups: Option<&CgroupRoot>,
     config: &Config,
-) -> Result<Arc<dyn Sandbox>, String> {
-    let sandbox = sandbox.map_err(|error| error.to_string())?;
+) -> Result<Arc<dyn Sandbox>, Unavailable> {
+    let setup = |detail: String| Unavailable::new(Category::Setup, detail);
+    let failed = |detail: String| Unavailable::new(Category::SelfTest, detail);
+    let sandbox = sandbox.map_err(|error| setup(error.to_string()))?;
     let name = sandbox.kind().as_str();
     let job = Job {
         script: SELF_TEST_SCRIPT.into(),
@@ -117,18 +125,18 @@ async fn self_tested(
         limits: config.limits.with_wall_at_most(Some(SELF_TEST_TIMEOUT)),
     };
     let started = process::start(&*sandbox, cgroups, &job.limits, &[])
-        .map_err(|error| format!("the {name} sandbox does not start: {error}"))?;
+        .map_err(|error| setup(format!("the {name} sandbox does not start: {error}")))?;
     let execution = started.run(&job).await;
     match interpret(&execution, &job.limits) {
         Ok(response) if response.result.get() == "\"ok\"" => Ok(sandbox),
-        Ok(response) => Err(format!(
+        Ok(response) => Err(failed(format!(
             "the {name} sandbox's self-test returned {} instead of \"ok\"",
             response.result.get()
-        )),
-        Err(error) => Err(format!(
+        ))),
+        Err(error) => Err(failed(format!(
             "the {name} sandbox failed its self-test: {} ({})",
             error.message,
             error.code.as_str()
-        )),
+        ))),
     }
 }
