@@ -58,7 +58,7 @@ async fn execute(
     let (parts, body) = request.into_parts();
     let body = match receive(&app, &parts, body).await {
         Ok(body) => body,
-        Err(error) => return closing(error.into_response()),
+        Err(refusal) => return refusal,
     };
     let delivered = match run_execute(&app, &body).await {
         Ok(response) => offloader.deliver(&response).await,
@@ -70,14 +70,14 @@ async fn execute(
 /// The body, once the headers alone have been checked and the body has arrived whole within
 /// its size and time bounds. Only then may an execution slot be taken: a slow or oversized
 /// upload must never hold one.
-async fn receive(app: &App, parts: &Parts, body: Body) -> Result<Bytes, ApiError> {
+async fn receive(app: &App, parts: &Parts, body: Body) -> Result<Bytes, Response> {
     if let Err(error) = check_headers(app, parts) {
-        // Answer now, and read away what the client is still sending so it sees the answer.
-        body::discard(body);
-        return Err(error);
+        return Err(refuse_unread(error, body));
     }
     let http = &app.config.http;
-    Ok(body::read(body, app.config.max_body, http.body_read_timeout).await?)
+    body::read(body, app.config.max_body, http.body_read_timeout)
+        .await
+        .map_err(|error| closing(ApiError::from(error).into_response()))
 }
 
 fn check_headers(app: &App, parts: &Parts) -> Result<(), ApiError> {
@@ -93,8 +93,8 @@ fn check_headers(app: &App, parts: &Parts) -> Result<(), ApiError> {
     check_content_type(content_type)
 }
 
-/// A refusal sent before the body was read: the connection is not reused, since what is left
-/// of the body is being discarded (within bounds) rather than parsed as the next request.
+/// A refusal sent before the whole body was read: the connection is not reused, since what is
+/// left of the body is being discarded (within bounds), not parsed as the next request.
 fn closing(mut response: Response) -> Response {
     response
         .headers_mut()
@@ -153,26 +153,39 @@ async fn health(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn not_found(request: Request<Body>) -> ApiError {
-    ApiError::new(
+async fn not_found(request: Request<Body>) -> Response {
+    let error = ApiError::new(
         ErrorCode::NotFound,
         format!(
             "no route for {} {}; use POST /execute or GET /health",
             request.method(),
             request.uri().path()
         ),
-    )
+    );
+    refuse_unread(error, request.into_body())
 }
 
-async fn method_not_allowed(request: Request<Body>) -> ApiError {
-    ApiError::new(
+async fn method_not_allowed(request: Request<Body>) -> Response {
+    let error = ApiError::new(
         ErrorCode::MethodNotAllowed,
         format!(
             "{} is not allowed on {}; use POST /execute or GET /health",
             request.method(),
             request.uri().path()
         ),
-    )
+    );
+    refuse_unread(error, request.into_body())
+}
+
+/// Answers `error` at once, without reading the request's body: what is left of it is
+/// discarded in the background, so a client still writing it sees the answer.
+fn refuse_unread(error: ApiError, body: Body) -> Response {
+    let response = error.into_response();
+    if body::discard(body) {
+        closing(response)
+    } else {
+        response
+    }
 }
 
 /// One line per request with its outcome; never the script or its output.

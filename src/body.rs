@@ -48,7 +48,7 @@ impl From<BodyError> for ApiError {
                 ErrorCode::RequestTimeout,
                 format!("{message}; send the whole request within that time"),
             )
-            .with("timeout_s", timeout.as_secs_f64()),
+            .with("limit_s", timeout.as_secs_f64()),
             BodyError::Read(_) => ApiError::new(ErrorCode::InvalidRequest, message),
         }
     }
@@ -85,9 +85,10 @@ pub async fn read(mut body: Body, limit: ByteSize, timeout: Duration) -> Result<
 
 /// Reads and drops the rest of `body` in the background, within [`LINGER_BYTES`] and
 /// [`LINGER_TIME`]; then the body is dropped, which lets the server close the connection.
-pub fn discard(body: Body) {
+/// False when there was nothing left to read.
+pub fn discard(body: Body) -> bool {
     if body.is_end_stream() {
-        return;
+        return false;
     }
     tokio::spawn(async move {
         let started = Instant::now();
@@ -98,6 +99,7 @@ pub fn discard(body: Body) {
             "discarded the rest of a request body"
         );
     });
+    true
 }
 
 /// True when the body ended (or failed) before `most` bytes were read.

@@ -41,8 +41,8 @@ pub async fn serve(
     http: &HttpConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    // A semaphore is the documented maximum of the tokio docs; it can hold no more permits.
-    let capacity = http.max_connections.min(Semaphore::MAX_PERMITS) as u32;
+    // u32: the unit of `acquire_many`, used below to wait for every connection to end.
+    let capacity = u32::try_from(http.max_connections).unwrap_or(u32::MAX);
     let slots = Arc::new(Semaphore::new(capacity as usize));
     let mut builder = http1::Builder::new();
     builder

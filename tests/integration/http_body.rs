@@ -124,3 +124,25 @@ async fn python_urllib_posting_two_mib_reads_the_413() {
     );
     service.assert_still_healthy().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_early_answer_reaches_a_client_writing_a_whole_body() {
+    let service =
+        Service::start_with(Kind::Nsjail, &[("API_KEY", "s3cret"), ("POOL_SIZE", "0")]).await;
+    let addr = service.addr;
+    let answers = tokio::task::spawn_blocking(move || {
+        let body = oversized_body();
+        let length = format!("Content-Length: {}", body.len());
+        let unauthorized = execute_head(&length);
+        let not_found = format!("POST /nope HTTP/1.1\r\nHost: test\r\n{length}\r\n\r\n");
+        [unauthorized, not_found].map(|head| {
+            send_then_read(addr, &head, &body).expect("no reset: the client reads its answer")
+        })
+    })
+    .await
+    .expect("joined");
+    assert_eq!(answers[0].status, 401, "{:?}", answers[0]);
+    assert_eq!(answers[0].body["code"], "UNAUTHORIZED");
+    assert_eq!(answers[1].status, 404, "{:?}", answers[1]);
+    assert_eq!(answers[1].body["code"], "NOT_FOUND");
+}

@@ -81,7 +81,7 @@ async fn a_slow_body_gets_408_while_another_client_is_served() {
     let (response, answered) = slow.await.expect("joined");
     assert_eq!(response.status, 408, "{response:?}");
     assert_eq!(response.body["code"], "REQUEST_TIMEOUT", "{response:?}");
-    assert_eq!(response.body["timeout_s"], 2.0);
+    assert_eq!(response.body["limit_s"], 2.0);
     assert!(response.head.contains("connection: close"), "{response:?}");
     assert!(
         served < answered,
