@@ -120,3 +120,42 @@ async fn next_data(body: &mut Body) -> Option<Result<Option<Bytes>, axum::Error>
     let frame = poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await?;
     Some(frame.map(|frame| frame.into_data().ok()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_body_within_the_limit_is_read_whole() {
+        let body = Body::from("{\"script\": \"\"}");
+        let read = read(body, ByteSize::bytes(64), Duration::from_secs(1)).await;
+        assert_eq!(read.expect("read").as_ref(), b"{\"script\": \"\"}");
+    }
+
+    #[tokio::test]
+    async fn a_declared_or_streamed_body_over_the_limit_is_too_large() {
+        let declared = Body::from(vec![b' '; 65]);
+        let error = read(declared, ByteSize::bytes(64), Duration::from_secs(1)).await;
+        assert!(matches!(error, Err(BodyError::TooLarge { .. })));
+        // No declared length: found out while reading.
+        let chunk = || Ok::<_, std::io::Error>(vec![b' '; 40]);
+        let chunks = futures::stream::iter([chunk(), chunk()]);
+        let streamed = Body::from_stream(chunks);
+        let error = read(streamed, ByteSize::bytes(64), Duration::from_secs(1)).await;
+        assert!(matches!(error, Err(BodyError::TooLarge { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stops_arriving_times_out_with_408() {
+        let stalled =
+            Body::from_stream(futures::stream::pending::<Result<Bytes, std::io::Error>>());
+        let timeout = Duration::from_millis(50);
+        let error = read(stalled, ByteSize::kib(1), timeout)
+            .await
+            .expect_err("stalled");
+        assert!(matches!(error, BodyError::TimedOut { .. }));
+        let error = ApiError::from(error);
+        assert_eq!(error.code, ErrorCode::RequestTimeout);
+        assert_eq!(error.code.status().as_u16(), 408);
+    }
+}
