@@ -3,9 +3,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::{to_bytes, Body};
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -13,17 +14,20 @@ use axum::{Extension, Json, Router};
 use serde_json::json;
 
 use crate::api::{request::check_content_type, ApiError, ErrorCode, ExecuteRequest};
+use crate::body;
 use crate::config::Config;
 use crate::executor::Executor;
 use crate::offload::Offloader;
 use crate::sandbox::outcome::sandbox_failed;
+use crate::unavailable::Unavailable;
 
 /// Shared state of every request.
 #[derive(Debug)]
 pub struct App {
     pub config: Config,
-    /// `Err` holds why scripts cannot run here; the service then still answers, honestly.
-    pub executor: Result<Executor, String>,
+    /// `Err` holds why scripts cannot run here; the service then still answers, honestly, but
+    /// tells clients only the category (the full reason names host paths; it goes to the logs).
+    pub executor: Result<Executor, Unavailable>,
 }
 
 impl App {
@@ -51,40 +55,60 @@ async fn execute(
     Extension(offloader): Extension<Arc<Offloader>>,
     request: Request,
 ) -> Response {
-    let delivered = match run_execute(&app, request).await {
+    let (parts, body) = request.into_parts();
+    let body = match receive(&app, &parts, body).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
+    };
+    let delivered = match run_execute(&app, &body).await {
         Ok(response) => offloader.deliver(&response).await,
         Err(error) => Err(error),
     };
     delivered.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn run_execute(app: &App, request: Request) -> Result<crate::api::ExecuteResponse, ApiError> {
+/// The body, once the headers alone have been checked and the body has arrived whole within
+/// its size and time bounds. Only then may an execution slot be taken: a slow or oversized
+/// upload must never hold one.
+async fn receive(app: &App, parts: &Parts, body: Body) -> Result<Bytes, Response> {
+    if let Err(error) = check_headers(app, parts) {
+        return Err(refuse_unread(error, body));
+    }
+    let http = &app.config.http;
+    body::read(body, app.config.max_body, http.body_read_timeout)
+        .await
+        .map_err(|error| closing(ApiError::from(error).into_response()))
+}
+
+fn check_headers(app: &App, parts: &Parts) -> Result<(), ApiError> {
     // Before anything else: an unauthenticated client learns nothing about the request.
     crate::auth::check(
         app.config.api_key.as_ref(),
-        request.headers().get(header::AUTHORIZATION),
+        parts.headers.get(header::AUTHORIZATION),
     )?;
-    let content_type = request
-        .headers()
+    let content_type = parts
+        .headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok());
-    check_content_type(content_type)?;
-    let limit = app.config.max_body;
-    let body = to_bytes(request.into_body(), limit.as_usize())
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                ErrorCode::ScriptTooLarge,
-                format!("the request body is over the limit of {limit}"),
-            )
-            .with("limit_bytes", limit.as_bytes())
-        })?;
-    let request = ExecuteRequest::parse(&body, app.config.max_script)?;
+    check_content_type(content_type)
+}
+
+/// A refusal sent before the whole body was read: the connection is not reused, since what is
+/// left of the body is being discarded (within bounds), not parsed as the next request.
+fn closing(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+async fn run_execute(app: &App, body: &[u8]) -> Result<crate::api::ExecuteResponse, ApiError> {
+    let request = ExecuteRequest::parse(body, app.config.max_script)?;
     match &app.executor {
         Ok(executor) => executor.execute(request).await,
-        Err(reason) => {
-            tracing::warn!(%reason, "refusing to run a script without a sandbox");
-            Err(sandbox_failed().with("reason", reason.as_str()))
+        Err(unavailable) => {
+            tracing::warn!(reason = %unavailable, "refusing to run a script without a sandbox");
+            Err(sandbox_failed().with_details(unavailable.public_fields()))
         }
     }
 }
@@ -114,40 +138,54 @@ async fn health(State(app): State<Arc<App>>) -> Response {
             },
         }))
         .into_response(),
-        Err(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
+        Err(unavailable) => {
+            let mut body = json!({
                 "ok": false,
                 "sandbox": null,
                 "isolation": [],
-                "reason": reason,
                 "version": version,
-            })),
-        )
-            .into_response(),
+            });
+            if let Some(fields) = body.as_object_mut() {
+                fields.extend(unavailable.public_fields());
+            }
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
     }
 }
 
-async fn not_found(request: Request<Body>) -> ApiError {
-    ApiError::new(
+async fn not_found(request: Request<Body>) -> Response {
+    let error = ApiError::new(
         ErrorCode::NotFound,
         format!(
             "no route for {} {}; use POST /execute or GET /health",
             request.method(),
             request.uri().path()
         ),
-    )
+    );
+    refuse_unread(error, request.into_body())
 }
 
-async fn method_not_allowed(request: Request<Body>) -> ApiError {
-    ApiError::new(
+async fn method_not_allowed(request: Request<Body>) -> Response {
+    let error = ApiError::new(
         ErrorCode::MethodNotAllowed,
         format!(
             "{} is not allowed on {}; use POST /execute or GET /health",
             request.method(),
             request.uri().path()
         ),
-    )
+    );
+    refuse_unread(error, request.into_body())
+}
+
+/// Answers `error` at once, without reading the request's body: what is left of it is
+/// discarded in the background, so a client still writing it sees the answer.
+fn refuse_unread(error: ApiError, body: Body) -> Response {
+    let response = error.into_response();
+    if body::discard(body) {
+        closing(response)
+    } else {
+        response
+    }
 }
 
 /// One line per request with its outcome; never the script or its output.

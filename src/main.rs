@@ -31,6 +31,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let on_lambda = config.lambda;
     let port = config.port;
     let grace = config.shutdown_grace;
+    let http = config.http.clone();
     let app = startup::build(config)
         .await
         .context("could not start the service")?;
@@ -45,7 +46,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("could not listen on port {port}"))?;
     tracing::info!(port, "listening");
-    server::serve_with_grace(listener, router, server::shutdown_signal(), grace).await?;
+    server::serve_with_grace(listener, router, http, server::shutdown_signal(), grace).await?;
     tracing::info!("stopped");
     Ok(())
 }

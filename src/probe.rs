@@ -73,7 +73,8 @@ impl Report {
             sandbox: kind.map(SandboxKind::as_str),
             isolation: isolation.names(),
             cgroup: probed.cgroups.as_ref().ok().map(|root| root.version()),
-            reason: probed.sandbox.as_ref().err().cloned(),
+            // For the operator running the probe (or reading the log): the full reason.
+            reason: probed.sandbox.as_ref().err().map(|why| why.detail.clone()),
             missing: missing(&isolation, &findings),
             min_isolation: config.min_isolation.names(),
             platform: Some(probed.platform),

@@ -23,6 +23,7 @@ use crate::sandbox::compat::CompatSandbox;
 use crate::sandbox::nsjail::NsjailSandbox;
 use crate::sandbox::outcome::interpret;
 use crate::sandbox::{process, Job, Sandbox, SandboxError, SandboxKind};
+use crate::unavailable::{Category, Unavailable};
 
 const CGROUP_MOUNT: &str = "/sys/fs/cgroup";
 /// The start-up self-test: the smallest script that proves the sandbox runs Python end to end.
@@ -45,7 +46,7 @@ pub struct Probed {
     /// The cgroup hierarchy executions get their own cgroup in, or why there is none.
     pub cgroups: Result<CgroupRoot, String>,
     /// The sandbox scripts will run in, or why no script may run here.
-    pub sandbox: Result<Arc<dyn Sandbox>, String>,
+    pub sandbox: Result<Arc<dyn Sandbox>, Unavailable>,
     /// Why nsjail was passed over for compat under SANDBOX=auto, when it was.
     pub fallback: Option<String>,
 }
@@ -61,7 +62,7 @@ pub async fn probe(config: &Config) -> Result<Probed, StartupError> {
             Ok(choice) => {
                 proven_sandbox(config, &layer, cgroups.as_ref().ok(), &platform, choice).await
             }
-            Err(reason) => (Err(reason), None),
+            Err(reason) => (Err(Unavailable::new(Category::Isolation, reason)), None),
         };
     Ok(Probed {
         layer,
@@ -110,7 +111,7 @@ async fn proven_sandbox(
     cgroups: Option<&CgroupRoot>,
     platform: &Platform,
     choice: Choice,
-) -> (Result<Arc<dyn Sandbox>, String>, Option<String>) {
+) -> (Result<Arc<dyn Sandbox>, Unavailable>, Option<String>) {
     let sandbox = self_tested(sandbox(layer, choice), cgroups, config).await;
     let reason = match (sandbox, config.sandbox, choice.kind) {
         (Err(reason), SandboxChoice::Auto, SandboxKind::Nsjail) => reason,
@@ -121,9 +122,9 @@ async fn proven_sandbox(
     platform.user_namespaces = false;
     let fallback = match platform::choose(SandboxChoice::Auto, &platform, &config.min_isolation) {
         Ok(fallback) => self_tested(self::sandbox(layer, fallback), cgroups, config).await,
-        Err(why) => Err(why),
+        Err(why) => Err(Unavailable::new(Category::Isolation, why)),
     };
-    (fallback, Some(reason))
+    (fallback, Some(reason.detail))
 }
 
 fn sandbox(layer: &Layer, choice: Choice) -> Result<Arc<dyn Sandbox>, SandboxError> {
@@ -138,8 +139,10 @@ async fn self_tested(
     sandbox: Result<Arc<dyn Sandbox>, SandboxError>,
     cgroups: Option<&CgroupRoot>,
     config: &Config,
-) -> Result<Arc<dyn Sandbox>, String> {
-    let sandbox = sandbox.map_err(|error| error.to_string())?;
+) -> Result<Arc<dyn Sandbox>, Unavailable> {
+    let setup = |detail: String| Unavailable::new(Category::Setup, detail);
+    let failed = |detail: String| Unavailable::new(Category::SelfTest, detail);
+    let sandbox = sandbox.map_err(|error| setup(error.to_string()))?;
     let name = sandbox.kind().as_str();
     let job = Job {
         script: SELF_TEST_SCRIPT.into(),
@@ -147,18 +150,18 @@ async fn self_tested(
         limits: config.limits.with_wall_at_most(Some(SELF_TEST_TIMEOUT)),
     };
     let started = process::start(&*sandbox, cgroups, &job.limits, &[])
-        .map_err(|error| format!("the {name} sandbox does not start: {error}"))?;
+        .map_err(|error| setup(format!("the {name} sandbox does not start: {error}")))?;
     let execution = started.run(&job).await;
     match interpret(&execution, &job.limits) {
         Ok(response) if response.result.get() == "\"ok\"" => Ok(sandbox),
-        Ok(response) => Err(format!(
+        Ok(response) => Err(failed(format!(
             "the {name} sandbox's self-test returned {} instead of \"ok\"",
             response.result.get()
-        )),
-        Err(error) => Err(format!(
+        ))),
+        Err(error) => Err(failed(format!(
             "the {name} sandbox failed its self-test: {} ({})",
             error.message,
             error.code.as_str()
-        )),
+        ))),
     }
 }

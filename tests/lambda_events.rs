@@ -8,6 +8,7 @@ use axum::body::to_bytes;
 use lambda_http::Service;
 use lambda_support::events;
 use python_executor::lambda;
+use python_executor::unavailable::{Category, Unavailable};
 use serde_json::{json, Value};
 
 /// Runs one event (JSON text) through the Lambda handler; status and JSON body.
@@ -105,15 +106,21 @@ async fn every_json_value_is_a_result_through_the_lambda_entry_point() {
 
 #[tokio::test]
 async fn without_a_usable_sandbox_every_execution_is_refused_and_health_says_why() {
-    let reason = "user namespaces are refused on this platform; the compat sandbox is required";
-    let router = lambda_support::router_without_sandbox(reason);
+    // The full reason names host paths: it belongs in the logs, never in an answer.
+    let detail =
+        "the nsjail sandbox does not start: nsjail is missing at /opt/secret/nsjail/bin/nsjail";
+    let router = lambda_support::router_without_sandbox(Unavailable::new(Category::Setup, detail));
     let (status, body) = invoke(&router, &events::read("function-url-execute-numpy.json")).await;
     assert_eq!(status, 500, "{body}");
     assert_eq!(body["code"], "SANDBOX_ERROR");
-    assert_eq!(body["reason"], reason);
+    assert_eq!(body["reason_category"], "setup");
+    assert_eq!(body["reason"], Category::Setup.public_sentence());
+    assert!(!body.to_string().contains("/opt"), "no host path: {body}");
     assert!(body.get("result").is_none(), "no script ran: {body}");
     let (status, body) = invoke(&router, &events::read("rest-api-health.json")).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["ok"], false);
-    assert_eq!(body["reason"], reason);
+    assert_eq!(body["reason_category"], "setup");
+    assert_eq!(body["reason"], Category::Setup.public_sentence());
+    assert!(!body.to_string().contains("/opt"), "no host path: {body}");
 }

@@ -10,6 +10,8 @@ pub enum ErrorCode {
     InvalidRequest,
     UnsupportedMediaType,
     ScriptTooLarge,
+    /// The request body did not arrive within `BODY_READ_TIMEOUT_S`.
+    RequestTimeout,
     SyntaxError,
     NoMain,
     Exception,
@@ -33,6 +35,7 @@ impl ErrorCode {
             Self::InvalidRequest => "INVALID_REQUEST",
             Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             Self::ScriptTooLarge => "SCRIPT_TOO_LARGE",
+            Self::RequestTimeout => "REQUEST_TIMEOUT",
             Self::SyntaxError => "SYNTAX_ERROR",
             Self::NoMain => "NO_MAIN",
             Self::Exception => "EXCEPTION",
@@ -55,6 +58,7 @@ impl ErrorCode {
             Self::InvalidRequest => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::ScriptTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::SyntaxError
             | Self::NoMain
             | Self::Exception

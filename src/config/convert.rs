@@ -2,7 +2,7 @@
 //! parsed here (the values are typed already); this only groups them and applies the two rules
 //! that span settings: FORCE_COMPAT wins over SANDBOX, and a blank text setting means unset.
 
-use super::{ApiKey, Config, PoolConfig, SandboxChoice, Settings};
+use super::{ApiKey, Config, HttpConfig, PoolConfig, SandboxChoice, Settings};
 use crate::limits::Limits;
 use crate::offload::OffloadConfig;
 
@@ -57,6 +57,11 @@ impl From<Settings> for Config {
             shutdown_grace: s.shutdown_grace_s,
             lambda: trimmed(s.aws_lambda_runtime_api).is_some(),
             offload,
+            http: HttpConfig {
+                header_read_timeout: s.header_read_timeout_s,
+                body_read_timeout: s.body_read_timeout_s,
+                max_connections: s.max_connections,
+            },
         }
     }
 }

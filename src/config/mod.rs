@@ -73,6 +73,20 @@ pub struct Config {
     pub lambda: bool,
     /// Where responses too large to return inline go.
     pub offload: OffloadConfig,
+    /// Bounds on clients of the HTTP server (slow or idle connections, how many at once).
+    pub http: HttpConfig,
+}
+
+/// Bounds on HTTP clients, so slow or idle ones cannot hold the service (src/server.rs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Longest wait for a request's headers, from the connection's start or the previous
+    /// response; it also closes idle keep-alive connections.
+    pub header_read_timeout: Duration,
+    /// Longest time to receive a request's whole body once its headers are in.
+    pub body_read_timeout: Duration,
+    /// Connections served at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
 }
 
 /// The pool of sandboxes started ahead of time (see src/pool/).

@@ -13,8 +13,8 @@ use clap::builder::{EnumValueParser, OsStringValueParser, TypedValueParser};
 use clap::{ArgAction, Args};
 
 use super::values::{
-    concurrency, count, isolation, kib, mib, millis, modules, number, seconds, switch, url_ttl,
-    Lenient, Modules,
+    concurrency, connections, count, isolation, kib, mib, millis, modules, number, seconds, switch,
+    url_ttl, Lenient, Modules,
 };
 use super::{LogFormat, SandboxChoice};
 use crate::limits::ByteSize;
@@ -70,6 +70,20 @@ pub struct Settings {
     /// Longest wait for a slot before OVERLOADED (503, Retry-After: 1)
     #[arg(long, env, default_value = "10000", value_parser = Lenient(millis), help_heading = REQUESTS)]
     pub queue_wait_ms: Duration,
+    /// Longest wait for a request's headers (also closes idle keep-alive connections)
+    // hyper's own default: ample for any real client, short enough that stalled connections
+    // do not pile up.
+    #[arg(long, env, default_value = "30", value_parser = Lenient(seconds), help_heading = REQUESTS)]
+    pub header_read_timeout_s: Duration,
+    /// Longest time to receive a whole request body once its headers are in (then 408)
+    // A 1 MiB body at a slow 50 KiB/s still arrives in time.
+    #[arg(long, env, default_value = "30", value_parser = Lenient(seconds), help_heading = REQUESTS)]
+    pub body_read_timeout_s: Duration,
+    /// Connections served at once; more wait in the kernel's accept queue
+    // Above Cloud Run's highest per-instance concurrency (1000 max, 80 by default) would only
+    // add open files; 512 leaves room for the sandboxes'.
+    #[arg(long, env, default_value = "512", value_parser = Lenient(connections), help_heading = REQUESTS)]
+    pub max_connections: usize,
 
     /// Most warm sandboxes kept per kind (plain, data); 0 turns the pool off
     #[arg(long, env, default_value = "2", value_parser = Lenient(number::<usize>), help_heading = POOL)]
@@ -90,7 +104,7 @@ pub struct Settings {
     /// 1 forces the compat sandbox whatever SANDBOX says, as the seeds name it
     #[arg(long, env, action = ArgAction::Set, default_value = "0", value_parser = Lenient(switch), help_heading = SANDBOX)]
     pub force_compat: bool,
-    /// Layers that must be in force (namespaces, cgroups, seccomp, no_new_privs, landlock, or none), or every execution is refused
+    /// Layers that must be in force (namespaces, cgroups, seccomp, no_new_privs, landlock, signal_guard, or none), or every execution is refused
     #[arg(long, env, default_value = "seccomp", value_parser = Lenient(isolation), help_heading = SANDBOX)]
     pub min_isolation: Isolation,
     /// The built layer; when unset, /opt, else the checkout's layer/out

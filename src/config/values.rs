@@ -62,6 +62,11 @@ pub fn count(text: &str) -> Result<u32, String> {
     }
 }
 
+/// How many connections at once, at least 1.
+pub fn connections(text: &str) -> Result<usize, String> {
+    count(text).map(|n| n as usize)
+}
+
 /// A size in KiB, at least 1.
 pub fn kib(text: &str) -> Result<ByteSize, String> {
     count(text).map(|n| ByteSize::kib(u64::from(n)))

@@ -232,7 +232,9 @@ def main():
     let (listed, allowed): (&str, &[&str]) = match kind {
         Kind::Lambda => (
             "dev_openable",
-            &["null", "zero", "full", "urandom", "random", "tty", "ptmx", "fuse"],
+            &[
+                "null", "zero", "full", "urandom", "random", "tty", "ptmx", "fuse",
+            ],
         ),
         Kind::Nsjail | Kind::Compat => ("dev", &["null", "zero", "urandom", "random"]),
     };

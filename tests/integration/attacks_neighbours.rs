@@ -113,7 +113,12 @@ async fn next_callers_get_their_own_answers(service: &Service) {
             "args": {"tag": "second"},
         }))
         .await;
-    assert_eq!(data.expect_result(), &json!({"tag": "second", "sum": 6}), "{}", data.body);
+    assert_eq!(
+        data.expect_result(),
+        &json!({"tag": "second", "sum": 6}),
+        "{}",
+        data.body
+    );
     assert_eq!(data.body["stdout"], "caller second\n", "{}", data.body);
     service.assert_still_healthy().await;
 }
@@ -133,7 +138,10 @@ async fn neighbours_are_out_of_reach(kind: Kind) {
     assert!(neighbours.len() > 2, "nothing was attacked: {found}");
     for (target, attempts) in neighbours {
         for (attack, outcome) in attempts.as_object().expect("attempts") {
-            assert_ne!(outcome, "allowed", "{attack} on {target} was allowed: {found}");
+            assert_ne!(
+                outcome, "allowed",
+                "{attack} on {target} was allowed: {found}"
+            );
         }
     }
     for (what, outcome) in found["own"].as_object().expect("own") {
@@ -198,10 +206,18 @@ async fn nothing_written_survives_an_execution(kind: Kind) {
     let planted = planted.expect_result().clone();
     // Somewhere was writable: the scratch directory (the script's TMPDIR) at least.
     assert!(
-        planted.as_object().expect("places").values().any(|v| v == "planted"),
+        planted
+            .as_object()
+            .expect("places")
+            .values()
+            .any(|v| v == "planted"),
         "{planted}"
     );
-    let found = service.run(LOOK_FOR_LEFTOVERS).await.expect_result().clone();
+    let found = service
+        .run(LOOK_FOR_LEFTOVERS)
+        .await
+        .expect_result()
+        .clone();
     for (place, leftovers) in found.as_object().expect("places") {
         if place != "literal_tmp" {
             assert_eq!(leftovers, &json!([]), "left behind in {place}: {found}");

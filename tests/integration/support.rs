@@ -143,7 +143,8 @@ impl Service {
         Self::start_with(kind, &[]).await
     }
 
-    /// Starts with extra settings, as environment variables would give them.
+    /// Starts with extra settings, as environment variables would give them (`LAYER_DIR`
+    /// defaults to the repository's built layer).
     pub async fn start_with(kind: Kind, settings: &[(&str, &str)]) -> Self {
         let mut env: HashMap<String, String> = kind
             .profile_settings()
@@ -152,16 +153,21 @@ impl Service {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         env.insert("SANDBOX".into(), kind.env_value().into());
-        env.insert("LAYER_DIR".into(), layer_dir().display().to_string());
+        env.entry("LAYER_DIR".into())
+            .or_insert_with(|| layer_dir().display().to_string());
         let config = Config::from_lookup(|name| env.get(name).cloned()).expect("valid test config");
+        let http = config.http.clone();
         let app = startup::build(config).await.expect("the service starts");
         let router = app::router(Arc::new(app));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(server::serve(listener, router, async move {
-            let _ = stopped.await;
-        }));
+        tokio::spawn(async move {
+            server::serve(listener, router, &http, async move {
+                let _ = stopped.await;
+            })
+            .await
+        });
         Self {
             addr,
             client: reqwest::Client::new(),

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use python_executor::app::{self, App};
 use python_executor::config::Config;
 use python_executor::startup;
+use python_executor::unavailable::Unavailable;
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -66,10 +67,10 @@ pub async fn router_with(pairs: &[(&str, &str)]) -> axum::Router {
 }
 
 /// A router whose sandbox is unavailable for `reason`, as on a platform refusing namespaces.
-pub fn router_without_sandbox(reason: &str) -> axum::Router {
+pub fn router_without_sandbox(reason: Unavailable) -> axum::Router {
     let app = App {
         config: Config::default(),
-        executor: Err(reason.to_owned()),
+        executor: Err(reason),
     };
     app::router(Arc::new(app))
 }
