@@ -9,6 +9,8 @@ pub struct Stat {
     pub state: char,
     pub ppid: i32,
     pub pgrp: i32,
+    /// CPU time of the process and of its children it has waited for, in clock ticks.
+    pub cpu_ticks: u64,
 }
 
 impl Stat {
@@ -21,15 +23,45 @@ impl Stat {
     /// Parses a stat line: `pid (comm) state ppid pgrp ...`. The command name may itself
     /// contain spaces and parentheses, so fields are counted from the last ')'.
     pub fn parse(text: &str) -> Option<Self> {
-        let mut fields = text[text.rfind(')')? + 1..].split_whitespace();
-        let state = fields.next()?.chars().next()?;
-        let ppid = fields.next()?.parse().ok()?;
-        let pgrp = fields.next()?.parse().ok()?;
-        Some(Self { state, ppid, pgrp })
+        let fields: Vec<&str> = text[text.rfind(')')? + 1..].split_whitespace().collect();
+        // Counted from the state, field 3 of proc(5): utime, stime, cutime, cstime are 14-17.
+        let number = |index: usize| fields.get(index)?.parse::<u64>().ok();
+        let cpu_ticks = (11..=14).map(number).sum::<Option<u64>>().unwrap_or(0);
+        Some(Self {
+            state: fields.first()?.chars().next()?,
+            ppid: fields.get(1)?.parse().ok()?,
+            pgrp: fields.get(2)?.parse().ok()?,
+            cpu_ticks,
+        })
     }
 
     pub fn is_zombie(&self) -> bool {
         self.state == 'Z' || self.state == 'X'
+    }
+}
+
+/// Resident memory a process does not share with files: its anonymous and shared-memory pages,
+/// from `/proc/<pid>/status` (world-readable, even for an undumpable process).
+pub fn private_resident_bytes(pid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = |key: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Some((kib("RssAnon:") + kib("RssShmem:")) * 1024)
+}
+
+/// Clock ticks per second, for `Stat::cpu_ticks`.
+pub fn ticks_per_second() -> u64 {
+    // SAFETY: sysconf with a constant name.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as u64
+    } else {
+        100
     }
 }
 
@@ -60,6 +92,8 @@ mod tests {
     fn fields_are_read_after_the_command_name() {
         let stat = Stat::parse("42 (python3) S 7 42 42 0").expect("parses");
         assert_eq!((stat.state, stat.ppid, stat.pgrp), ('S', 7, 42));
+        let line = "9 (p) R 1 9 9 0 -1 0 0 0 0 0 30 12 5 3 20 0 1 0 0 0 0";
+        assert_eq!(Stat::parse(line).expect("parses").cpu_ticks, 50);
         let tricky = Stat::parse("42 (a) b) (c) Z 9 1 1").expect("parses");
         assert_eq!((tricky.state, tricky.ppid, tricky.pgrp), ('Z', 9, 1));
         assert!(tricky.is_zombie());
@@ -72,5 +106,6 @@ mod tests {
         let (pid, pgrp) = unsafe { (libc::getpid(), libc::getpgrp()) };
         assert_eq!(Stat::of(pid).map(|stat| stat.pgrp), Some(pgrp));
         assert!(pids().contains(&pid));
+        assert!(private_resident_bytes(pid).is_some_and(|bytes| bytes > 0));
     }
 }

@@ -17,6 +17,7 @@ pub mod pipes;
 pub mod process;
 pub mod protocol;
 pub mod seccomp;
+pub mod watch;
 
 use std::ffi::OsString;
 use std::fmt;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::process::Execution;
+use super::watch::Tripped;
 use super::protocol::{self, Frame, Header, Report};
 use super::SandboxKind;
 use crate::api::{ApiError, ErrorCode, ExecuteResponse, Truncated, Usage};
@@ -40,8 +41,17 @@ pub fn interpret(execution: &Execution, limits: &Limits) -> Result<ExecuteRespon
             format!("the script did not finish within its {seconds} s time limit"),
         ));
     }
-    if execution.cgroup.is_some_and(|cgroup| cgroup.oom_killed) {
+    if execution.cgroup.is_some_and(|cgroup| cgroup.oom_killed)
+        || execution.watched.tripped == Some(Tripped::Memory)
+    {
         return fail(memory_limit(limits));
+    }
+    if execution.watched.tripped == Some(Tripped::Cpu) {
+        let seconds = limits.cpu.as_secs_f64();
+        return fail(ApiError::new(
+            ErrorCode::Timeout,
+            format!("the script's processes together used more than its {seconds} s CPU time limit"),
+        ));
     }
     let Some(report) = report else {
         return fail(no_report(execution));
@@ -184,10 +194,12 @@ fn result_too_large(limits: &Limits) -> ApiError {
 
 fn usage(execution: &Execution, header: Option<&Header>) -> Usage {
     let cgroup = execution.cgroup.unwrap_or_default();
+    let watched = execution.watched;
     Usage {
         wall_ms: execution.wall.as_millis() as u64,
-        cpu_ms: cpu_ms(header, cgroup.cpu),
-        peak_memory_bytes: cgroup.peak_memory_bytes,
+        cpu_ms: cpu_ms(header, cgroup.cpu.or(watched.cpu)),
+        // Without a cgroup, the watch's samples (every 100 ms) are the only measure.
+        peak_memory_bytes: cgroup.peak_memory_bytes.or(watched.peak_memory_bytes),
         warm_start: execution.warm_start,
     }
 }
@@ -196,7 +208,8 @@ fn usage(execution: &Execution, header: Option<&Header>) -> Usage {
 /// (compat on Lambda has none), and it covers the script's process from its start to its exit,
 /// both inside `wall_ms`. The cgroup's is read after the sandbox is killed, so it also counts
 /// every process's exit; it is only the fallback for executions the harness could not report
-/// on (a wall-clock timeout, a supervisor the script killed).
+/// on (a wall-clock timeout, a supervisor the script killed), and without a cgroup the watch's
+/// last sample of the sandbox's processes stands in for it.
 fn cpu_ms(header: Option<&Header>, cgroup_cpu: Option<Duration>) -> Option<u64> {
     header
         .and_then(|header| header.cpu_ms)

@@ -24,6 +24,7 @@ use super::compat::scrub::{SharedAreas, Turn};
 use super::isolation::Isolation;
 use super::live;
 use super::pipes::{drain, Captured, ChildPipe, Completion};
+use super::watch::{Observed, Watch};
 use super::{protocol, Job, Sandbox, SandboxError, SandboxKind};
 use crate::limits::Limits;
 
@@ -55,6 +56,8 @@ pub struct Execution {
     pub tool_log: Captured,
     pub wall: Duration,
     pub cgroup: Option<CgroupReport>,
+    /// What the service's own watch saw, and whether it ended the execution for a limit.
+    pub watched: Observed,
     /// The sandbox was started ahead of time by the pool.
     pub warm_start: bool,
 }
@@ -201,6 +204,8 @@ enum Ended {
     Reported(Captured),
     Exited(Option<ExitStatus>),
     TimedOut,
+    /// The watch saw a whole-sandbox limit passed (see `Execution::watched`).
+    OverLimit,
     /// The service is shutting down and its grace period is over.
     Aborted,
 }
@@ -234,6 +239,7 @@ impl Started {
         // A pooled sandbox used CPU before its job (starting Python, preloading pandas); the
         // execution's CPU time is what it uses from here on.
         let cpu_before_job = self.cgroup.as_ref().and_then(ExecCgroup::cpu);
+        let mut watch = Watch::new(self.session, &job.limits, self.cgroup.as_ref());
         let started_at = Instant::now();
         let deadline = tokio::time::Instant::from_std(started_at + job.limits.wall);
         let feeder = self.feed(job);
@@ -241,6 +247,7 @@ impl Started {
             report = &mut self.channel.task => Ended::Reported(report.unwrap_or_default()),
             status = self.child.wait() => Ended::Exited(status.ok()),
             () = tokio::time::sleep_until(deadline) => Ended::TimedOut,
+            _ = watch.tripped(self.cgroup.as_ref()) => Ended::OverLimit,
             () = live::aborted() => Ended::Aborted,
         };
         let wall = started_at.elapsed();
@@ -259,7 +266,7 @@ impl Started {
             Ended::Reported(report) => (None, false, report),
             Ended::Exited(status) => (status, false, self.channel.collect().await),
             Ended::TimedOut => (None, true, self.channel.collect().await),
-            Ended::Aborted => (None, false, self.channel.collect().await),
+            Ended::OverLimit | Ended::Aborted => (None, false, self.channel.collect().await),
         };
         let execution = Execution {
             kind: self.kind,
@@ -273,6 +280,7 @@ impl Started {
             tool_log: self.tool_log.collect().await,
             wall,
             cgroup,
+            watched: watch.observed(),
             warm_start: false,
         };
         tokio::spawn(teardown(Remains {

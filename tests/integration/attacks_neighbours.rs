@@ -98,7 +98,7 @@ def main(targets):
     own = {
         "kill_child": attempt(lambda: os.kill(child, signal.SIGTERM)),
         "own_limits": attempt(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32))),
-        "own_priority": attempt(lambda: os.setpriority(os.PRIO_PROCESS, 0, 5)),
+        "own_priority": attempt(lambda: os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(os.PRIO_PROCESS, 0))),
         "group": attempt(lambda: os.killpg(0, 0)),
     }
     os.waitpid(child, 0)
@@ -177,7 +177,7 @@ def plant(base):
         return f"refused: {e.strerror}"
 def main():
     places = {}
-    for base in (tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"):
+    for base in dict.fromkeys((tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm")):
         places[base] = plant(base + "/pyexec-leftover")
     return places
 "#;
@@ -266,7 +266,7 @@ def main():
         "shmget": sys_call(29, 0x5045, 4096, 0o1000 | 0o600),
         "semget": sys_call(64, 0x5045, 1, 0o1000 | 0o600),
         "msgget": sys_call(68, 0x5045, 0o1000 | 0o600),
-        "mq_open": sys_call(240, ctypes.c_char_p(b"pyexec"), 0o100 | 2, 0o600, 0),
+        "mq_open": sys_call(240, ctypes.cast(ctypes.c_char_p(b"pyexec"), ctypes.c_void_p).value, 0o100 | 2, 0o600, 0),
         "socketpair_vsock": pair(40),
         "socketpair_tipc": pair(30),
         "socketpair_unix": pair(socket.AF_UNIX),

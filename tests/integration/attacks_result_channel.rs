@@ -130,7 +130,7 @@ fn forging_script(frame: &Value) -> String {
 
 /// The service's own fields of an error envelope, as the service measured them.
 fn assert_service_fields(kind: Kind, body: &Value) {
-    assert_eq!(body["sandbox"], kind.name(), "{body}");
+    assert_eq!(body["sandbox"], kind.sandbox(), "{body}");
     assert_eq!(body["stdout"], "real output\n", "{body}");
     assert_eq!(body["stderr"], "", "{body}");
     assert_eq!(

@@ -68,12 +68,18 @@ pub fn in_lambda_profile<F: std::future::Future<Output = ()>>(
         crate::lambda_conditions::rerun_under_lambda(test_path);
         return;
     }
+    // What the binary's main does first: this test process is the service here, and on Lambda
+    // scripts run under its uid.
+    python_executor::platform::protect_service().expect("the service protects itself");
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a runtime")
-        .block_on(test());
+        .block_on(async {
+            let _reaper = python_executor::reaper::spawn().expect("the orphan reaper starts");
+            test().await
+        });
 }
 
 /// Generates one `#[tokio::test]` per sandbox kind for each named `async fn(Kind)`.

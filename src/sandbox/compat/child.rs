@@ -36,7 +36,12 @@ pub struct ChildHardening {
 
 impl ChildHardening {
     pub fn run(&mut self) -> std::io::Result<()> {
-        rlimits::apply(&self.rlimits)?;
+        // The open-files limit comes last: until exec, the child still holds every fd of the
+        // service (closed only at exec), so the signal guard's listener, created below, may get
+        // a number above the limit.
+        // (No allocation here: the two passes filter in place.)
+        let is_open_files = |limit: &Rlimit| limit.resource == libc::RLIMIT_NOFILE;
+        rlimits::apply_where(&self.rlimits, |limit| !is_open_files(limit))?;
         if let Some(identity) = self.identity {
             become_user(identity)?;
         }
@@ -68,7 +73,7 @@ impl ChildHardening {
         if let (Some(program), Some(socket)) = (guard, &self.listener_socket) {
             signals::install_and_send(program, socket.as_raw_fd())?;
         }
-        Ok(())
+        rlimits::apply_where(&self.rlimits, is_open_files)
     }
 }
 

@@ -61,8 +61,9 @@ pub fn own_threads() -> u64 {
 }
 
 /// Sets every limit. Async-signal-safe: only setrlimit(2) on prepared values.
-pub fn apply(rlimits: &[Rlimit]) -> std::io::Result<()> {
-    for limit in rlimits {
+/// Sets the limits `which` selects; no allocation, as it runs between fork and exec.
+pub fn apply_where(rlimits: &[Rlimit], which: impl Fn(&Rlimit) -> bool) -> std::io::Result<()> {
+    for limit in rlimits.iter().filter(|limit| which(limit)) {
         let value = libc::rlimit {
             rlim_cur: limit.value,
             rlim_max: limit.value,

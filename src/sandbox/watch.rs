@@ -1,0 +1,147 @@
+//! The service's own watch over a running execution, for the whole-sandbox limits the kernel
+//! does not keep by itself: without cgroups (compat on Lambda), memory and CPU time summed over
+//! every process of the sandbox; with cgroups, CPU time summed over the cgroup (a cgroup limits
+//! the CPU's rate, not its total, and RLIMIT_CPU counts one process at a time).
+//!
+//! It samples every [`INTERVAL`]: a limit can be overshot by what the sandbox does within one
+//! interval, which the per-process rlimits (address space, CPU) still bound.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::cgroup::ExecCgroup;
+use crate::limits::Limits;
+use crate::procfs::{self, Stat};
+
+pub const INTERVAL: Duration = Duration::from_millis(100);
+
+/// Which whole-sandbox limit the watch ended the execution for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tripped {
+    Memory,
+    Cpu,
+}
+
+/// What the watch saw of the sandbox's processes (when it had to look at them itself).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub tripped: Option<Tripped>,
+    /// The most private resident memory seen at once, summed over the processes.
+    pub peak_memory_bytes: Option<u64>,
+    /// CPU time since hand-over, summed over the processes, at the last sample.
+    pub cpu: Option<Duration>,
+}
+
+/// One execution's watch.
+#[derive(Debug)]
+pub struct Watch {
+    /// The sandbox's first process, which leads its process group.
+    leader: i32,
+    memory_limit: u64,
+    cpu_limit: Duration,
+    /// CPU the sandbox had used before its job (a warm one imported pandas).
+    cpu_before: Duration,
+    observed: Observed,
+}
+
+impl Watch {
+    pub fn new(leader: i32, limits: &Limits, cgroup: Option<&ExecCgroup>) -> Self {
+        let mut watch = Self {
+            leader,
+            memory_limit: limits.memory.as_bytes(),
+            cpu_limit: limits.cpu,
+            cpu_before: Duration::ZERO,
+            observed: Observed::default(),
+        };
+        let members = if cgroup.is_some() {
+            Vec::new()
+        } else {
+            watch.members()
+        };
+        watch.cpu_before = watch.cpu_now(cgroup, &members).unwrap_or_default();
+        watch
+    }
+
+    pub fn observed(&self) -> Observed {
+        self.observed
+    }
+
+    /// Resolves when a whole-sandbox limit is passed; never, otherwise.
+    pub async fn tripped(&mut self, cgroup: Option<&ExecCgroup>) -> Tripped {
+        let mut ticks = tokio::time::interval(INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if let Some(tripped) = self.sample(cgroup) {
+                self.observed.tripped = Some(tripped);
+                return tripped;
+            }
+        }
+    }
+
+    fn sample(&mut self, cgroup: Option<&ExecCgroup>) -> Option<Tripped> {
+        // With a cgroup, its CPU counter; the memory cgroup keeps the memory limit itself.
+        let members = if cgroup.is_some() {
+            Vec::new()
+        } else {
+            self.members()
+        };
+        let cpu = self.cpu_now(cgroup, &members)?;
+        let cpu = cpu.saturating_sub(self.cpu_before);
+        self.observed.cpu = Some(cpu);
+        if cpu > self.cpu_limit {
+            return Some(Tripped::Cpu);
+        }
+        if cgroup.is_some() {
+            return None;
+        }
+        let memory: u64 = members
+            .iter()
+            .filter_map(|&pid| procfs::private_resident_bytes(pid))
+            .sum();
+        let peak = self.observed.peak_memory_bytes.unwrap_or(0).max(memory);
+        self.observed.peak_memory_bytes = Some(peak);
+        (memory > self.memory_limit).then_some(Tripped::Memory)
+    }
+
+    fn cpu_now(&self, cgroup: Option<&ExecCgroup>, members: &[i32]) -> Option<Duration> {
+        if let Some(cgroup) = cgroup {
+            return cgroup.cpu();
+        }
+        let ticks: u64 = members
+            .iter()
+            .filter_map(|&pid| Stat::of(pid))
+            .map(|stat| stat.cpu_ticks)
+            .sum();
+        Some(Duration::from_millis(
+            ticks * 1000 / procfs::ticks_per_second(),
+        ))
+    }
+
+    /// The sandbox's live processes: its process group (compat; orphans included, whose
+    /// parent is now the service) and everything below its leader (nsjail's jail, which has a
+    /// session of its own).
+    fn members(&self) -> Vec<i32> {
+        let table: Vec<(i32, Stat)> = procfs::pids()
+            .into_iter()
+            .filter_map(|pid| Some((pid, Stat::of(pid)?)))
+            .filter(|(_, stat)| !stat.is_zombie())
+            .collect();
+        let mut members: HashSet<i32> = table
+            .iter()
+            .filter(|(pid, stat)| *pid == self.leader || stat.pgrp == self.leader)
+            .map(|(pid, _)| *pid)
+            .collect();
+        loop {
+            let before = members.len();
+            for (pid, stat) in &table {
+                if members.contains(&stat.ppid) {
+                    members.insert(*pid);
+                }
+            }
+            if members.len() == before {
+                return members.into_iter().collect();
+            }
+        }
+    }
+}
