@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::process::Execution;
-use super::watch::Tripped;
 use super::protocol::{self, Frame, Header, Report};
+use super::watch::Tripped;
 use super::SandboxKind;
 use crate::api::{ApiError, ErrorCode, ExecuteResponse, Truncated, Usage};
 use crate::limits::Limits;
@@ -50,7 +50,9 @@ pub fn interpret(execution: &Execution, limits: &Limits) -> Result<ExecuteRespon
         let seconds = limits.cpu.as_secs_f64();
         return fail(ApiError::new(
             ErrorCode::Timeout,
-            format!("the script's processes together used more than its {seconds} s CPU time limit"),
+            format!(
+                "the script's processes together used more than its {seconds} s CPU time limit"
+            ),
         ));
     }
     let Some(report) = report else {

@@ -142,7 +142,7 @@ impl SharedAreas {
                 return true;
             }
             // A directory (or an entry we may not remove). Make it ours to read and change.
-            libc::fchmodat(parent, name.as_ptr(), 0o700, 0);
+            make_directory_ours(parent, name);
             if libc::unlinkat(parent, name.as_ptr(), libc::AT_REMOVEDIR) == 0 {
                 return true;
             }
@@ -152,6 +152,8 @@ impl SharedAreas {
         };
         let mut moved_any = false;
         for child in entries_of_fd(&directory) {
+            // Moving a directory rewrites its "..": it must be writable too.
+            make_directory_ours(directory.as_raw_fd(), &child.name);
             let new_name = self.fresh_name();
             // SAFETY: renameat between two open directories, NUL-terminated names.
             moved_any |= unsafe {
@@ -220,6 +222,19 @@ fn entries(path: &Path) -> Vec<Entry> {
 fn entries_of_fd(directory: &OwnedFd) -> Vec<Entry> {
     let path = PathBuf::from(format!("/proc/self/fd/{}", directory.as_raw_fd()));
     entries(&path)
+}
+
+/// `chmod 0700` on a directory (its owner may always do that), never on anything else: chmod
+/// follows symlinks, and a symlink's target is not the script's to change.
+fn make_directory_ours(parent: RawFd, name: &CStr) {
+    // SAFETY: fstatat and fchmodat relative to an open directory; `stat` is written by fstatat.
+    unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        let found = libc::fstatat(parent, name.as_ptr(), &mut stat, libc::AT_SYMLINK_NOFOLLOW);
+        if found == 0 && stat.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            libc::fchmodat(parent, name.as_ptr(), 0o700, 0);
+        }
+    }
 }
 
 fn open_directory(parent: RawFd, name: &CStr) -> Option<OwnedFd> {
