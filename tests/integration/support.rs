@@ -152,6 +152,14 @@ impl Service {
     /// Starts with extra settings, as environment variables would give them (`LAYER_DIR`
     /// defaults to the repository's built layer).
     pub async fn start_with(kind: Kind, settings: &[(&str, &str)]) -> Self {
+        // The service's warnings and errors go to the test's captured output, shown when it
+        // fails (RUST_LOG overrides the level).
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
         let mut env: HashMap<String, String> = kind
             .profile_settings()
             .iter()
