@@ -12,7 +12,10 @@ APT_PACKAGES := python3 python3-venv python3-pip libstdc++6 ca-certificates make
 run: deps layer build
 	PORT=$(PORT) ./target/release/python-executor
 
-test: deps layer tools build lint
+# No release build here: every test runs the debug binary cargo test builds (CARGO_BIN_EXE), so
+# the crate graph, the AWS SDK included, compiles twice (clippy's check, the tests), not three
+# times.
+test: deps layer tools lint
 	$(CARGO) test --locked
 	$(MAKE) lint-deploy
 
