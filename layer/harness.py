@@ -75,7 +75,9 @@ def main():
     _set_dumpable(False)
     # Only stdin, stdout, stderr and the result channel belong here; anything else inherited
     # (compat's fd 4 is the isolation tool's log, unused there) must not reach the script.
-    os.closerange(RESULT_FD + 1, _fd_ceiling())
+    # Every number, not just those below RLIMIT_NOFILE: an fd inherited above the limit (a
+    # parent's jobserver pipe, say) stays open otherwise. close_range(2) makes this one call.
+    os.closerange(RESULT_FD + 1, 1 << 30)
     preload, max_result_bytes, seccomp = _options(sys.argv[1:])
     if seccomp:
         _install_seccomp(seccomp)
@@ -160,11 +162,6 @@ def _set_dumpable(dumpable):
         ctypes.CDLL(None, use_errno=True).prctl(4, int(dumpable), 0, 0, 0)  # PR_SET_DUMPABLE
     except (OSError, AttributeError):
         pass
-
-
-def _fd_ceiling():
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return soft if soft != resource.RLIM_INFINITY and soft < 65536 else 65536
 
 
 def _collect(pid, read_end, limit):

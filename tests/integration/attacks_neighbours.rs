@@ -85,6 +85,12 @@ def main(targets):
         except OSError:
             pass
         found[str(pid)] = attacks(pid)
+    # The script's own supervisor (its parent): signals are its own business, but its limits,
+    # scheduling, fds and memory are not.
+    supervisor = attacks(os.getppid())
+    for signal_attack in ("kill", "tgkill", "tkill", "sigqueue"):
+        supervisor.pop(signal_attack)
+    found["supervisor"] = supervisor
     found["everyone"] = {
         "kill_all": attempt(lambda: os.kill(-1, 0)),
         "renice_user": attempt(lambda: os.setpriority(os.PRIO_USER, 0, 19)),

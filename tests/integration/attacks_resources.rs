@@ -40,6 +40,37 @@ def main():
     service.assert_still_healthy().await;
 }
 
+/// RLIMIT_CPU counts one process at a time; the execution's CPU limit holds across all of them.
+async fn cpu_limit_holds_across_processes(kind: Kind) {
+    let service = Service::start_with(kind, &[("CPU_LIMIT_S", "2")]).await;
+    let script = r#"
+import os, time
+def spin(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+def main():
+    pids = []
+    for _ in range(4):
+        pid = os.fork()
+        if pid == 0:
+            spin(1.5)
+            os._exit(0)
+        pids.append(pid)
+    spin(1.5)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    return "7.5 s of CPU in 2 s allowed"
+"#;
+    let reply = service.run(script).await;
+    let body = reply.expect_error(422, "TIMEOUT");
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("CPU")),
+        "{body}"
+    );
+    service.assert_still_healthy().await;
+}
+
 async fn process_limit_stops_a_fork_bomb(kind: Kind) {
     let service = Service::start_with(kind, &[("MAX_PROCESSES", "16")]).await;
     let script = r#"
@@ -163,6 +194,7 @@ def main():
 
 for_each_sandbox!(
     memory_limit_holds_across_processes,
+    cpu_limit_holds_across_processes,
     process_limit_stops_a_fork_bomb,
     file_size_and_open_files_are_capped,
     output_floods_are_bounded,

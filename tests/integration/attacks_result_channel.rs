@@ -209,9 +209,44 @@ async fn forged_error_frames_cannot_replace_the_services_fields(kind: Kind) {
     service.assert_still_healthy().await;
 }
 
+/// The script's process holds stdio and its own frame pipe, nothing else: not the supervisor's
+/// channel (fd 3), not compat's isolation-tool log (fd 4), nothing the service left open.
+async fn the_script_inherits_no_other_fds(kind: Kind) {
+    let service = Service::start(kind).await;
+    let script = r#"
+import os
+def main():
+    found = {}
+    for fd in range(0, 256):
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue
+        try:
+            found[str(fd)] = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            found[str(fd)] = "open"
+    return found
+"#;
+    let found = service.run(script).await.expect_result().clone();
+    let fds = found.as_object().expect("fds");
+    // stdin, stdout, stderr, and one more: the pipe this process writes its own frame to.
+    let extra: Vec<(&String, &serde_json::Value)> = fds
+        .iter()
+        .filter(|(fd, _)| !["0", "1", "2"].contains(&fd.as_str()))
+        .collect();
+    assert_eq!(extra.len(), 1, "{found}");
+    assert!(
+        extra[0].1.as_str().is_some_and(|t| t.starts_with("pipe:")),
+        "{found}"
+    );
+    service.assert_still_healthy().await;
+}
+
 for_each_sandbox!(
     printed_envelopes_are_just_output,
     the_result_fd_is_out_of_reach,
+    the_script_inherits_no_other_fds,
     script_globals_cannot_break_the_harness,
     killing_the_supervisor_forges_nothing,
     forged_error_frames_cannot_replace_the_services_fields,
