@@ -23,9 +23,13 @@ pub struct Report {
     pub sandbox: Option<&'static str>,
     pub isolation: Vec<&'static str>,
     pub cgroup: Option<&'static str>,
-    /// Why no script may run here, when none may.
+    /// Why no script may run here, when none may: in full, for the operator (`/health`, which
+    /// anyone may read, gives only the category and a fixed sentence).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The kind of failure, as `/health` reports it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_category: Option<&'static str>,
     /// Each layer not in force, with why.
     pub missing: IndexMap<&'static str, String>,
     pub min_isolation: Vec<&'static str>,
@@ -75,6 +79,11 @@ impl Report {
             cgroup: probed.cgroups.as_ref().ok().map(|root| root.version()),
             // For the operator running the probe (or reading the log): the full reason.
             reason: probed.sandbox.as_ref().err().map(|why| why.detail.clone()),
+            reason_category: probed
+                .sandbox
+                .as_ref()
+                .err()
+                .map(|why| why.category.as_str()),
             missing: missing(&isolation, &findings),
             min_isolation: config.min_isolation.names(),
             platform: Some(probed.platform),
@@ -91,6 +100,7 @@ impl Report {
             isolation: Vec::new(),
             cgroup: None,
             reason: Some(reason),
+            reason_category: Some(crate::unavailable::Category::Setup.as_str()),
             missing: IndexMap::new(),
             min_isolation: config.min_isolation.names(),
             platform: None,
