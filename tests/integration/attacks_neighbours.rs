@@ -206,8 +206,20 @@ def main():
     return found
 "#;
 
+/// Blocks in use on the filesystem holding `path`.
+fn used_blocks(path: &str) -> u64 {
+    let path = std::ffi::CString::new(path).expect("path");
+    // SAFETY: statvfs fills the struct for a NUL-terminated path.
+    unsafe {
+        let mut stats: libc::statvfs = std::mem::zeroed();
+        assert_eq!(libc::statvfs(path.as_ptr(), &mut stats), 0, "statvfs");
+        stats.f_blocks - stats.f_bfree
+    }
+}
+
 async fn nothing_written_survives_an_execution(kind: Kind) {
     let service = Service::start(kind).await;
+    let tmp_before = used_blocks("/tmp");
     let planted = service.run(LEAVE_BEHIND).await;
     let planted = planted.expect_result().clone();
     // Somewhere was writable: the scratch directory (the script's TMPDIR) at least.
@@ -249,6 +261,15 @@ async fn nothing_written_survives_an_execution(kind: Kind) {
         assert!(leftovers.is_empty(), "{host_place} holds {leftovers:?}");
     }
     next_callers_get_their_own_answers(&service).await;
+    if kind == Kind::Lambda {
+        // The disk as it was found: this profile's /tmp is its own, so its usage tells. (One
+        // more execution first: each one waits for the previous one's cleanup.)
+        service
+            .run("def main():\n    return 1\n")
+            .await
+            .expect_result();
+        assert_eq!(used_blocks("/tmp"), tmp_before, "/tmp's usage changed");
+    }
 }
 
 async fn ipc_and_exotic_sockets_are_refused(kind: Kind) {
