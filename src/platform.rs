@@ -35,6 +35,17 @@ pub trait Probes {
 }
 
 impl Platform {
+    /// What AWS Lambda allows: no user namespaces, no writable cgroups, no Landlock; seccomp,
+    /// no_new_privs and user notification (Linux 5.10 and later) are there.
+    pub const LAMBDA: Platform = Platform {
+        user_namespaces: false,
+        cgroups: false,
+        seccomp: true,
+        no_new_privs: true,
+        landlock_abi: 0,
+        seccomp_user_notification: true,
+    };
+
     /// Runs every probe; `cgroups` comes from the cgroup detection that also creates them.
     pub fn probe(probes: &dyn Probes, cgroups: bool) -> Self {
         Self {
@@ -256,15 +267,7 @@ mod tests {
         landlock_abi: 6,
         seccomp_user_notification: true,
     };
-    /// What Lambda allows: no user namespaces, no writable cgroups, no Landlock.
-    const LAMBDA: Platform = Platform {
-        user_namespaces: false,
-        cgroups: false,
-        seccomp: true,
-        no_new_privs: true,
-        landlock_abi: 0,
-        seccomp_user_notification: true,
-    };
+    const LAMBDA: Platform = Platform::LAMBDA;
 
     fn seccomp_minimum() -> Isolation {
         Isolation::parse("seccomp").expect("valid")

@@ -253,15 +253,7 @@ fn why_missing(layer: &str, f: &Findings) -> String {
 mod tests {
     use super::*;
 
-    /// What Lambda allows: no user namespaces, no writable cgroups, no Landlock.
-    const LAMBDA: Platform = Platform {
-        user_namespaces: false,
-        cgroups: false,
-        seccomp: true,
-        no_new_privs: true,
-        landlock_abi: 0,
-        seccomp_user_notification: true,
-    };
+    const LAMBDA: Platform = Platform::LAMBDA;
 
     #[test]
     fn every_missing_layer_says_why() {
