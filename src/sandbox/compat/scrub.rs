@@ -42,8 +42,9 @@ pub struct SharedAreas {
 #[derive(Debug)]
 struct Area {
     path: PathBuf,
-    /// (device, inode) of what was there at start: not the scripts', so never removed.
-    found_at_start: HashSet<(u64, u64)>,
+    /// Name, device and inode of what was there at start: not the scripts', so never removed.
+    /// (The name too: a script may delete such an entry and get its inode number reused.)
+    found_at_start: HashSet<(CString, (u64, u64))>,
 }
 
 /// One execution's turn: held from hand-over until its leftovers are gone.
@@ -68,7 +69,7 @@ impl SharedAreas {
             if areas.iter().any(|area| area.path == path) || !writable(&path) {
                 continue;
             }
-            let found_at_start = entries(&path).into_iter().map(|e| e.id).collect();
+            let found_at_start = entries(&path).into_iter().map(Entry::key).collect();
             areas.push(Area {
                 path,
                 found_at_start,
@@ -115,7 +116,11 @@ impl SharedAreas {
         loop {
             let leftovers: Vec<Entry> = entries(&area.path)
                 .into_iter()
-                .filter(|entry| !area.found_at_start.contains(&entry.id))
+                .filter(|entry| {
+                    !area
+                        .found_at_start
+                        .contains(&(entry.name.clone(), entry.id))
+                })
                 .collect();
             if leftovers.is_empty() || Instant::now() > deadline {
                 break;
@@ -203,6 +208,12 @@ struct Entry {
     id: (u64, u64),
 }
 
+impl Entry {
+    fn key(self) -> (CString, (u64, u64)) {
+        (self.name, self.id)
+    }
+}
+
 fn entries(path: &Path) -> Vec<Entry> {
     let Ok(read) = std::fs::read_dir(path) else {
         return Vec::new();
@@ -264,7 +275,7 @@ mod tests {
         SharedAreas {
             areas: vec![Area {
                 path: path.to_path_buf(),
-                found_at_start: entries(path).into_iter().map(|e| e.id).collect(),
+                found_at_start: entries(path).into_iter().map(Entry::key).collect(),
             }],
             turn: Arc::new(Mutex::new(())),
             moved: AtomicU64::new(0),
