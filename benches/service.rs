@@ -5,10 +5,16 @@
 //! clients; and the peak resident memory of the service with all its sandboxes. Figures are
 //! printed, never asserted: timings on a shared machine are for reading, not for failing.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::binary::{Launch, Output, Running};
+use common::ports::free_addr;
+use common::procs::descendants;
+use common::wait;
 use serde_json::{json, Value};
 
 const SEED: &str = "def main():\n    import numpy as np\n    import pandas as pd\n    print(\"Processing data...\")\n    data = np.array([1, 2, 3, 4, 5])\n    return {\"mean\": float(np.mean(data)), \"sum\": int(np.sum(data))}";
@@ -128,55 +134,63 @@ fn print_table(off: &Figures, on: &Figures) {
     println!("hello p50 >= 3x, req/s under load no worse with the pool (off/on <= 1).");
 }
 
-/// The release binary, serving on a free port, killed on drop.
+/// How long the release binary may take to listen (its sandbox self-test included).
+const LISTENING_WITHIN: Duration = Duration::from_secs(30);
+/// How long the pool, when on, may take to fill before the measuring starts.
+const WARM_WITHIN: Duration = Duration::from_secs(60);
+
+/// The release binary, serving on a free port, killed with its sandboxes on drop.
 struct Service {
-    child: Child,
+    process: Running,
     base: String,
     client: reqwest::Client,
 }
 
 impl Service {
     async fn start(env: &[(&str, &str)]) -> Self {
-        let port = free_port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_python-executor"));
-        command
-            .env("PORT", port.to_string())
+        let addr = free_addr();
+        let process = Launch::service()
+            .env("PORT", addr.port().to_string())
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let child = command.spawn().expect("start the release binary");
+            .envs(env.iter().copied())
+            .output(Output::StderrShown)
+            .start_listening(addr, LISTENING_WITHIN);
         let service = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
+            process,
+            base: format!("http://{addr}"),
             client: reqwest::Client::new(),
         };
-        service.wait_ready().await;
+        service.wait_until_warm().await;
         service
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
-    async fn wait_ready(&self) {
-        for _ in 0..100 {
-            if let Ok(reply) = self
+    /// Waits until /health is ok and the pool, if on, has a warm sandbox of each kind, as it
+    /// would have in service.
+    async fn wait_until_warm(&self) {
+        let warm = wait::until_async(WARM_WITHIN, || async {
+            let health: Value = self
                 .client
                 .get(format!("{}/health", self.base))
                 .send()
                 .await
-            {
-                if reply.status().is_success() {
-                    // Let the pool (if any) warm up, as it would have in service.
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the service did not become ready; is the layer built (make layer)?");
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let pool = &health["pool"];
+            let filled = pool.is_null()
+                || (pool["plain"].as_u64() >= Some(1) && pool["data"].as_u64() >= Some(1));
+            (health["ok"] == true && filled).then_some(())
+        })
+        .await;
+        assert!(
+            warm.is_some(),
+            "the service was not ready within {WARM_WITHIN:?}; is the layer built (make layer)?"
+        );
     }
 
     async fn execute(&self, script: &str) -> (u16, Value) {
@@ -198,6 +212,8 @@ impl Service {
             let (status, body) = self.execute(script).await;
             samples.push(started.elapsed());
             assert_eq!(status, 200, "benchmark request failed: {body}");
+            // Deliberate: the spacing is part of what is measured (the latency of a request
+            // that finds the pool refilled), not a wait for anything.
             tokio::time::sleep(spacing).await;
         }
         samples
@@ -225,18 +241,6 @@ impl Service {
     }
 }
 
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("addr").port()
-}
-
 /// Samples the resident memory of a process and all its descendants every 200 ms (a scan of
 /// /proc costs CPU the service would otherwise have; sampled too often, it skews the latencies).
 struct MemoryWatch {
@@ -251,6 +255,8 @@ impl MemoryWatch {
             let mut peak = 0;
             loop {
                 peak = peak.max(tree_rss_kib(root));
+                // The sampling interval, not a wait for anything: between two samples the
+                // stop signal ends the watch at once.
                 tokio::select! {
                     _ = &mut stopped => return peak,
                     _ = tokio::time::sleep(Duration::from_millis(200)) => {}
@@ -269,38 +275,9 @@ impl MemoryWatch {
 /// Sum of VmRSS (KiB) over `root` and its descendants. Shared pages count once per process,
 /// so this overstates a little; the same way for both configurations.
 fn tree_rss_kib(root: u32) -> u64 {
-    let mut parents = HashMap::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) {
-            // The command may contain spaces; fields after the closing parenthesis do not.
-            if let Some(ppid) = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|ppid| ppid.parse::<u32>().ok())
-            {
-                parents.insert(pid, ppid);
-            }
-        }
-    }
-    let in_tree = |mut pid: u32| {
-        for _ in 0..64 {
-            if pid == root {
-                return true;
-            }
-            match parents.get(&pid) {
-                Some(&parent) if parent != 0 => pid = parent,
-                _ => return false,
-            }
-        }
-        false
-    };
-    parents
-        .keys()
-        .filter(|&&pid| in_tree(pid))
-        .map(|pid| rss_kib(*pid))
+    std::iter::once(root)
+        .chain(descendants(root))
+        .map(rss_kib)
         .sum()
 }
 

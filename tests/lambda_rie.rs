@@ -5,6 +5,7 @@
 
 mod lambda_support;
 
+use lambda_support::common::binary::service_exe;
 use lambda_support::events;
 use lambda_support::rie::Rie;
 use serde_json::{json, Value};
@@ -109,13 +110,13 @@ async fn credentials_stay_out(sandbox: &str) {
 
 /// The environment of the service process the emulator started.
 fn service_environment(rie: &Rie) -> String {
-    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_python-executor"));
+    let binary = service_exe();
     let pid =
-        rie.guard().descendants().into_iter().find(|pid| {
+        rie.process().descendants().into_iter().find(|pid| {
             std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == binary)
         });
     let pid =
-        pid.unwrap_or_else(|| panic!("the service process was not found\n{}", rie.guard().log()));
+        pid.unwrap_or_else(|| panic!("the service process was not found\n{}", rie.process().log()));
     let raw = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
     String::from_utf8_lossy(&raw).replace('\0', "\n")
 }

@@ -1,10 +1,18 @@
 //! Shared helpers: start the real service (real nsjail, real Python) on a random loopback port
 //! and talk to it over real HTTP.
 
+// The shared helpers this file needs, mounted here (rather than in main.rs) because they serve
+// only these helpers. Neither uses a sibling module.
+#[path = "../common/ports.rs"]
+mod ports;
+#[path = "../common/wait.rs"]
+mod wait;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use python_executor::config::Config;
 use python_executor::{app, server, startup};
@@ -127,6 +135,9 @@ pub fn layer_dir() -> PathBuf {
     dir
 }
 
+/// How long a pool may take to start its sandboxes on a busy machine.
+const WARM_WITHIN: Duration = Duration::from_secs(20);
+
 /// A running service; stopped when dropped.
 pub struct Service {
     pub addr: SocketAddr,
@@ -173,7 +184,11 @@ impl Service {
         let http = config.http.clone();
         let app = startup::build(config).await.expect("the service starts");
         let router = app::router(Arc::new(app));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = ports::loopback_listener();
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
+        let listener = TcpListener::from_std(listener).expect("a tokio listener");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -216,16 +231,18 @@ impl Service {
         reply(request.send().await.expect("the service answers")).await
     }
 
-    /// Waits until the pool reports warm sandboxes of both kinds (or fails after 20 s).
+    /// Waits until the pool reports warm sandboxes of both kinds (or fails after
+    /// [`WARM_WITHIN`]).
     pub async fn wait_for_warm_pool(&self) {
-        for _ in 0..200 {
-            let pool = self.get("/health").await.body["pool"].clone();
-            if pool["plain"].as_u64() >= Some(1) && pool["data"].as_u64() >= Some(1) {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        panic!("the pool never warmed up");
+        let warm = wait::until_async(WARM_WITHIN, || async {
+            let pool = &self.get("/health").await.body["pool"];
+            (pool["plain"].as_u64() >= Some(1) && pool["data"].as_u64() >= Some(1)).then_some(())
+        })
+        .await;
+        assert!(
+            warm.is_some(),
+            "the pool did not warm up within {WARM_WITHIN:?}"
+        );
     }
 
     pub async fn get(&self, path: &str) -> Reply {

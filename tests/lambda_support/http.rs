@@ -1,42 +1,39 @@
 //! The service binary serving HTTP on a free loopback port (the Cloud Run entry point), with
 //! only the environment a test gives it.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::procs::{free_addr, Guard};
+use super::common::binary::{Launch, Running};
+use super::common::ports::free_addr;
+
+/// Long enough for the sandbox self-test at startup on a busy machine.
+const LISTENING_WITHIN: Duration = Duration::from_secs(30);
 
 pub struct HttpService {
     base: String,
-    guard: Guard,
+    process: Running,
     client: reqwest::Client,
-    _logs: tempfile::TempDir,
 }
 
 impl HttpService {
     pub fn start(env: &[(&str, String)]) -> Self {
         super::require_layer();
         let addr = free_addr();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_python-executor"));
-        command
+        let process = Launch::service()
             .current_dir(super::repo_root())
-            .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .clear_env()
             .env("PORT", addr.port().to_string())
-            .envs(env.iter().map(|(k, v)| (k, v.as_str())));
-        let logs = tempfile::tempdir().expect("log dir");
-        let mut guard = Guard::spawn("python-executor", command, logs.path());
-        guard.wait_listening(addr, Duration::from_secs(30));
+            .envs(env.iter().map(|(k, v)| (k, v.as_str())))
+            .start_listening(addr, LISTENING_WITHIN);
         Self {
             base: format!("http://{addr}"),
-            guard,
+            process,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("client"),
-            _logs: logs,
         }
     }
 
@@ -48,7 +45,7 @@ impl HttpService {
             .json(&serde_json::json!({ "script": script }))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("request failed: {e}\n{}", self.guard.log()));
+            .unwrap_or_else(|e| panic!("request failed: {e}\n{}", self.process.log()));
         let status = response.status().as_u16();
         let body = response.json().await.expect("JSON body");
         (status, body)

@@ -1,16 +1,16 @@
 //! Helpers shared by the Lambda and offload tests: the sample events and their expectations,
 //! the repository's built pieces (failing loudly when one is missing), and child processes
-//! (the Runtime Interface Emulator, a local S3) that are always killed when a test ends.
+//! (the service, the Runtime Interface Emulator, a local S3), started by `common::binary` and
+//! always killed when a test ends.
 
 // Each test binary includes this module and uses only part of it.
 #![allow(dead_code)]
 
+#[path = "../common/mod.rs"]
+pub mod common;
 pub mod events;
-#[path = "../common/procs.rs"]
-pub mod host_procs;
 pub mod http;
 pub mod moto;
-pub mod procs;
 pub mod rie;
 
 use std::path::PathBuf;

@@ -1,32 +1,29 @@
 //! A local S3 (moto's server) on a free loopback port, for the offload tests.
 
-use std::net::SocketAddr;
-use std::process::Command;
 use std::time::Duration;
 
-use super::procs::{free_addr, Guard};
+use super::common::binary::{Launch, Running};
+use super::common::ports::free_addr;
+
+/// Long enough for moto's Python server to import itself on a busy machine.
+const LISTENING_WITHIN: Duration = Duration::from_secs(30);
 
 pub struct Moto {
     pub endpoint: String,
-    guard: Guard,
-    _logs: tempfile::TempDir,
+    process: Running,
 }
 
 impl Moto {
     pub fn start() -> Self {
         let server = super::require_tool("venv/bin/moto_server");
-        let addr: SocketAddr = free_addr();
-        let mut command = Command::new(server);
-        command
+        let addr = free_addr();
+        let process = Launch::new("moto_server", server)
             .args(["-H", "127.0.0.1", "-p"])
-            .arg(addr.port().to_string());
-        let logs = tempfile::tempdir().expect("log dir");
-        let mut guard = Guard::spawn("moto_server", command, logs.path());
-        guard.wait_listening(addr, Duration::from_secs(30));
+            .arg(addr.port().to_string())
+            .start_listening(addr, LISTENING_WITHIN);
         Self {
             endpoint: format!("http://{addr}"),
-            guard,
-            _logs: logs,
+            process,
         }
     }
 
@@ -41,7 +38,7 @@ impl Moto {
             response.status().is_success(),
             "could not create the bucket: {}\n{}",
             response.status(),
-            self.guard.log()
+            self.process.log()
         );
     }
 

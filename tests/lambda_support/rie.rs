@@ -1,19 +1,20 @@
 //! The AWS Lambda Runtime Interface Emulator running the service binary.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::procs::{free_addr, Guard};
+use super::common::binary::{service_exe, Launch, Running};
+use super::common::ports::free_addr;
 
 const INVOKE_PATH: &str = "/2015-03-31/functions/function/invocations";
+/// How long the emulator itself (a small Go program) may take to listen.
+const LISTENING_WITHIN: Duration = Duration::from_secs(15);
 
 pub struct Rie {
     url: String,
-    guard: Guard,
+    process: Running,
     client: reqwest::Client,
-    _logs: tempfile::TempDir,
 }
 
 impl Rie {
@@ -22,33 +23,29 @@ impl Rie {
         let rie = super::require_tool("bin/aws-lambda-rie");
         super::require_layer();
         let (addr, api) = (free_addr(), free_addr());
-        let mut command = Command::new(rie);
-        command
+        let process = Launch::new("aws-lambda-rie", rie)
             .current_dir(super::repo_root())
-            .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .clear_env()
             .envs(env.iter().map(|(k, v)| (k, v.as_str())))
             .arg("--runtime-interface-emulator-address")
             .arg(addr.to_string())
             .arg("--runtime-api-address")
             .arg(api.to_string())
-            .arg(env!("CARGO_BIN_EXE_python-executor"));
-        let logs = tempfile::tempdir().expect("log dir");
-        let mut guard = Guard::spawn("aws-lambda-rie", command, logs.path());
-        guard.wait_listening(addr, Duration::from_secs(15));
+            .arg(service_exe())
+            .start_listening(addr, LISTENING_WITHIN);
         Self {
             url: format!("http://{addr}{INVOKE_PATH}"),
-            guard,
+            process,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(90))
                 .build()
                 .expect("client"),
-            _logs: logs,
         }
     }
 
-    pub fn guard(&self) -> &Guard {
-        &self.guard
+    /// The emulator's process, with the service it started below it.
+    pub fn process(&self) -> &Running {
+        &self.process
     }
 
     /// Invokes the function with one event; the Lambda response payload.
@@ -59,9 +56,9 @@ impl Rie {
             .body(event.to_owned())
             .send()
             .await
-            .unwrap_or_else(|e| panic!("invoke failed: {e}\n{}", self.guard.log()));
+            .unwrap_or_else(|e| panic!("invoke failed: {e}\n{}", self.process.log()));
         let text = response.text().await.expect("payload");
         serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("payload is not JSON ({e}): {text}\n{}", self.guard.log()))
+            .unwrap_or_else(|e| panic!("payload is not JSON ({e}): {text}\n{}", self.process.log()))
     }
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::process::{run_once, Binary, Finished};
+use crate::common::binary::Finished;
+use crate::process::{run_once, Binary};
 
 /// Long enough for the sandbox self-test on a busy machine; a binary that served instead of
 /// exiting would run until killed.
@@ -65,7 +66,7 @@ fn probe(env: &[(&str, &str)]) -> (Finished, Value) {
 /// `probe --json` and a service started with the same settings say the same.
 async fn probe_agrees_with_health(env: &[(&str, &str)]) -> Value {
     let (probed, report) = probe(env);
-    let service = Binary::start(env, None).await;
+    let service = Binary::start(env, None);
     let health = service.health().await;
     for field in ["ok", "sandbox", "isolation"] {
         assert_eq!(

@@ -3,8 +3,8 @@
 //! secrets from scripts running under the same uid, and the command line (`--help`,
 //! `--version`, `probe`).
 
-#[path = "../common/procs.rs"]
-mod procs;
+#[path = "../common/mod.rs"]
+mod common;
 
 mod cli;
 mod process;

@@ -1,16 +1,22 @@
-//! Starting the release or debug binary with a chosen environment, and talking to it.
+//! The service binary started the way Cloud Run starts it (or as another uid, as Lambda runs it
+//! unprivileged), with a chosen environment, and talking to it over HTTP.
 
-use std::net::TcpListener;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-/// A running service binary; killed when dropped if it is still running.
+use crate::common::binary::{Finished, Launch, Running};
+use crate::common::ports::free_addr;
+
+/// Long enough for the sandbox self-test at startup on a busy machine.
+const LISTENING_WITHIN: Duration = Duration::from_secs(30);
+
+/// A running service binary; killed, with its sandboxes, when dropped.
 pub struct Binary {
-    pub child: Child,
-    pub port: u16,
+    running: Running,
+    addr: SocketAddr,
 }
 
 pub fn layer_dir() -> PathBuf {
@@ -23,109 +29,42 @@ pub fn layer_dir() -> PathBuf {
     dir
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
-}
-
-/// The binary with `env` (plus LAYER_DIR, JSON logs and no pool), optionally as another user
-/// (`setpriv` drops to that uid first, as Lambda runs the service unprivileged).
-fn command(env: &[(&str, &str)], as_uid: Option<u32>) -> Command {
-    let exe = env!("CARGO_BIN_EXE_python-executor");
-    let mut command = match as_uid {
-        Some(uid) => {
-            let mut command = Command::new("setpriv");
-            command.args([
-                format!("--reuid={uid}"),
-                format!("--regid={uid}"),
-                "--clear-groups".into(),
-                exe.into(),
-            ]);
-            command
-        }
-        None => Command::new(exe),
-    };
-    command
+/// The binary with `env` on top of LAYER_DIR, JSON logs and no pool.
+fn launch(env: &[(&str, &str)]) -> Launch {
+    Launch::service()
         .env("LAYER_DIR", layer_dir())
         .env("LOG_FORMAT", "json")
         .env("POOL_SIZE", "0")
-        .envs(env.iter().copied());
-    command
-}
-
-/// How a one-shot run of the binary ended.
-pub struct Finished {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
+        .envs(env.iter().copied())
 }
 
 /// Runs the binary with `args` and `env` to its end, as a command rather than a service (with
 /// PORT set to a free port all the same, so a binary that served instead would be caught): it
 /// must exit within `limit`, or it is killed and the test fails.
 pub fn run_once(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Finished {
-    let child = command(env, None)
-        .args(args)
-        .env("PORT", free_port().to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let pid = child.id();
-    let (done, finished) = std::sync::mpsc::channel();
-    // Waits in a thread, reading both pipes, so neither can fill up and stall the binary.
-    std::thread::spawn(move || done.send(child.wait_with_output()));
-    let Ok(output) = finished.recv_timeout(limit) else {
-        // SAFETY: kill(2) on the child we started, which has not been reaped yet.
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        panic!(
-            "`python-executor {}` still ran after {limit:?}",
-            args.join(" ")
-        );
-    };
-    let output = output.expect("the binary's output");
-    Finished {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    let port = free_addr().port().to_string();
+    launch(env).args(args).env("PORT", port).run(limit)
 }
 
 impl Binary {
     /// Starts the binary with `env` (plus PORT and LAYER_DIR), optionally as another user
-    /// (`setpriv` drops to that uid first, as Lambda runs the service unprivileged).
-    pub async fn start(env: &[(&str, &str)], as_uid: Option<u32>) -> Self {
-        let port = free_port();
-        let child = command(env, as_uid)
-            .env("PORT", port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the service binary starts");
-        let binary = Self { child, port };
-        binary.wait_until_ready().await;
-        binary
-    }
-
-    async fn wait_until_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if reqwest::get(self.url("/health")).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the service never answered /health");
+    /// (`setpriv` drops to that uid first, as Lambda runs the service unprivileged), and waits
+    /// until it listens.
+    pub fn start(env: &[(&str, &str)], as_uid: Option<u32>) -> Self {
+        let addr = free_addr();
+        let running = launch(env)
+            .run_as(as_uid)
+            .env("PORT", addr.port().to_string())
+            .start_listening(addr, LISTENING_WITHIN);
+        Self { running, addr }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
+        format!("http://{}{}", self.addr, path)
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.running.pid()
     }
 
     /// POST /execute; returns the status and the JSON body.
@@ -151,26 +90,16 @@ impl Binary {
     }
 
     pub fn terminate(&self) {
-        // SAFETY: kill(2) on the child we started.
-        unsafe { libc::kill(self.pid() as i32, libc::SIGTERM) };
+        self.running.signal(libc::SIGTERM);
     }
 
     /// Waits for the binary to exit, at most `limit`; its exit code.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
+        self.running.wait_exit(limit)?.code()
     }
-}
 
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// The binary's output so far, for a failing assertion's message.
+    pub fn log(&self) -> String {
+        self.running.log()
     }
 }

@@ -3,13 +3,14 @@
 
 use serde_json::Value;
 
+use crate::common::ports::loopback_listener;
+use crate::common::procs::survivors;
 use crate::process::Binary;
-use crate::procs::survivors;
 
 /// An unprivileged uid for the service, as Lambda's sbx_user.
 const SERVICE_UID: u32 = 4242;
 
-async fn unprivileged_compat_service() -> Binary {
+fn unprivileged_compat_service() -> Binary {
     Binary::start(
         &[
             ("SANDBOX", "compat"),
@@ -17,12 +18,11 @@ async fn unprivileged_compat_service() -> Binary {
         ],
         Some(SERVICE_UID),
     )
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reports_compat_and_its_layers() {
-    let service = unprivileged_compat_service().await;
+    let service = unprivileged_compat_service();
     let health = service.health().await;
     assert_eq!(health["sandbox"], "compat", "{health}");
     let layers: Vec<String> = serde_json::from_value(health["isolation"].clone()).expect("list");
@@ -33,8 +33,8 @@ async fn health_reports_compat_and_its_layers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_keeps_its_secrets_from_a_same_uid_script() {
-    let service = unprivileged_compat_service().await;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let service = unprivileged_compat_service();
+    let listener = loopback_listener();
     listener.set_nonblocking(true).expect("nonblocking");
     let port = listener.local_addr().expect("addr").port();
     let script = format!(
@@ -106,7 +106,7 @@ fn assert_env_is_the_sandboxs_own(env: &Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_script_that_kills_its_supervisor_leaves_nothing_behind() {
-    let service = unprivileged_compat_service().await;
+    let service = unprivileged_compat_service();
     let marker = format!("pyexec-supervisor-{}", std::process::id());
     let script = format!(
         r#"

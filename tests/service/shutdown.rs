@@ -3,18 +3,30 @@
 
 use std::time::Duration;
 
+use crate::common::procs::{processes_with, survivors};
+use crate::common::wait;
 use crate::process::Binary;
-use crate::procs::survivors;
 
+/// Long enough for a sandbox to start on a busy machine.
+const STARTED_WITHIN: Duration = Duration::from_secs(30);
+
+/// A script that starts a child carrying `marker` and then runs for `seconds`: the time it runs
+/// is what the test measures against the grace period.
 fn sleeper(marker: &str, seconds: u32) -> String {
-    // The marker rides in a child's command line so the test can look for leftovers.
+    // The marker rides in the child's command line, so the test can see the script running and,
+    // at the end, look for leftovers.
     format!(
         "import subprocess, sys, time\ndef main():\n    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)', '{marker}'])\n    time.sleep({seconds})\n    return 'finished'\n"
     )
 }
 
-/// Sends `script`, SIGTERMs the service while it runs, and returns the answer it still gets.
-async fn terminate_mid_execution(service: &mut Binary, script: String) -> (u16, serde_json::Value) {
+/// Sends `script`, SIGTERMs the service once the script's `marker` child runs, and returns the
+/// answer the request still gets.
+async fn terminate_mid_execution(
+    service: &mut Binary,
+    script: String,
+    marker: &str,
+) -> (u16, serde_json::Value) {
     let url = service.url("/execute");
     let request = tokio::spawn(async move {
         let response = reqwest::Client::new()
@@ -26,16 +38,24 @@ async fn terminate_mid_execution(service: &mut Binary, script: String) -> (u16, 
         let status = response.status().as_u16();
         (status, response.json().await.expect("JSON"))
     });
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let running = wait::until_async(STARTED_WITHIN, || {
+        std::future::ready((!processes_with(marker).is_empty()).then_some(()))
+    })
+    .await;
+    assert!(
+        running.is_some(),
+        "the script never ran:\n{}",
+        service.log()
+    );
     service.terminate();
     request.await.expect("request task")
 }
 
 async fn sigterm_lets_a_running_execution_finish(sandbox: &str) {
-    let mut service = Binary::start(&[("SANDBOX", sandbox)], None).await;
+    let mut service = Binary::start(&[("SANDBOX", sandbox)], None);
     let marker = format!("pyexec-sigterm-{sandbox}-{}", std::process::id());
     let script = sleeper(&marker, 2);
-    let (status, body) = terminate_mid_execution(&mut service, script).await;
+    let (status, body) = terminate_mid_execution(&mut service, script, &marker).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"], "finished", "{body}");
     assert_eq!(service.wait_exit(Duration::from_secs(10)), Some(0));
@@ -54,11 +74,10 @@ async fn sigterm_lets_a_running_execution_finish_nsjail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_grace_period_executions_are_ended_and_the_service_exits_0() {
-    let mut service =
-        Binary::start(&[("SANDBOX", "compat"), ("SHUTDOWN_GRACE_S", "1")], None).await;
+    let mut service = Binary::start(&[("SANDBOX", "compat"), ("SHUTDOWN_GRACE_S", "1")], None);
     let marker = format!("pyexec-grace-{}", std::process::id());
     let script = sleeper(&marker, 60);
-    let (status, body) = terminate_mid_execution(&mut service, script).await;
+    let (status, body) = terminate_mid_execution(&mut service, script, &marker).await;
     assert_eq!(status, 500, "{body}");
     assert_eq!(body["code"], "SANDBOX_ERROR", "{body}");
     assert!(
@@ -74,7 +93,7 @@ async fn past_the_grace_period_executions_are_ended_and_the_service_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_an_api_key_execute_requires_it_and_health_stays_open() {
-    let service = Binary::start(&[("SANDBOX", "compat"), ("API_KEY", "k3y-for-tests")], None).await;
+    let service = Binary::start(&[("SANDBOX", "compat"), ("API_KEY", "k3y-for-tests")], None);
     let script = "def main():\n    return 1\n";
     let (status, body) = service.execute(script, None).await;
     assert_eq!(
