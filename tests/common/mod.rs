@@ -2,14 +2,14 @@
 //! tools around it ([`binary`]), loopback ports ([`ports`]), host processes ([`procs`]), and
 //! waiting on a condition with a deadline ([`wait`]), never for a fixed time.
 //!
-//! A crate mounts this module with `#[path = "../common/mod.rs"] mod common;`. The integration
-//! binary mounts `procs.rs` and `lambda_conditions.rs` (which only it uses) on their own, so
-//! `procs`, `ports` and `wait` use nothing from their siblings.
+//! A crate mounts this module with `#[path = "../common/mod.rs"] mod common;`. Lambda's
+//! conditions ([`lambda_conditions`]) are used by the integration suite's Lambda profile.
 
 // Each crate that mounts this module uses only part of it.
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod lambda_conditions;
 pub mod ports;
 pub mod procs;
 pub mod wait;

@@ -15,7 +15,7 @@ async fn findings(service: &Service, script: &str) -> Value {
 async fn no_network_by_any_route(kind: Kind) {
     let service = Service::start(kind).await;
     // A real listener on the host's loopback, for the script to try to reach.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let listener = crate::common::ports::loopback_listener();
     listener.set_nonblocking(true).expect("nonblocking");
     let port = listener.local_addr().expect("addr").port();
     let script = format!(

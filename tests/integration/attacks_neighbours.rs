@@ -12,7 +12,7 @@ use crate::support::{Kind, Service};
 
 /// Every process descended from this one (the service runs in-process): the pool's sandboxes.
 fn descendants_of_this_process() -> Vec<i32> {
-    crate::procs::descendants(std::process::id())
+    crate::common::procs::descendants(std::process::id())
         .into_iter()
         .map(|pid| pid as i32)
         .collect()

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::procs::survivors;
+use crate::common::procs::survivors;
 use crate::support::{Kind, Service};
 
 async fn memory_limit_holds_across_processes(kind: Kind) {

@@ -4,11 +4,8 @@
 #[macro_use]
 mod support;
 
-#[path = "../common/procs.rs"]
-mod procs;
-
-#[path = "../common/lambda_conditions.rs"]
-mod lambda_conditions;
+#[path = "../common/mod.rs"]
+mod common;
 
 mod attacks_escape;
 mod attacks_neighbours;

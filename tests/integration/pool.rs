@@ -70,7 +70,7 @@ async fn pooled_sandboxes_share_nothing(kind: Kind) {
     if kind == Kind::Nsjail {
         assert!(found["processes"].as_u64() <= Some(2), "{found}");
     }
-    let survivors = crate::procs::survivors("pyexec-polluter-child").await;
+    let survivors = crate::common::procs::survivors("pyexec-polluter-child").await;
     assert!(survivors.is_empty(), "still running: {survivors:?}");
 }
 
@@ -78,7 +78,8 @@ async fn deadline_counts_from_hand_over(kind: Kind) {
     let service = Service::start_with(kind, &[("MAX_TIMEOUT_S", "2")]).await;
     service.wait_for_warm_pool().await;
     // The warm sandboxes have now existed longer than the deadline; a job that needs most
-    // of it must still get all of it.
+    // of it must still get all of it. (Waiting out the time is the point here, not a way to
+    // synchronize: nothing else to wait for.)
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let reply = service
         .run("import time, numpy\ndef main():\n    time.sleep(1)\n    return 'in time'\n")

@@ -3,10 +3,7 @@
 
 // The shared helpers this file needs, mounted here (rather than in main.rs) because they serve
 // only these helpers. Neither uses a sibling module.
-#[path = "../common/ports.rs"]
-mod ports;
-#[path = "../common/wait.rs"]
-mod wait;
+use crate::common::{ports, wait};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -72,8 +69,8 @@ pub fn in_lambda_profile<F: std::future::Future<Output = ()>>(
     test_path: &str,
     test: impl FnOnce() -> F,
 ) {
-    if !crate::lambda_conditions::active() {
-        crate::lambda_conditions::rerun_under_lambda(test_path);
+    if !crate::common::lambda_conditions::active() {
+        crate::common::lambda_conditions::rerun_under_lambda(test_path);
         return;
     }
     // What the binary's main does first: this test process is the service here, and on Lambda
