@@ -35,6 +35,7 @@ hash_of() { sha256sum | cut -c1-16; }
 in_root() {
     local dir=$1
     shift
+    # shellcheck disable=SC2016 # expanded by the inner shell
     unshare --mount --fork -- /bin/sh -ec '
         dir=$1; shift
         mount --rbind /dev "$dir/dev"
@@ -57,7 +58,7 @@ done_or_build() {
         mv "$dir.tmp" "$dir"
     fi
     touch "$dir/.complete"
-    # shellcheck disable=SC2012 # names are ours: <kind>-<hex>
+    # shellcheck disable=SC2010 # names are ours: <kind>-<hex>, newest first
     ls -1dt "$CACHE/$kind"-* | grep -v '\.tmp$' | tail -n +3 | xargs -r rm -rf
     printf '%s' "$dir"
 }
@@ -153,9 +154,11 @@ build_image() {
     mkdir "$dir/root"
     cp -al "$STAGE/." "$dir/root/"
     rm -f "$dir/root/.complete"
+    # shellcheck disable=SC2016 # jq variables
     dest=$(jq_ --arg b "$BINARY_DEST" '.final.copies[] | select(.src == $b) | .dest')
     [[ -n $dest ]] || die "the final stage does not copy the binary ($BINARY_DEST)"
     install -D -m 0755 "$BINARY" "$dir/root$dest"
+    # shellcheck disable=SC2016 # jq variables
     jq_ --argjson size "$(du -s -B1 --apparent-size "$dir/root" | cut -f1)" \
         '{env: .final.env, entrypoint: .final.entrypoint, size_bytes: $size}' >"$dir/image.json"
 }

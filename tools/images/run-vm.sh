@@ -18,6 +18,7 @@ die() { log "$*"; exit 1; }
 [[ $# -eq 2 ]] || die "usage: run-vm.sh IMAGE_DIR LOG"
 image=$1 serial=$2
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 is missing: run \`make deps\`"
+# shellcheck disable=SC2012 # Debian's kernel names: vmlinuz-<version>-amd64
 kernel=$(ls -1 /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -n 1)
 [[ -n $kernel ]] || die "no Debian kernel in /boot: run \`make deps\` (linux-image-amd64)"
 initrd=/boot/initrd.img-${kernel#/boot/vmlinuz-}

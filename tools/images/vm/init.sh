@@ -27,6 +27,7 @@ echo 1536M >/sys/fs/cgroup/container/memory.max
 python3 -c 'import fcntl, socket, struct
 fcntl.ioctl(socket.socket(), 0x8914, struct.pack("16sH22x", b"lo", 0x41))'
 
+# shellcheck source=/dev/null # written by run-vm.sh from the image's image.json
 . /vm-check/env.sh
 # A container's own PID 1 alone in its cgroup, as the runtime starts it: the new PID namespace's
 # first process moves itself into container/, then takes a cgroup namespace there and mounts
