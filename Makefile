@@ -6,27 +6,39 @@ CARGO ?= cargo
 PORT ?= 8080
 LAYER_OUT := layer/out
 APT_PACKAGES := python3 python3-venv python3-pip libstdc++6 ca-certificates make gcc curl
+# Only for `make test`, without their recommends (qemu's would pull in a desktop): debootstrap,
+# jq and e2fsprogs build the images' filesystems (tools/images/build-root.sh), qemu boots Debian
+# 12's own kernel on one of them for the cgroup v2 check (tools/images/run-vm.sh).
+TEST_APT_PACKAGES := debootstrap jq e2fsprogs qemu-system-x86 linux-image-amd64
 
-.PHONY: run test build layer deps tools lint lint-deploy bench clean
+# $(call apt_install,PACKAGES,APT_OPTIONS): installs the packages that are missing, if any (so
+# repeated runs stay offline and fast).
+define apt_install
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) $$missing; \
+	fi
+endef
+
+.PHONY: run test build layer deps test-deps tools lint lint-deploy bench clean
 
 run: deps layer build
 	PORT=$(PORT) ./target/release/python-executor
 
-# No release build here: every test runs the debug binary cargo test builds (CARGO_BIN_EXE), so
-# the crate graph, the AWS SDK included, compiles twice (clippy's check, the tests), not three
-# times.
-test: deps layer tools lint
+# The release binary is for the image tests (tests/images.rs), which ship it as the Dockerfiles
+# do; every other test runs the debug binary cargo test builds.
+test: deps test-deps layer tools build lint
 	$(CARGO) test --locked
 	$(MAKE) lint-deploy
 
-# apt packages, installed only when one is missing (so repeated runs stay offline and fast).
+# apt packages, installed only when one is missing.
 deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing: $$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	fi
+	$(call apt_install,$(APT_PACKAGES),)
 	@command -v $(CARGO) >/dev/null || { echo "cargo (Rust 1.94.1+, for the AWS SDK) is required" >&2; exit 1; }
+
+test-deps: deps
+	$(call apt_install,$(TEST_APT_PACKAGES),--no-install-recommends)
 
 layer: deps
 	layer/build.sh $(LAYER_OUT)
@@ -49,4 +61,4 @@ bench: deps layer
 	$(CARGO) bench --locked --bench service
 
 clean:
-	rm -rf target $(LAYER_OUT) .tools
+	rm -rf target $(LAYER_OUT) .tools .cache

@@ -51,6 +51,11 @@ rm -rf "$out/python"
   --only-binary=:all: -r "$here/requirements.txt"
 # Scripts have no use for an installer inside the sandbox.
 "$out/python/bin/pip" uninstall --quiet --yes pip setuptools >/dev/null 2>&1 || true
+# numpy's and pandas' own test suites are never imported by a script (`numpy.testing` and
+# `pandas.testing` live elsewhere) but are a third of the layer, about 50 MiB with their
+# bytecode, which every image would carry (a Lambda cold start grows with the image).
+site=("$out"/python/lib/python3*/site-packages)
+find "${site[0]}/numpy" "${site[0]}/pandas" -type d -name tests -prune -exec rm -rf {} +
 # Seal the interpreter: a private copy, executable but unreadable by anyone but root. The
 # kernel makes a process that executes a file it may not read undumpable from its first
 # instruction (fs/exec.c, would_dump), so no process of the same uid (on Lambda, the script

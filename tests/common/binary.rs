@@ -51,6 +51,17 @@ pub struct Launch {
     uid: Option<u32>,
     current_dir: Option<PathBuf>,
     output: Output,
+    /// Run in the child between fork and exec (entering Lambda's conditions, say).
+    before_exec: Option<BeforeExec>,
+}
+
+/// Code for the child between fork and exec: only async-signal-safe calls.
+pub struct BeforeExec(Box<dyn FnMut() -> std::io::Result<()> + Send + Sync>);
+
+impl std::fmt::Debug for BeforeExec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BeforeExec")
+    }
 }
 
 /// How a program run to its end ([`Launch::run`]) ended.
@@ -72,6 +83,7 @@ impl Launch {
             uid: None,
             current_dir: None,
             output: Output::Logged,
+            before_exec: None,
         }
     }
 
@@ -127,6 +139,18 @@ impl Launch {
         self
     }
 
+    /// Runs `hook` in the child between fork and exec.
+    ///
+    /// # Safety
+    /// `hook` may only make async-signal-safe calls on data prepared before the fork.
+    pub unsafe fn before_exec(
+        mut self,
+        hook: impl FnMut() -> std::io::Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        self.before_exec = Some(BeforeExec(Box::new(hook)));
+        self
+    }
+
     /// The command as configured, its standard streams left to the caller.
     fn command(&self) -> Command {
         let mut command = match self.uid {
@@ -150,8 +174,13 @@ impl Launch {
     }
 
     /// Starts the program.
-    pub fn start(self) -> Running {
+    pub fn start(mut self) -> Running {
         let mut command = self.command();
+        if let Some(BeforeExec(hook)) = self.before_exec.take() {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the caller of `before_exec` promised an async-signal-safe hook.
+            unsafe { command.pre_exec(hook) };
+        }
         command.stdin(Stdio::null());
         let log = match self.output {
             Output::Logged => {

@@ -8,11 +8,21 @@
 //! `landlock_*` calls answer `ENOSYS` (as on a kernel built without Landlock). The read-only
 //! filesystem comes from a private mount namespace entered as root, before the uid is dropped.
 //!
+//! [`Conditions::prepare_in`] enters the same conditions inside a root directory instead (an
+//! image's filesystem, as Lambda runs a container image): the root is bound onto itself,
+//! made read-only and chrooted into, with the host's /proc and /dev bound in as a container
+//! runtime provides them.
+//!
 //! [`enter`] runs between fork and exec (`Command::pre_exec`); everything it needs is prepared
 //! before the fork by [`Conditions::prepare`], as only async-signal-safe calls may run there.
 
+// Each test binary that includes this module uses only part of it.
+#![allow(dead_code)]
+
 use std::collections::BTreeMap;
 use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
@@ -35,8 +45,20 @@ const TMP_OPTIONS: &[u8] = b"size=512m,mode=1777\0";
 pub struct Conditions {
     /// Every mount point but /proc's, to be made read-only.
     mounts: Vec<CString>,
+    /// The root directory to enter, if any, with what is bound into it.
+    chroot: Option<Chroot>,
     filters: Vec<BpfProgram>,
     uid: u32,
+}
+
+/// A root directory and the host paths bound into it, as C strings ready for the child.
+#[derive(Debug)]
+struct Chroot {
+    root: CString,
+    /// (host path, path below the root), bound read-write (/proc, /dev).
+    writable: Vec<(CString, CString)>,
+    /// (host path, path below the root), bound read-only (tools the test brings in).
+    read_only: Vec<(CString, CString)>,
 }
 
 /// Whether this process already runs under Lambda's conditions (a re-executed test).
@@ -48,6 +70,31 @@ impl Conditions {
     pub fn prepare(uid: u32) -> Self {
         Self {
             mounts: mount_points(),
+            chroot: None,
+            filters: lambda_kernel_filters(),
+            uid,
+        }
+    }
+
+    /// The same conditions inside `root`: the host's /proc and /dev are bound in, and each
+    /// `(host directory, absolute path inside the root)` of `read_only` too, over a directory
+    /// the root already has.
+    pub fn prepare_in(root: &Path, read_only: &[(&Path, &str)], uid: u32) -> Self {
+        let c = |path: &Path| CString::new(path.as_os_str().as_bytes()).expect("no NUL in a path");
+        let inside = |path: &str| c(&root.join(path.trim_start_matches('/')));
+        let chroot = Chroot {
+            root: c(root),
+            writable: ["/proc", "/dev"]
+                .map(|path| (c(Path::new(path)), inside(path)))
+                .into(),
+            read_only: read_only
+                .iter()
+                .map(|(host, path)| (c(host), inside(path)))
+                .collect(),
+        };
+        Self {
+            mounts: Vec::new(),
+            chroot: Some(chroot),
             filters: lambda_kernel_filters(),
             uid,
         }
@@ -69,20 +116,9 @@ impl Conditions {
                 libc::MS_REC | libc::MS_PRIVATE,
                 std::ptr::null(),
             ))?;
-            for mount in &self.mounts {
-                let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
-                let done = libc::mount(
-                    std::ptr::null(),
-                    mount.as_ptr(),
-                    std::ptr::null(),
-                    flags,
-                    std::ptr::null(),
-                );
-                // The root must be read-only; a mount that cannot be remounted (a masked or
-                // locked one) is left as it is, and is root's anyway.
-                if done != 0 && mount.as_bytes() == b"/" {
-                    return Err(std::io::Error::last_os_error());
-                }
+            match &self.chroot {
+                Some(chroot) => enter_root(chroot)?,
+                None => self.remount_read_only()?,
             }
             check(libc::mount(
                 c"tmpfs".as_ptr(),
@@ -100,6 +136,82 @@ impl Conditions {
             seccompiler::apply_filter(filter).map_err(|_| std::io::Error::last_os_error())?;
         }
         Ok(())
+    }
+}
+
+impl Conditions {
+    /// Every mount point read-only, the root first (which must succeed).
+    ///
+    /// # Safety
+    /// As [`Conditions::enter`].
+    unsafe fn remount_read_only(&self) -> std::io::Result<()> {
+        for mount in &self.mounts {
+            let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
+            // SAFETY: a NUL-terminated string prepared before the fork.
+            let done = unsafe {
+                libc::mount(
+                    std::ptr::null(),
+                    mount.as_ptr(),
+                    std::ptr::null(),
+                    flags,
+                    std::ptr::null(),
+                )
+            };
+            // The root must be read-only; a mount that cannot be remounted (a masked or
+            // locked one) is left as it is, and is root's anyway.
+            if done != 0 && mount.as_bytes() == b"/" {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Binds the root onto itself (so it is a mount of its own that can be made read-only), binds
+/// /proc, /dev and the read-only extras in, makes the root and the extras read-only, and
+/// chroots into it.
+///
+/// # Safety
+/// Only async-signal-safe system calls on data prepared before the fork.
+unsafe fn enter_root(chroot: &Chroot) -> std::io::Result<()> {
+    let bind = |from: &CString, to: &CString| {
+        // SAFETY: NUL-terminated strings prepared before the fork.
+        check(unsafe {
+            libc::mount(
+                from.as_ptr(),
+                to.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND | libc::MS_REC,
+                std::ptr::null(),
+            )
+        })
+    };
+    let read_only = |at: &CString| {
+        let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
+        // SAFETY: as above.
+        check(unsafe {
+            libc::mount(
+                std::ptr::null(),
+                at.as_ptr(),
+                std::ptr::null(),
+                flags,
+                std::ptr::null(),
+            )
+        })
+    };
+    bind(&chroot.root, &chroot.root)?;
+    read_only(&chroot.root)?;
+    for (host, inside) in &chroot.writable {
+        bind(host, inside)?;
+    }
+    for (host, inside) in &chroot.read_only {
+        bind(host, inside)?;
+        read_only(inside)?;
+    }
+    // SAFETY: as above.
+    unsafe {
+        check(libc::chroot(chroot.root.as_ptr()))?;
+        check(libc::chdir(c"/".as_ptr()))
     }
 }
 

@@ -1,0 +1,132 @@
+//! Both images, built without Docker from their Dockerfiles (tools/images/build-root.sh), and
+//! run as their platforms run them: the Lambda image under the Runtime Interface Emulator in
+//! Lambda's conditions, the Cloud Run image as a container's PID 1 on this host and, for the
+//! cgroup v2 path that only Cloud Run gen2 takes, on Debian 12's own kernel under qemu.
+//! Needs root, debootstrap, qemu and the kernel (`make test-deps`), the RIE (`make tools`) and
+//! the release binary (`make build`); fails, never skips, when one is missing.
+
+mod images_support;
+mod lambda_support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use images_support::cloudrun::CloudRunImage;
+use images_support::lambda::LambdaImage;
+use images_support::vm::VmRun;
+use lambda_support::events;
+
+/// The seed documents' examples (tests/integration/seeds.rs).
+const NUMPY_PANDAS_SEED: &str = "def main():\n    import numpy as np\n    import pandas as pd\n    print(\"Processing data...\")\n    data = np.array([1, 2, 3, 4, 5])\n    return {\"mean\": float(np.mean(data)), \"sum\": int(np.sum(data))}";
+const HELLO_SEED: &str = "def main():\n  print('hi')\n  return {\"sum\": 1+2}\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_image_answers_every_sample_event_under_the_emulator() {
+    let image = images_support::build("Dockerfile.lambda");
+    within_size_budget(&image);
+    let lambda = LambdaImage::start(&image);
+    for name in events::files() {
+        let payload = lambda.invoke(&events::read(&name)).await;
+        let (status, body) = events::decode_response(&payload);
+        println!("{name}: {status} {body}");
+        events::check(&name, status, &body);
+        if status == 200 && body.get("sandbox").is_some() {
+            assert_eq!(body["sandbox"], "compat", "{name}: {body}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloud_run_image_serves_the_seeds_under_nsjail_and_drains_on_sigterm() {
+    let image = images_support::build("Dockerfile.cloudrun");
+    within_size_budget(&image);
+    let mut container = CloudRunImage::start(&image);
+    let (status, health) = container.get("/health").await;
+    println!("/health: {health}");
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["sandbox"], "nsjail", "{health}");
+    let (status, body) = container.execute(NUMPY_PANDAS_SEED).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], json!({"mean": 3.0, "sum": 15}));
+    assert_eq!(body["stdout"], "Processing data...\n");
+    assert_eq!(body["sandbox"], "nsjail");
+    let (status, body) = container.execute(HELLO_SEED).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], json!({"sum": 3}));
+    assert_eq!(body["stdout"], "hi\n");
+    drains_on_sigterm(&mut container).await;
+}
+
+/// A request in flight when SIGTERM arrives is answered; then the service exits 0 within the
+/// grace period (SHUTDOWN_GRACE_S, 10 s by default, Cloud Run's own).
+async fn drains_on_sigterm(container: &mut CloudRunImage) {
+    let slow = "import time\ndef main():\n    time.sleep(2)\n    return 'drained'\n";
+    let (answer, ()) = tokio::join!(container.execute(slow), async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        container.terminate();
+    });
+    let terminated = Instant::now();
+    assert_eq!(answer.0, 200, "{}", answer.1);
+    assert_eq!(answer.1["result"], "drained");
+    let status = container.wait_exit(Duration::from_secs(12));
+    println!("exited {status:?} {:?} after SIGTERM", terminated.elapsed());
+    let status = status.unwrap_or_else(|| panic!("still running 12 s after SIGTERM"));
+    assert!(status.success(), "{status}:\n{}", container.log());
+}
+
+#[test]
+fn cgroup_v2_limits_and_cleans_up_on_debian_12s_kernel() {
+    let image = images_support::build("Dockerfile.cloudrun");
+    let vm = VmRun::boot(&image);
+    let health = &vm.get("health")["body"];
+    println!("/health on cgroup v2: {health}");
+    assert_eq!(health["cgroup"], "v2", "{health}");
+    assert_eq!(health["sandbox"], "nsjail", "{health}");
+    assert!(has(health, "isolation", "cgroups"), "{health}");
+
+    for name in ["hello", "after"] {
+        let reply = vm.get(name);
+        assert_eq!(reply["status"], 200, "{name}: {reply}");
+        assert_eq!(reply["body"]["result"], json!({"sum": 3}), "{reply}");
+        let usage = &reply["body"]["usage"];
+        assert!(usage["peak_memory_bytes"].as_u64() > Some(0), "{reply}");
+        assert!(usage["cpu_ms"].is_u64(), "{reply}");
+    }
+    let memory = vm.get("memory_bomb");
+    assert_eq!(memory["status"], 422, "{memory}");
+    assert_eq!(memory["body"]["code"], "MEMORY_LIMIT", "{memory}");
+    assert!(
+        memory["body"]["usage"]["peak_memory_bytes"].is_u64(),
+        "{memory}"
+    );
+    let forks = vm.get("fork_bomb");
+    assert_eq!(forks["status"], 200, "{forks}");
+    assert_eq!(forks["body"]["result"]["refusal"], "EAGAIN", "{forks}");
+    let children = forks["body"]["result"]["children"].as_u64();
+    let limit = health["limits"]["processes"]
+        .as_u64()
+        .expect("a process limit");
+    assert!(children.is_some_and(|n| n < limit), "{forks}");
+    assert_eq!(vm.get("left"), &json!([]), "cgroups left behind");
+    assert_eq!(vm.get("exit"), &json!(0), "check.py failed");
+}
+
+/// Both images are about 265 MB uncompressed (README); a Lambda cold start grows with the
+/// image, so growth past this budget should be a decision, not an accident.
+const SIZE_BUDGET_BYTES: u64 = 300_000_000;
+
+fn within_size_budget(image: &images_support::Image) {
+    assert!(
+        image.size_bytes < SIZE_BUDGET_BYTES,
+        "{} is {} bytes, over the {SIZE_BUDGET_BYTES} budget",
+        image.dir.display(),
+        image.size_bytes
+    );
+}
+
+fn has(body: &Value, list: &str, item: &str) -> bool {
+    body[list]
+        .as_array()
+        .is_some_and(|items| items.iter().any(|i| i == item))
+}
