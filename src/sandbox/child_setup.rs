@@ -67,3 +67,20 @@ fn check(result: i32) -> std::io::Result<i32> {
         Ok(result)
     }
 }
+
+/// The child's shared setup puts the report and log channels on fds 3 and 4 before the
+/// sandbox's own hardening runs; an fd the hardening needs (Landlock's ruleset, the signal
+/// guard's socket) that happened to get one of those numbers (they are free in a busy service
+/// whenever an fd was just closed) would be overwritten. Move it well above them.
+pub(crate) fn above_child_channels(
+    fd: std::os::fd::OwnedFd,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: fcntl on an fd we own; the duplicate is a new fd we then own.
+    let high = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 64) };
+    if high < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fcntl returned a fresh fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(high) })
+}

@@ -70,20 +70,6 @@ pub fn ruleset(policy: &FsPolicy<'_>) -> Result<Option<OwnedFd>, RulesetError> {
     Ok(created.into())
 }
 
-/// The child's shared setup puts the report and log channels on fds 3 and 4 before the
-/// hardening runs; a ruleset fd that happened to get one of those numbers (they are free in a
-/// busy service whenever an fd was just closed) would be overwritten. Move it well above them.
-pub fn above_child_channels(fd: OwnedFd) -> std::io::Result<OwnedFd> {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    // SAFETY: fcntl on an fd we own; the duplicate is a new fd we then own.
-    let high = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 64) };
-    if high < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fcntl returned a fresh fd owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(high) })
-}
-
 /// The Landlock ABI the running kernel offers (0 when it has none).
 pub fn kernel_abi() -> u32 {
     const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;

@@ -140,7 +140,7 @@ impl CompatSandbox {
                 |error: &dyn std::fmt::Display| SandboxError::Failed(format!("landlock: {error}"));
             landlock::ruleset(&policy)
                 .map_err(|error| failed(&error))?
-                .map(landlock::above_child_channels)
+                .map(super::child_setup::above_child_channels)
                 .transpose()
                 .map_err(|error| failed(&error))?
         } else {
@@ -214,10 +214,17 @@ impl Sandbox for CompatSandbox {
             .then(ListenerChannel::new)
             .transpose()
             .map_err(|error| SandboxError::Failed(format!("signal guard channel: {error}")))?;
-        let after_spawn = channel.map(|channel| {
-            hardening.listener_socket = Some(channel.child);
-            serve_signal_guard(channel.parent)
-        });
+        let after_spawn = match channel {
+            Some(channel) => {
+                let child =
+                    super::child_setup::above_child_channels(channel.child).map_err(|error| {
+                        SandboxError::Failed(format!("signal guard channel: {error}"))
+                    })?;
+                hardening.listener_socket = Some(child);
+                Some(serve_signal_guard(channel.parent))
+            }
+            None => None,
+        };
         // -I: ignore PYTHON* variables, the user site and the script's directory;
         // -B: never write bytecode into the runtime.
         let mut args: Vec<OsString> = vec!["-I".into(), "-B".into(), self.harness.clone().into()];
