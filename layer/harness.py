@@ -82,6 +82,7 @@ harness_files = _load_sibling("harness_files")
 harness_matplotlib = _load_sibling("harness_matplotlib")
 _write = os.write
 _exit = os._exit
+_getpid = os.getpid
 _close = os.close
 
 
@@ -329,6 +330,7 @@ def _run_child(frame_fd, max_result_bytes):
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     job = json.loads(sys.stdin.buffer.read())
     _stdin_from_devnull()
+    reporter = _getpid()
     try:
         frame = _execute(job, max_result_bytes)
     except SystemExit as exit_request:
@@ -338,6 +340,10 @@ def _run_child(frame_fd, max_result_bytes):
     except BaseException:  # noqa: BLE001 - the script broke what reporting needs (json, ...)
         frame = BROKEN_FRAME
     _flush_std_streams()
+    if _getpid() != reporter:
+        # A process the script forked came back here, out of main() (returning or raising):
+        # only the script's own process reports, or two frames would garble each other.
+        _exit(0)
     _write_all(frame_fd, frame.encode("utf-8", "surrogatepass"))
     # End of file tells the supervisor the frame is complete, without waiting for our exit.
     _close(frame_fd)

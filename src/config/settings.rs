@@ -57,6 +57,13 @@ pub struct Settings {
     /// Largest serialized result
     #[arg(long, env, default_value = "5120", value_parser = Lenient(kib), help_heading = LIMITS)]
     pub max_result_kib: ByteSize,
+    /// Most files a script may return from outputs/ (more is OUTPUT_FILES error, never a cut)
+    #[arg(long, env, default_value = "32", value_parser = Lenient(count), help_heading = LIMITS)]
+    pub max_output_files: u32,
+    /// Files returned from outputs/ together (before base64; more is OUTPUT_FILES_TOO_LARGE)
+    // Each file is also held to FILE_SIZE_LIMIT_KIB when it is written.
+    #[arg(long, env, default_value = "8192", value_parser = Lenient(kib), help_heading = LIMITS)]
+    pub max_output_files_kib: ByteSize,
 
     /// Largest script
     #[arg(long, env, default_value = "50", value_parser = Lenient(kib), help_heading = REQUESTS)]
@@ -64,6 +71,12 @@ pub struct Settings {
     /// Largest request body (script plus args and files)
     #[arg(long, env, default_value = "1024", value_parser = Lenient(kib), help_heading = REQUESTS)]
     pub max_body_kib: ByteSize,
+    /// Most input files in a request
+    #[arg(long, env, default_value = "32", value_parser = Lenient(count), help_heading = REQUESTS)]
+    pub max_input_files: u32,
+    /// Input files together, decoded (each is also held to FILE_SIZE_LIMIT_KIB, all to MAX_BODY_KIB)
+    #[arg(long, env, default_value = "1024", value_parser = Lenient(kib), help_heading = REQUESTS)]
+    pub max_input_files_kib: ByteSize,
     /// Executions at once, auto meaning two per core; more wait in a queue
     #[arg(long, env, default_value = "auto", value_parser = Lenient(concurrency), help_heading = REQUESTS)]
     pub max_concurrency: usize,
