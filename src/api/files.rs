@@ -87,7 +87,11 @@ pub fn parse_input_files(
     let entries = match value {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(entries)) => entries,
-        Some(_) => return Err(invalid("\"files\" must be a list of {\"path\", \"content\"}")),
+        Some(_) => {
+            return Err(invalid(
+                "\"files\" must be a list of {\"path\", \"content\"}",
+            ))
+        }
     };
     if entries.len() > limits.max_files {
         return Err(ApiError::new(

@@ -127,5 +127,8 @@ fn content_types_follow_the_extension() {
     assert_eq!(content_type("outputs/PLOT.JPG"), "image/jpeg");
     assert_eq!(content_type("outputs/table.csv"), "text/csv");
     assert_eq!(content_type("outputs/blob"), "application/octet-stream");
-    assert_eq!(content_type("outputs/dir.d/blob"), "application/octet-stream");
+    assert_eq!(
+        content_type("outputs/dir.d/blob"),
+        "application/octet-stream"
+    );
 }

@@ -110,7 +110,7 @@ impl Default for PoolConfig {
         Self {
             size: 2,
             idle: Duration::from_secs(60),
-            preload: vec!["numpy".into(), "pandas".into()],
+            preload: vec!["numpy".into(), "pandas".into(), "matplotlib.pyplot".into()],
             demand_window: Duration::from_secs(60),
         }
     }

@@ -57,7 +57,7 @@ pub struct Settings {
     /// Largest serialized result
     #[arg(long, env, default_value = "5120", value_parser = Lenient(kib), help_heading = LIMITS)]
     pub max_result_kib: ByteSize,
-    /// Most files a script may return from outputs/ (more is OUTPUT_FILES error, never a cut)
+    /// Most files a script may return from outputs/ (more is TOO_MANY_OUTPUT_FILES, never a cut)
     #[arg(long, env, default_value = "32", value_parser = Lenient(count), help_heading = LIMITS)]
     pub max_output_files: u32,
     /// Files returned from outputs/ together (before base64; more is OUTPUT_FILES_TOO_LARGE)
@@ -105,7 +105,7 @@ pub struct Settings {
     #[arg(long, env, default_value = "60", value_parser = Lenient(seconds), help_heading = POOL)]
     pub pool_idle_s: Duration,
     /// Modules the data sandboxes import ahead of time (comma-separated)
-    #[arg(long, env, default_value = "numpy,pandas", value_parser = Lenient(modules), help_heading = POOL)]
+    #[arg(long, env, default_value = "numpy,pandas,matplotlib.pyplot", value_parser = Lenient(modules), help_heading = POOL)]
     pub pool_preload: Modules,
     /// How far back requests are counted to size each pool
     #[arg(long, env, default_value = "60", value_parser = Lenient(seconds), help_heading = POOL)]

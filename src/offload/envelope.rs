@@ -91,10 +91,14 @@ impl Envelope {
         let fields = OFFLOADABLE
             .iter()
             .filter_map(|&name| Some((Piece::Field(name), budget.cost(self.raw(name)?))));
-        let files = self.files().into_iter().enumerate().filter_map(|(index, file)| {
-            let content = file.get("content_base64")?;
-            Some((Piece::File(index), budget.cost(content.get())))
-        });
+        let files = self
+            .files()
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, file)| {
+                let content = file.get("content_base64")?;
+                Some((Piece::File(index), budget.cost(content.get())))
+            });
         let mut candidates: Vec<(Piece, u64)> = fields
             .chain(files)
             .filter(|&(_, cost)| cost > REPLACEMENT_RESERVE)

@@ -155,7 +155,9 @@ fn object_for(envelope: &Envelope, field: &str, id: &uuid::Uuid) -> Result<Objec
 fn file_object(envelope: &Envelope, index: usize, id: &uuid::Uuid) -> Result<Object, ApiError> {
     use base64::Engine;
     let files = envelope.files();
-    let file = files.get(index).ok_or_else(crate::sandbox::outcome::sandbox_failed)?;
+    let file = files
+        .get(index)
+        .ok_or_else(crate::sandbox::outcome::sandbox_failed)?;
     let text = |key: &str| -> Result<String, ApiError> {
         let raw = file.get(key).map_or("null", |value| value.get());
         serde_json::from_str(raw).map_err(internal)

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::process::Execution;
 use super::outputs;
+use super::process::Execution;
 use super::protocol::{self, Frame, Header, Report};
 use super::watch::Tripped;
 use super::SandboxKind;

@@ -55,7 +55,10 @@ fn over_limit(error: &str, limits: &Limits) -> ApiError {
         )
         .with("limit_bytes", limits.output_bytes.as_bytes()),
         other => {
-            tracing::error!(error = other, "the harness reported an unknown output files error");
+            tracing::error!(
+                error = other,
+                "the harness reported an unknown output files error"
+            );
             sandbox_failed()
         }
     }

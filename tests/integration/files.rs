@@ -12,7 +12,10 @@ use crate::support::{Kind, Reply, Service};
 
 fn decode(text: &Value) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
-        .decode(text.as_str().unwrap_or_else(|| panic!("not base64 text: {text}")))
+        .decode(
+            text.as_str()
+                .unwrap_or_else(|| panic!("not base64 text: {text}")),
+        )
         .expect("valid base64")
 }
 
@@ -112,7 +115,10 @@ async fn path_tricks_are_refused_before_anything_runs(kind: Kind) {
             }))
             .await;
         let body = reply.expect_error(400, "INVALID_FILE_PATH");
-        assert!(body.get("stdout").is_none(), "{path:?}: nothing ran: {body}");
+        assert!(
+            body.get("stdout").is_none(),
+            "{path:?}: nothing ran: {body}"
+        );
     }
     let clash = json!({
         "script": "def main():\n    return 1\n",
@@ -132,7 +138,8 @@ async fn each_input_limit_has_its_code(kind: Kind) {
         ("FILE_SIZE_LIMIT_KIB", "1"),
     ];
     let service = Service::start_with(kind, &settings).await;
-    let request = |files: Vec<Value>| json!({"script": "def main():\n    return 1\n", "files": files});
+    let request =
+        |files: Vec<Value>| json!({"script": "def main():\n    return 1\n", "files": files});
     let many = (0..4)
         .map(|i| json!({"path": format!("f{i}"), "content": ""}))
         .collect();

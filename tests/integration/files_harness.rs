@@ -56,18 +56,29 @@ fn input_files_are_never_written_through_a_symlink() {
     symlink(&target, cwd.path().join("taken.txt")).expect("file link");
     let script = "def main():\n    return 'ran'\n";
 
-    let through_dir = json!({"script": script, "files": [{"path": "data/x.txt", "content": "evil"}]});
+    let through_dir =
+        json!({"script": script, "files": [{"path": "data/x.txt", "content": "evil"}]});
     refused_where_files(&run_in(cwd.path(), &through_dir));
-    assert!(!elsewhere.path().join("x.txt").exists(), "nothing written through the link");
+    assert!(
+        !elsewhere.path().join("x.txt").exists(),
+        "nothing written through the link"
+    );
 
     let over_link = json!({"script": script, "files": [{"path": "taken.txt", "content": "evil"}]});
     refused_where_files(&run_in(cwd.path(), &over_link));
-    assert_eq!(std::fs::read_to_string(&target).expect("target"), "original");
+    assert_eq!(
+        std::fs::read_to_string(&target).expect("target"),
+        "original"
+    );
 
     // Without traps the same files are written, and the script runs.
     let clean = tempfile::tempdir().expect("clean cwd");
     let report = run_in(clean.path(), &through_dir);
-    assert!(matches!(report.frame, Frame::Result(_)), "{:?}", report.frame);
+    assert!(
+        matches!(report.frame, Frame::Result(_)),
+        "{:?}",
+        report.frame
+    );
     assert_eq!(
         std::fs::read_to_string(clean.path().join("data/x.txt")).expect("written"),
         "evil"
