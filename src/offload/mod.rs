@@ -4,7 +4,8 @@
 //!
 //! The envelope shape of an offloaded field (documented in docs/lambda.md):
 //! `"result": null, "result_url": "<presigned GET>", "result_bytes": N`, the same for `stdout`
-//! and `stderr`, and `"url_expires_in_s"` once at the end.
+//! and `stderr`, and `"url_expires_in_s"` once at the end. An offloaded output file keeps its
+//! entry in `files`, with `"content_base64": null, "content_url": "<presigned GET>"`.
 
 mod envelope;
 mod store;
