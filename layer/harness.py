@@ -2,11 +2,15 @@
 
 Protocol with the service (src/sandbox/protocol.rs is the other half):
 
-- stdin carries one JSON job, {"script": str, "args": object}, then EOF. The script's process,
-  forked ahead of the job, reads it; `--max-result-bytes N` caps the result it may return.
+- stdin carries one JSON job, {"script": str, "args": object, "files": [...]}, then EOF. The
+  script's process, forked ahead of the job, reads it, writes the files into its working
+  directory and runs the script; `--max-result-bytes N` caps the result it may return.
 - fd 3 (RESULT_FD) is the result channel. Only this supervising process ever holds it: it forks,
   and the child that runs the script closes fd 3 before any user code runs. What the supervisor
-  writes there is one header line (how the child ended) followed by the child's raw frame.
+  writes there is one header line (how the child ended) followed by the child's raw frame, then,
+  when the child reported, the files it left under outputs/ (`--max-output-files N` and
+  `--max-output-bytes N` bound them; harness_files.py reads them without trusting anything the
+  script left there).
 - stdout and stderr are the script's own; the harness never writes to them.
 
 The supervisor never executes user code, so nothing a script defines, prints, monkeypatches or
@@ -17,6 +21,7 @@ sandbox forks children that start with numpy and pandas already imported.
 
 import builtins
 import gc
+import importlib.util
 import json
 import linecache
 import os
@@ -62,8 +67,22 @@ from builtins import (  # noqa: E402,A004 - shadowing builtins here is the point
 )
 
 _dumps = json.dumps
+
+
+def _load_sibling(name):
+    """A module beside this file: `python -I` keeps this file's directory off sys.path."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_harness_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+harness_files = _load_sibling("harness_files")
+harness_matplotlib = _load_sibling("harness_matplotlib")
 _write = os.write
 _exit = os._exit
+_getpid = os.getpid
 _close = os.close
 
 
@@ -78,10 +97,11 @@ def main():
     # Every number, not just those below RLIMIT_NOFILE: an fd inherited above the limit (a
     # parent's jobserver pipe, say) stays open otherwise. close_range(2) makes this one call.
     os.closerange(RESULT_FD + 1, 1 << 30)
-    preload, max_result_bytes, seccomp = _options(sys.argv[1:])
-    if seccomp:
-        _install_seccomp(seccomp)
-    for module in preload:
+    options = _Options(sys.argv[1:])
+    if options.seccomp:
+        _install_seccomp(options.seccomp)
+    harness_matplotlib.reads_shipped_config()
+    for module in options.preload:
         __import__(module)
     # Objects alive now (the harness, preloaded modules) are never collected: the script's
     # process then never touches their pages, and the fork stays copy-on-write cheap.
@@ -96,24 +116,38 @@ def main():
     pid = os.fork()
     if pid == 0:
         os.close(read_end)
-        _run_child(write_end, max_result_bytes)
+        _run_child(write_end, options.max_result_bytes)
     os.close(write_end)
     _stdin_from_devnull()
-    frame, oversized, status = _collect(pid, read_end, max_result_bytes + FRAME_OVERHEAD)
-    header = {"frame_bytes": len(frame), "frame_oversized": oversized, **_describe_status(status)}
-    _write_all(RESULT_FD, (_dumps(header) + "\n").encode() + frame)
+    frame, oversized, status = _collect(pid, read_end, options.max_result_bytes + FRAME_OVERHEAD)
+    # Only once the script reported: a script that failed or vanished returns no files.
+    files = b""
+    if frame and not oversized:
+        outputs = harness_files.collect_outputs(options.max_output_files, options.max_output_bytes)
+        files = _dumps(outputs).encode()
+    header = {
+        "frame_bytes": len(frame),
+        "frame_oversized": oversized,
+        "files_bytes": len(files),
+        **_describe_status(status),
+    }
+    _write_all(RESULT_FD, (_dumps(header) + "\n").encode() + frame + files)
     os.close(RESULT_FD)
     # Skip interpreter teardown: with pandas loaded it costs a tenth of a second for nothing.
     _exit(0)
 
 
-def _options(argv):
-    """`--preload a,b`, `--max-result-bytes N` and `--seccomp PROGRAMS`, as src/sandbox/mod.rs
-    passes them."""
-    options = dict(zip(argv[0::2], argv[1::2]))
-    preload = [name for name in options.get("--preload", "").split(",") if name]
-    max_result_bytes = int(options.get("--max-result-bytes", 5 * 1024 * 1024))
-    return preload, max_result_bytes, options.get("--seccomp", "")
+class _Options:
+    """`--preload a,b`, `--max-result-bytes N`, `--max-output-files N`, `--max-output-bytes N`
+    and `--seccomp PROGRAMS`, as src/sandbox/mod.rs passes them."""
+
+    def __init__(self, argv):
+        options = dict(zip(argv[0::2], argv[1::2]))
+        self.preload = [name for name in options.get("--preload", "").split(",") if name]
+        self.max_result_bytes = int(options.get("--max-result-bytes", 5 * 1024 * 1024))
+        self.max_output_files = int(options.get("--max-output-files", 32))
+        self.max_output_bytes = int(options.get("--max-output-bytes", 8 * 1024 * 1024))
+        self.seccomp = options.get("--seccomp", "")
 
 
 def _install_seccomp(programs):
@@ -296,8 +330,9 @@ def _run_child(frame_fd, max_result_bytes):
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     job = json.loads(sys.stdin.buffer.read())
     _stdin_from_devnull()
+    reporter = _getpid()
     try:
-        frame = _execute(job["script"], job.get("args") or {}, max_result_bytes)
+        frame = _execute(job, max_result_bytes)
     except SystemExit as exit_request:
         # sys.exit() in the script: the contract calls that "ended without a result".
         _flush_std_streams()
@@ -305,6 +340,10 @@ def _run_child(frame_fd, max_result_bytes):
     except BaseException:  # noqa: BLE001 - the script broke what reporting needs (json, ...)
         frame = BROKEN_FRAME
     _flush_std_streams()
+    if _getpid() != reporter:
+        # A process the script forked came back here, out of main() (returning or raising):
+        # only the script's own process reports, or two frames would garble each other.
+        _exit(0)
     _write_all(frame_fd, frame.encode("utf-8", "surrogatepass"))
     # End of file tells the supervisor the frame is complete, without waiting for our exit.
     _close(frame_fd)
@@ -332,7 +371,11 @@ def _exit_code(code):
     return code if isinstance(code, int) and 0 <= code <= 255 else 1
 
 
-def _execute(source, args, max_result_bytes):
+def _execute(job, max_result_bytes):
+    failed = harness_files.write_inputs(job.get("files") or [])
+    if failed is not None:
+        return _files_frame(*failed)
+    source, args = job["script"], job.get("args") or {}
     try:
         code = compile(source, SCRIPT_FILENAME, "exec", dont_inherit=True)
     except SyntaxError as error:
@@ -380,6 +423,13 @@ def _result_frame(result, max_result_bytes):
         message = f"the result is {size} bytes, over the limit of {max_result_bytes} bytes"
         return _error_frame("RESULT_TOO_LARGE", message, result_bytes=size)
     return '{"status":"ok","result":' + encoded + "}"
+
+
+def _files_frame(path, error):
+    """An input file could not be written (the sandbox's disk or file size limit, say)."""
+    name = type(error).__name__
+    message = f"the input file {path} could not be written: {name}: {error}; main() was never called"
+    return _error_frame("EXCEPTION", message, exception_type=name, where="files")
 
 
 def _syntax_error_frame(error):

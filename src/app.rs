@@ -103,7 +103,8 @@ fn closing(mut response: Response) -> Response {
 }
 
 async fn run_execute(app: &App, body: &[u8]) -> Result<crate::api::ExecuteResponse, ApiError> {
-    let request = ExecuteRequest::parse(body, app.config.max_script)?;
+    let config = &app.config;
+    let request = ExecuteRequest::parse_with(body, config.max_script, &config.input_files)?;
     match &app.executor {
         Ok(executor) => executor.execute(request).await,
         Err(unavailable) => {

@@ -79,6 +79,7 @@ impl Executor {
         let job = Job {
             script: request.script,
             args: request.args,
+            files: request.files,
             limits: self.limits.with_wall_at_most(request.timeout),
         };
         let this = self.clone();

@@ -60,6 +60,10 @@ pub struct Limits {
     pub stderr: ByteSize,
     /// Largest serialized result main() may return.
     pub result: ByteSize,
+    /// Most files returned from `outputs/`.
+    pub output_files: u32,
+    /// Files returned from `outputs/` together, before base64.
+    pub output_bytes: ByteSize,
 }
 
 impl Default for Limits {
@@ -74,6 +78,8 @@ impl Default for Limits {
             stdout: ByteSize::mib(1),
             stderr: ByteSize::mib(1),
             result: ByteSize::mib(5),
+            output_files: 32,
+            output_bytes: ByteSize::mib(8),
         }
     }
 }

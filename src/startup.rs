@@ -147,6 +147,7 @@ async fn self_tested(
     let job = Job {
         script: SELF_TEST_SCRIPT.into(),
         args: Map::new(),
+        files: Vec::new(),
         limits: config.limits.with_wall_at_most(Some(SELF_TEST_TIMEOUT)),
     };
     let started = process::start(&*sandbox, cgroups, &job.limits, &[])

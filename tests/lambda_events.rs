@@ -124,3 +124,42 @@ async fn without_a_usable_sandbox_every_execution_is_refused_and_health_says_why
     assert_eq!(body["reason"], Category::Setup.public_sentence());
     assert!(!body.to_string().contains("/opt"), "no host path: {body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_go_in_and_a_plot_comes_out_through_the_lambda_entry_point() {
+    use base64::Engine;
+    let router = lambda_support::router_with(&[("POOL_SIZE", "0")]).await;
+    let script = [
+        "import matplotlib.pyplot as plt",
+        "def main():",
+        "    xs, ys = zip(*(map(float, line.split(',')) for line in open('data/points.csv')))",
+        "    plt.plot(xs, ys)",
+        "    plt.savefig('outputs/plot.png')",
+        "    return {'points': len(xs)}",
+    ]
+    .join("\n");
+    let request = json!({
+        "script": script,
+        "files": [{"path": "data/points.csv", "content": "1,2\n2,4\n3,1\n"}],
+    });
+    for template in ["function-url-execute-numpy.json", "rest-api-execute.json"] {
+        let (status, body) = invoke(&router, &events::with_body(template, &request)).await;
+        assert_eq!(status, 200, "{template}: {body}");
+        assert_eq!(body["result"], json!({"points": 3}), "{template}");
+        let plot = &body["files"][0];
+        assert_eq!(plot["path"], "outputs/plot.png", "{template}: {body}");
+        assert_eq!(plot["content_type"], "image/png");
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(plot["content_base64"].as_str().expect("base64"))
+            .expect("valid base64");
+        assert!(png.starts_with(b"\x89PNG"), "{template}: a PNG");
+        assert_eq!(plot["bytes"], png.len());
+    }
+    // A path trick is refused through this door too.
+    let trick = json!({"script": "def main():\n    return 1\n",
+                       "files": [{"path": "../x", "content": ""}]});
+    let event = events::with_body("function-url-execute-numpy.json", &trick);
+    let (status, body) = invoke(&router, &event).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "INVALID_FILE_PATH");
+}

@@ -132,3 +132,35 @@ async fn under_the_emulator_a_result_over_the_lambda_cap_is_offloaded() {
     assert_eq!(result.len(), 2400 * 1024);
     assert!(result.bytes().all(|b| b == b'"'));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_file_too_large_inline_becomes_a_presigned_url() {
+    let moto = Moto::start();
+    let service = service_with_bucket(&moto).await;
+    let script =
+        "def main():\n    open('outputs/noise.bin', 'wb').write(bytes(range(256)) * 400)\n    \
+                  open('outputs/small.txt', 'w').write('hi')\n    return 'written'\n";
+    let (status, body) = service.execute(script).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"], "written",
+        "a small result stays inline: {body}"
+    );
+    let noise = &body["files"][0];
+    assert_eq!(noise["path"], "outputs/noise.bin", "{body}");
+    assert_eq!(noise["bytes"], 102_400);
+    assert_eq!(noise["content_base64"], Value::Null, "{body}");
+    assert_eq!(noise["content_type"], "application/octet-stream");
+    let small = &body["files"][1];
+    assert_eq!(
+        small["content_base64"], "aGk=",
+        "a small file stays inline: {body}"
+    );
+    assert!(small.get("content_url").is_none(), "{body}");
+    let url = noise["content_url"].as_str().expect("a URL");
+    let response = reqwest::get(url).await.expect("the presigned URL answers");
+    assert_eq!(response.status().as_u16(), 200);
+    let bytes = response.bytes().await.expect("bytes");
+    let expected: Vec<u8> = (0..400).flat_map(|_| 0..=255u8).collect();
+    assert_eq!(bytes.as_ref(), expected.as_slice());
+}

@@ -25,6 +25,18 @@ pub enum ErrorCode {
     SandboxError,
     /// A response too large to return inline could not be written to S3.
     OffloadFailed,
+    /// An input file's path is absolute, leaves the working directory, or clashes with another.
+    InvalidFilePath,
+    /// More input files than `MAX_INPUT_FILES`.
+    TooManyInputFiles,
+    /// An input file over `FILE_SIZE_LIMIT_KIB`.
+    InputFileTooLarge,
+    /// Input files together over `MAX_INPUT_FILES_KIB`.
+    InputFilesTooLarge,
+    /// The script left more files under `outputs/` than `MAX_OUTPUT_FILES`.
+    TooManyOutputFiles,
+    /// The script's files under `outputs/` add up to more than `MAX_OUTPUT_FILES_KIB`.
+    OutputFilesTooLarge,
     NotFound,
     MethodNotAllowed,
 }
@@ -48,6 +60,12 @@ impl ErrorCode {
             Self::Unauthorized => "UNAUTHORIZED",
             Self::SandboxError => "SANDBOX_ERROR",
             Self::OffloadFailed => "OFFLOAD_FAILED",
+            Self::InvalidFilePath => "INVALID_FILE_PATH",
+            Self::TooManyInputFiles => "TOO_MANY_INPUT_FILES",
+            Self::InputFileTooLarge => "INPUT_FILE_TOO_LARGE",
+            Self::InputFilesTooLarge => "INPUT_FILES_TOO_LARGE",
+            Self::TooManyOutputFiles => "TOO_MANY_OUTPUT_FILES",
+            Self::OutputFilesTooLarge => "OUTPUT_FILES_TOO_LARGE",
             Self::NotFound => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
         }
@@ -55,9 +73,12 @@ impl ErrorCode {
 
     pub const fn status(self) -> StatusCode {
         match self {
-            Self::InvalidRequest => StatusCode::BAD_REQUEST,
+            Self::InvalidRequest | Self::InvalidFilePath => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::ScriptTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::ScriptTooLarge
+            | Self::TooManyInputFiles
+            | Self::InputFileTooLarge
+            | Self::InputFilesTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::SyntaxError
             | Self::NoMain
@@ -66,7 +87,9 @@ impl ErrorCode {
             | Self::EmptyOutput
             | Self::Timeout
             | Self::MemoryLimit
-            | Self::ResultTooLarge => StatusCode::UNPROCESSABLE_ENTITY,
+            | Self::ResultTooLarge
+            | Self::TooManyOutputFiles
+            | Self::OutputFilesTooLarge => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::SandboxError => StatusCode::INTERNAL_SERVER_ERROR,

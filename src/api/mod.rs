@@ -1,9 +1,11 @@
 //! The HTTP API: request validation, the response envelope and the error contract.
 
 pub mod error;
+pub mod files;
 pub mod request;
 pub mod response;
 
 pub use error::{ApiError, ErrorCode};
+pub use files::{InputFile, InputFileLimits, OutputFile, SkippedFile};
 pub use request::ExecuteRequest;
 pub use response::{ExecuteResponse, Truncated, Usage};

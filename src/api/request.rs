@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, ErrorCode};
+use super::files::{parse_input_files, InputFile, InputFileLimits};
 use crate::limits::ByteSize;
 
 /// A validated request.
@@ -15,6 +16,8 @@ pub struct ExecuteRequest {
     pub args: Map<String, Value>,
     /// The client's wall-clock limit; the server clamps it to its own maximum.
     pub timeout: Option<Duration>,
+    /// Written into the script's working directory before `main()` runs.
+    pub files: Vec<InputFile>,
 }
 
 /// Accepts `application/json` and `application/<anything>+json`, with any parameters.
@@ -37,8 +40,18 @@ pub fn check_content_type(content_type: Option<&str>) -> Result<(), ApiError> {
 }
 
 impl ExecuteRequest {
-    /// Parses and validates a body; `max_script` bounds the script's UTF-8 size.
+    /// Parses and validates a body; `max_script` bounds the script's UTF-8 size, and input
+    /// files are held to the default limits.
     pub fn parse(body: &[u8], max_script: ByteSize) -> Result<Self, ApiError> {
+        Self::parse_with(body, max_script, &InputFileLimits::default())
+    }
+
+    /// As [`Self::parse`], with the service's limits on input files.
+    pub fn parse_with(
+        body: &[u8],
+        max_script: ByteSize,
+        file_limits: &InputFileLimits,
+    ) -> Result<Self, ApiError> {
         let value: Value = serde_json::from_slice(body)
             .map_err(|error| invalid(format!("the body is not valid JSON: {error}")))?;
         let Value::Object(mut fields) = value else {
@@ -66,6 +79,7 @@ impl ExecuteRequest {
             script,
             args: parse_args(fields.remove("args"))?,
             timeout: parse_timeout(fields.remove("timeout_s"))?,
+            files: parse_input_files(fields.remove("files"), file_limits)?,
         })
     }
 }

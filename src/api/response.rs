@@ -3,6 +3,8 @@
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::files::{OutputFile, SkippedFile};
+
 /// Which captured streams were cut at their cap.
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct Truncated {
@@ -32,4 +34,9 @@ pub struct ExecuteResponse {
     pub sandbox: &'static str,
     /// The isolation layers that were in force, e.g. `["namespaces", "cgroups", "seccomp"]`.
     pub isolation: Vec<&'static str>,
+    /// The regular files the script left under `outputs/`, in path order.
+    pub files: Vec<OutputFile>,
+    /// Entries under `outputs/` that are not returned (symlinks, FIFOs...); only when any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped_files: Vec<SkippedFile>,
 }

@@ -3,6 +3,7 @@
 //! that span settings: FORCE_COMPAT wins over SANDBOX, and a blank text setting means unset.
 
 use super::{ApiKey, Config, HttpConfig, PoolConfig, SandboxChoice, Settings};
+use crate::api::InputFileLimits;
 use crate::limits::Limits;
 use crate::offload::OffloadConfig;
 
@@ -18,6 +19,14 @@ impl From<Settings> for Config {
             stdout: s.max_stdout_kib,
             stderr: s.max_stderr_kib,
             result: s.max_result_kib,
+            output_files: s.max_output_files,
+            output_bytes: s.max_output_files_kib,
+        };
+        let input_files = InputFileLimits {
+            max_files: s.max_input_files as usize,
+            // A file the script could not write itself cannot be handed to it either.
+            max_file: s.file_size_limit_kib,
+            max_total: s.max_input_files_kib,
         };
         let pool = PoolConfig {
             size: s.pool_size,
@@ -41,6 +50,7 @@ impl From<Settings> for Config {
             limits,
             max_script: s.max_script_kib,
             max_body: s.max_body_kib,
+            input_files,
             log_format: s.log_format,
             // The seeds' FORCE_COMPAT=1 wins over SANDBOX, as their deployment instructions
             // rely on it.

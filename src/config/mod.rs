@@ -16,6 +16,7 @@ use std::time::Duration;
 use clap::{Args, Command, FromArgMatches};
 use thiserror::Error;
 
+use crate::api::InputFileLimits;
 use crate::limits::{ByteSize, Limits};
 pub use crate::offload::OffloadConfig;
 use crate::sandbox::isolation::Isolation;
@@ -56,6 +57,8 @@ pub struct Config {
     pub max_script: ByteSize,
     /// Largest accepted request body (script, args and framing).
     pub max_body: ByteSize,
+    /// What a request's input files may add up to.
+    pub input_files: InputFileLimits,
     pub log_format: LogFormat,
     pub sandbox: SandboxChoice,
     pub pool: PoolConfig,
@@ -107,7 +110,7 @@ impl Default for PoolConfig {
         Self {
             size: 2,
             idle: Duration::from_secs(60),
-            preload: vec!["numpy".into(), "pandas".into()],
+            preload: vec!["numpy".into(), "pandas".into(), "matplotlib.pyplot".into()],
             demand_window: Duration::from_secs(60),
         }
     }

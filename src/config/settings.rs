@@ -57,6 +57,13 @@ pub struct Settings {
     /// Largest serialized result
     #[arg(long, env, default_value = "5120", value_parser = Lenient(kib), help_heading = LIMITS)]
     pub max_result_kib: ByteSize,
+    /// Most files a script may return from outputs/ (more is TOO_MANY_OUTPUT_FILES, never a cut)
+    #[arg(long, env, default_value = "32", value_parser = Lenient(count), help_heading = LIMITS)]
+    pub max_output_files: u32,
+    /// Files returned from outputs/ together (before base64; more is OUTPUT_FILES_TOO_LARGE)
+    // Each file is also held to FILE_SIZE_LIMIT_KIB when it is written.
+    #[arg(long, env, default_value = "8192", value_parser = Lenient(kib), help_heading = LIMITS)]
+    pub max_output_files_kib: ByteSize,
 
     /// Largest script
     #[arg(long, env, default_value = "50", value_parser = Lenient(kib), help_heading = REQUESTS)]
@@ -64,6 +71,12 @@ pub struct Settings {
     /// Largest request body (script plus args and files)
     #[arg(long, env, default_value = "1024", value_parser = Lenient(kib), help_heading = REQUESTS)]
     pub max_body_kib: ByteSize,
+    /// Most input files in a request
+    #[arg(long, env, default_value = "32", value_parser = Lenient(count), help_heading = REQUESTS)]
+    pub max_input_files: u32,
+    /// Input files together, decoded (each is also held to FILE_SIZE_LIMIT_KIB, all to MAX_BODY_KIB)
+    #[arg(long, env, default_value = "1024", value_parser = Lenient(kib), help_heading = REQUESTS)]
+    pub max_input_files_kib: ByteSize,
     /// Executions at once, auto meaning two per core; more wait in a queue
     #[arg(long, env, default_value = "auto", value_parser = Lenient(concurrency), help_heading = REQUESTS)]
     pub max_concurrency: usize,
@@ -92,7 +105,7 @@ pub struct Settings {
     #[arg(long, env, default_value = "60", value_parser = Lenient(seconds), help_heading = POOL)]
     pub pool_idle_s: Duration,
     /// Modules the data sandboxes import ahead of time (comma-separated)
-    #[arg(long, env, default_value = "numpy,pandas", value_parser = Lenient(modules), help_heading = POOL)]
+    #[arg(long, env, default_value = "numpy,pandas,matplotlib.pyplot", value_parser = Lenient(modules), help_heading = POOL)]
     pub pool_preload: Modules,
     /// How far back requests are counted to size each pool
     #[arg(long, env, default_value = "60", value_parser = Lenient(seconds), help_heading = POOL)]

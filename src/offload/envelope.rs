@@ -9,6 +9,17 @@ use serde_json::value::RawValue;
 /// The fields that may be large enough to be worth moving out, in envelope order.
 pub const OFFLOADABLE: [&str; 3] = ["result", "stdout", "stderr"];
 
+/// What may be moved out: one of the [`OFFLOADABLE`] fields, or the content of one output file
+/// (by its index in `files`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Piece {
+    Field(&'static str),
+    File(usize),
+}
+
+/// One output file in the envelope, its fields kept as they are.
+type FileEntry = IndexMap<String, Box<RawValue>>;
+
 /// Room kept for the `<field>_url` and `<field>_bytes` entries that replace a moved field.
 const REPLACEMENT_RESERVE: u64 = 4096;
 
@@ -68,11 +79,28 @@ impl Envelope {
         self.fields.get(field).map(|value| value.get())
     }
 
-    /// The fields to move out, largest first, until what is left is estimated to fit.
-    pub fn plan(&self, budget: Budget, total: u64) -> Vec<&'static str> {
-        let mut candidates: Vec<(&'static str, u64)> = OFFLOADABLE
+    /// The output files, each an ordered map of raw fields (none when absent or not a list).
+    pub fn files(&self) -> Vec<FileEntry> {
+        self.raw("files")
+            .and_then(|raw| serde_json::from_str(raw).ok())
+            .unwrap_or_default()
+    }
+
+    /// The pieces to move out, largest first, until what is left is estimated to fit.
+    pub fn plan(&self, budget: Budget, total: u64) -> Vec<Piece> {
+        let fields = OFFLOADABLE
             .iter()
-            .filter_map(|&name| Some((name, budget.cost(self.raw(name)?))))
+            .filter_map(|&name| Some((Piece::Field(name), budget.cost(self.raw(name)?))));
+        let files = self
+            .files()
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, file)| {
+                let content = file.get("content_base64")?;
+                Some((Piece::File(index), budget.cost(content.get())))
+            });
+        let mut candidates: Vec<(Piece, u64)> = fields
+            .chain(files)
             .filter(|&(_, cost)| cost > REPLACEMENT_RESERVE)
             .collect();
         candidates.sort_by_key(|&(_, cost)| std::cmp::Reverse(cost));
@@ -86,6 +114,21 @@ impl Envelope {
             chosen.push(name);
         }
         chosen
+    }
+
+    /// Replaces the content of output file `index` with `null`, followed by `content_url`
+    /// (its `bytes` already say how large it is).
+    pub fn replace_file(&mut self, index: usize, url: &str) -> serde_json::Result<()> {
+        let mut files = self.files();
+        let Some(file) = files.get_mut(index) else {
+            return Ok(());
+        };
+        let Some(position) = file.get_index_of("content_base64") else {
+            return Ok(());
+        };
+        file.insert("content_base64".into(), raw(&serde_json::Value::Null)?);
+        file.shift_insert(position + 1, "content_url".into(), raw(&url)?);
+        self.set("files", &files)
     }
 
     /// Replaces `field` with `null`, followed by `<field>_url` and `<field>_bytes`.
@@ -112,6 +155,10 @@ impl Envelope {
 fn raw(value: &impl serde::Serialize) -> serde_json::Result<Box<RawValue>> {
     RawValue::from_string(serde_json::to_string(value)?)
 }
+
+#[cfg(test)]
+#[path = "envelope_tests.rs"]
+mod file_tests;
 
 #[cfg(test)]
 mod tests {
@@ -161,11 +208,14 @@ mod tests {
         .to_string();
         let envelope = Envelope::parse(&body).expect("json");
         let total = PLAIN.cost(&body);
-        assert_eq!(envelope.plan(PLAIN, total), vec!["result"]);
+        assert_eq!(envelope.plan(PLAIN, total), vec![Piece::Field("result")]);
         let tight = Budget {
             limit: 5_000,
             ..PLAIN
         };
-        assert_eq!(envelope.plan(tight, total), vec!["result", "stdout"]);
+        assert_eq!(
+            envelope.plan(tight, total),
+            vec![Piece::Field("result"), Piece::Field("stdout")]
+        );
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! The envelope shape of an offloaded field (documented in docs/lambda.md):
 //! `"result": null, "result_url": "<presigned GET>", "result_bytes": N`, the same for `stdout`
-//! and `stderr`, and `"url_expires_in_s"` once at the end.
+//! and `stderr`, and `"url_expires_in_s"` once at the end. An offloaded output file keeps its
+//! entry in `files`, with `"content_base64": null, "content_url": "<presigned GET>"`.
 
 mod envelope;
 mod store;
@@ -18,7 +19,7 @@ use crate::api::{ApiError, ErrorCode, ExecuteResponse};
 use crate::config::Config;
 use crate::limits::ByteSize;
 pub use envelope::Budget;
-use envelope::Envelope;
+use envelope::{Envelope, Piece};
 use store::{Object, Store};
 
 /// S3 offload of responses too large to return inline (Lambda caps a response at 6 MB).
@@ -81,8 +82,11 @@ impl Offloader {
             return Err(self.too_large(&envelope, total));
         };
         let id = uuid::Uuid::new_v4();
-        for field in envelope.plan(self.budget, total) {
-            let object = object_for(&envelope, field, &id)?;
+        for piece in envelope.plan(self.budget, total) {
+            let object = match piece {
+                Piece::Field(field) => object_for(&envelope, field, &id)?,
+                Piece::File(index) => file_object(&envelope, index, &id)?,
+            };
             let bytes = object.body.len() as u64;
             let url = store.put(object).await.map_err(|error| {
                 tracing::error!(%error, "could not offload a large response");
@@ -91,7 +95,11 @@ impl Offloader {
                     "the response is too large to return inline and could not be stored for download",
                 )
             })?;
-            envelope.replace(field, &url, bytes).map_err(internal)?;
+            match piece {
+                Piece::Field(field) => envelope.replace(field, &url, bytes),
+                Piece::File(index) => envelope.replace_file(index, &url),
+            }
+            .map_err(internal)?;
         }
         envelope
             .set("url_expires_in_s", &self.url_ttl_s)
@@ -141,6 +149,30 @@ fn object_for(envelope: &Envelope, field: &str, id: &uuid::Uuid) -> Result<Objec
         key: format!("results/{id}/{field}.{extension}"),
         body,
         content_type,
+    })
+}
+
+/// An output file's content as stored: its own bytes, under its own path and content type.
+fn file_object(envelope: &Envelope, index: usize, id: &uuid::Uuid) -> Result<Object, ApiError> {
+    use base64::Engine;
+    let files = envelope.files();
+    let file = files
+        .get(index)
+        .ok_or_else(crate::sandbox::outcome::sandbox_failed)?;
+    let text = |key: &str| -> Result<String, ApiError> {
+        let raw = file.get(key).map_or("null", |value| value.get());
+        serde_json::from_str(raw).map_err(internal)
+    };
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(text("content_base64")?)
+        .map_err(|error| {
+            tracing::error!(%error, "an output file's content is not base64");
+            crate::sandbox::outcome::sandbox_failed()
+        })?;
+    Ok(Object {
+        key: format!("results/{id}/{}", text("path")?),
+        body,
+        content_type: crate::api::files::content_type(&text("path")?),
     })
 }
 

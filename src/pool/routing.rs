@@ -52,6 +52,15 @@ mod tests {
     }
 
     #[test]
+    fn a_preloaded_submodule_routes_by_its_package() {
+        let preload = vec!["numpy".into(), "matplotlib.pyplot".into()];
+        assert!(imports_any("import matplotlib.pyplot as plt", &preload));
+        assert!(imports_any("from matplotlib import pyplot", &preload));
+        assert!(imports_any("import matplotlib", &preload));
+        assert!(!imports_any("import matplotlibx", &preload));
+    }
+
+    #[test]
     fn ignores_everything_else() {
         assert!(!imports_any("def main():\n    print('hi')", &data()));
         assert!(!imports_any(

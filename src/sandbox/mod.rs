@@ -13,6 +13,7 @@ pub mod isolation;
 pub mod live;
 pub mod nsjail;
 pub mod outcome;
+pub mod outputs;
 pub mod pipes;
 pub mod process;
 pub mod protocol;
@@ -50,6 +51,8 @@ impl SandboxKind {
 pub struct Job {
     pub script: String,
     pub args: Map<String, Value>,
+    /// Written into the working directory before the script runs.
+    pub files: Vec<crate::api::InputFile>,
     pub limits: Limits,
 }
 
@@ -94,6 +97,10 @@ pub fn harness_options(limits: &Limits, preload: &[String]) -> Vec<OsString> {
     let mut options: Vec<OsString> = vec![
         "--max-result-bytes".into(),
         limits.result.as_bytes().to_string().into(),
+        "--max-output-files".into(),
+        limits.output_files.to_string().into(),
+        "--max-output-bytes".into(),
+        limits.output_bytes.as_bytes().to_string().into(),
     ];
     if !preload.is_empty() {
         options.extend(["--preload".into(), preload.join(",").into()]);

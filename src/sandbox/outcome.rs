@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::outputs;
 use super::process::Execution;
 use super::protocol::{self, Frame, Header, Report};
 use super::watch::Tripped;
@@ -58,8 +59,12 @@ pub fn interpret(execution: &Execution, limits: &Limits) -> Result<ExecuteRespon
     let Some(report) = report else {
         return fail(no_report(execution));
     };
-    match judge(&report, limits) {
-        Ok(result) => Ok(ExecuteResponse {
+    let judged = judge(&report, limits).and_then(|result| {
+        let files = outputs::returned(report.outputs.as_ref(), limits)?;
+        Ok((result, files))
+    });
+    match judged {
+        Ok((result, (files, skipped_files))) => Ok(ExecuteResponse {
             result,
             stdout: execution.stdout.text(),
             stderr: execution.stderr.text(),
@@ -67,6 +72,8 @@ pub fn interpret(execution: &Execution, limits: &Limits) -> Result<ExecuteRespon
             usage,
             sandbox: execution.kind.as_str(),
             isolation: execution.isolation.names(),
+            files,
+            skipped_files,
         }),
         Err(error) => fail(error),
     }
@@ -264,6 +271,7 @@ mod tests {
         Header {
             frame_bytes: 0,
             frame_oversized: false,
+            files_bytes: 0,
             exit_code: None,
             signal: None,
             cpu_ms,

@@ -28,8 +28,13 @@ use super::watch::{Observed, Watch};
 use super::{protocol, Job, Sandbox, SandboxError, SandboxKind};
 use crate::limits::Limits;
 
-/// The harness's report is at most the result plus a header and framing.
+/// The harness's report is at most the result and the output files plus a header and framing.
 const CHANNEL_OVERHEAD: usize = 64 * 1024;
+/// What each output file (or skipped entry) adds to the report besides its content: its path
+/// (at most 16 components of 255 bytes, layer/harness_files.py) and its JSON.
+const PER_FILE_OVERHEAD: usize = 5 * 1024;
+/// Skipped entries the harness names at most (MAX_SKIPPED_LISTED there).
+const SKIPPED_LISTED: usize = 32;
 /// nsjail's own log is kept for diagnostics only.
 const TOOL_LOG_CAP: usize = 16 * 1024;
 /// How long a drain may take to hand over what it has once told to finish.
@@ -135,7 +140,7 @@ pub fn start(
     let pipe = || ChildPipe::new().map_err(SandboxError::Pipe);
     let (stdout, stdout_end) = Drain::spawn(pipe()?, limits.stdout.as_usize(), Completion::Eof);
     let (stderr, stderr_end) = Drain::spawn(pipe()?, limits.stderr.as_usize(), Completion::Eof);
-    let channel_cap = limits.result.as_usize() + CHANNEL_OVERHEAD;
+    let channel_cap = channel_cap(limits);
     let (channel, channel_end) = Drain::spawn(pipe()?, channel_cap, Completion::Report);
     let (tool_log, tool_log_end) = Drain::spawn(pipe()?, TOOL_LOG_CAP, Completion::Eof);
 
@@ -297,7 +302,8 @@ impl Started {
     /// Writes the job to the harness's stdin from a task of its own, so a job larger than the
     /// pipe buffer never holds up the deadline.
     fn feed(&mut self, job: &Job) -> JoinHandle<()> {
-        let payload = json!({ "script": job.script, "args": job.args }).to_string();
+        let payload =
+            json!({ "script": job.script, "args": job.args, "files": job.files }).to_string();
         let stdin = self.stdin.take();
         tokio::spawn(async move {
             if let Some(mut stdin) = stdin {
@@ -374,6 +380,14 @@ fn kill_group(group: i32) {
         // SAFETY: kill(2) on the process group a sandbox leads.
         unsafe { libc::kill(-group, libc::SIGKILL) };
     }
+}
+
+/// The most the harness's report can be: the result, the output files in base64, and their
+/// framing. A larger channel is cut, and its report then never completes.
+fn channel_cap(limits: &Limits) -> usize {
+    let files = limits.output_bytes.as_usize().div_ceil(3) * 4;
+    let entries = limits.output_files as usize + SKIPPED_LISTED;
+    limits.result.as_usize() + files + entries * PER_FILE_OVERHEAD + CHANNEL_OVERHEAD
 }
 
 /// Whether a report channel holds a complete report (header line plus the frame it announces).

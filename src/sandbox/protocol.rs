@@ -12,6 +12,10 @@ pub struct Header {
     pub frame_bytes: usize,
     /// The frame grew past the result cap and the process was killed for it.
     pub frame_oversized: bool,
+    /// Length of the output files section that follows the frame (0: none, the script did
+    /// not report).
+    #[serde(default)]
+    pub files_bytes: usize,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     /// CPU time of the script's process (its threads, and the children it waited for), from
@@ -40,6 +44,36 @@ pub enum Frame {
 pub struct Report {
     pub header: Header,
     pub frame: Frame,
+    /// What the supervisor found under `outputs/`; `None` when the script did not report.
+    pub outputs: Option<Outputs>,
+}
+
+/// The supervisor's section on the script's output files (layer/harness_files.py). Written by
+/// the supervisor, which runs no user code; the names and contents are the script's.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Outputs {
+    Listed {
+        files: Vec<ListedFile>,
+        /// Entries that are not regular files, never opened (the first few of them).
+        #[serde(default)]
+        skipped: Vec<crate::api::SkippedFile>,
+    },
+    OverLimit {
+        /// `TOO_MANY_OUTPUT_FILES` or `OUTPUT_FILES_TOO_LARGE`.
+        error: String,
+    },
+    /// A section that is not one of the above: the sandbox failed.
+    #[serde(skip)]
+    Corrupt,
+}
+
+/// One regular file under `outputs/`, read by the supervisor.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+pub struct ListedFile {
+    pub path: String,
+    pub bytes: u64,
+    pub content_base64: String,
 }
 
 /// The total length of a report once its header line is in: the header announces its frame.
@@ -47,10 +81,12 @@ pub fn report_len(channel: &[u8]) -> Option<usize> {
     #[derive(Deserialize)]
     struct Length {
         frame_bytes: usize,
+        #[serde(default)]
+        files_bytes: usize,
     }
     let newline = channel.iter().position(|&byte| byte == b'\n')?;
     let header: Length = serde_json::from_slice(&channel[..newline]).ok()?;
-    Some(newline + 1 + header.frame_bytes)
+    Some(newline + 1 + header.frame_bytes + header.files_bytes)
 }
 
 /// `None` when there is no valid header: the harness never got to report.
@@ -60,7 +96,15 @@ pub fn parse(channel: &[u8]) -> Option<Report> {
     let frame_start = newline + 1;
     let frame_end = (frame_start + header.frame_bytes).min(channel.len());
     let frame = parse_frame(&channel[frame_start..frame_end]);
-    Some(Report { header, frame })
+    let files_end = (frame_end + header.files_bytes).min(channel.len());
+    let outputs = (header.files_bytes > 0).then(|| {
+        serde_json::from_slice(&channel[frame_end..files_end]).unwrap_or(Outputs::Corrupt)
+    });
+    Some(Report {
+        header,
+        frame,
+        outputs,
+    })
 }
 
 #[derive(Deserialize)]
@@ -81,7 +125,7 @@ struct RawFrame<'a> {
 enum Detail {
     Count,
     Text,
-    /// Where an exception was raised: `module` or `main`.
+    /// Where an exception was raised: `module`, `main`, or `files` (writing the input files).
     Stage,
 }
 
@@ -90,7 +134,8 @@ impl Detail {
         match self {
             Self::Count => value.is_u64(),
             Self::Text => value.is_string(),
-            Self::Stage => matches!(value.as_str(), Some("module" | "main")),
+            // `files`: the request's input files could not be written; main() never ran.
+            Self::Stage => matches!(value.as_str(), Some("module" | "main" | "files")),
         }
     }
 }

@@ -129,6 +129,11 @@ def main():
         "OMP_NUM_THREADS",
         "MKL_NUM_THREADS",
         "LC_CTYPE",
+        // matplotlib: Agg, and its prebuilt font cache in the read-only layer (MATPLOTLIBRC
+        // is set by the harness, pointing at the same directory).
+        "MPLBACKEND",
+        "MPLCONFIGDIR",
+        "MATPLOTLIBRC",
     ];
     for key in found["environ"].as_object().expect("environ").keys() {
         assert!(
@@ -318,21 +323,26 @@ async fn tmp_is_private_and_vanishes(kind: Kind) {
     std::fs::write(&marker, "host").expect("host marker");
     let first = service
         .execute(json!({
-            "script": "import os, tempfile\ndef readable(path):\n    try:\n        return open(path).read() == 'host'\n    except OSError:\n        return False\ndef main(marker):\n    tmp = tempfile.gettempdir()\n    open(os.path.join(tmp, 'left-behind'), 'w').write('secret')\n    return {'host_visible': readable(marker), 'listing': os.listdir(tmp), 'tmp': tmp}\n",
+            "script": "import os, tempfile\ndef readable(path):\n    try:\n        return open(path).read() == 'host'\n    except OSError:\n        return False\ndef main(marker):\n    tmp = tempfile.gettempdir()\n    open(os.path.join(tmp, 'left-behind'), 'w').write('secret')\n    return {'host_visible': readable(marker), 'listing': sorted(os.listdir(tmp)), 'tmp': tmp}\n",
             "args": {"marker": marker},
         }))
         .await;
     let found = first.expect_result();
     assert_eq!(found["host_visible"], false, "{found}");
-    assert_eq!(found["listing"], json!(["left-behind"]), "{found}");
+    // outputs/ is the harness's, made for every script (see README, Files in and out).
+    assert_eq!(
+        found["listing"],
+        json!(["left-behind", "outputs"]),
+        "{found}"
+    );
     let first_tmp = found["tmp"].as_str().unwrap_or("/tmp").to_owned();
     let second = service
         .run("import os, tempfile\ndef main():\n    return os.listdir(tempfile.gettempdir())\n")
         .await;
     assert_eq!(
         second.expect_result(),
-        &json!([]),
-        "nothing survives an execution"
+        &json!(["outputs"]),
+        "nothing survives an execution but a fresh, empty outputs/"
     );
     assert!(!std::path::Path::new("/tmp/left-behind").exists());
     // compat's scratch directory is a real host directory: it must be gone.

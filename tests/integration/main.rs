@@ -13,6 +13,8 @@ mod attacks_resources;
 mod attacks_result_channel;
 mod contract;
 mod contract_results;
+mod files;
+mod files_harness;
 mod http_body;
 mod http_clients;
 mod pool;

@@ -180,11 +180,16 @@ impl CompatSandbox {
             ("OPENBLAS_NUM_THREADS", "1"),
             ("OMP_NUM_THREADS", "1"),
             ("MKL_NUM_THREADS", "1"),
+            ("MPLBACKEND", "Agg"),
         ];
+        // matplotlib's prebuilt font cache, read-only in the layer (layer/build.sh).
+        let python_dir = self.python.parent().and_then(Path::parent);
+        let mpl_config = python_dir.unwrap_or(Path::new("/")).join("etc/matplotlib");
         let mut env = vec![
             ("PATH".into(), path),
             ("HOME".into(), scratch.into()),
             ("TMPDIR".into(), scratch.into()),
+            ("MPLCONFIGDIR".into(), mpl_config.into()),
         ];
         env.extend(fixed.map(|(key, value)| (key.into(), value.into())));
         env
