@@ -151,6 +151,17 @@ impl Launch {
         self
     }
 
+    /// [`Self::command`] with the before-exec hook, which only one command can take.
+    fn prepared_command(&mut self) -> Command {
+        let mut command = self.command();
+        if let Some(BeforeExec(hook)) = self.before_exec.take() {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the caller of `before_exec` promised an async-signal-safe hook.
+            unsafe { command.pre_exec(hook) };
+        }
+        command
+    }
+
     /// The command as configured, its standard streams left to the caller.
     fn command(&self) -> Command {
         let mut command = match self.uid {
@@ -175,12 +186,7 @@ impl Launch {
 
     /// Starts the program.
     pub fn start(mut self) -> Running {
-        let mut command = self.command();
-        if let Some(BeforeExec(hook)) = self.before_exec.take() {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: the caller of `before_exec` promised an async-signal-safe hook.
-            unsafe { command.pre_exec(hook) };
-        }
+        let mut command = self.prepared_command();
         command.stdin(Stdio::null());
         let log = match self.output {
             Output::Logged => {
@@ -216,9 +222,9 @@ impl Launch {
 
     /// Runs the program to its end, its output captured: it must exit within `limit`, or it is
     /// killed and the test fails.
-    pub fn run(self, limit: Duration) -> Finished {
+    pub fn run(mut self, limit: Duration) -> Finished {
         let child = self
-            .command()
+            .prepared_command()
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::common::binary::Finished;
-use crate::process::{run_once, Binary};
+use crate::process::{run_once, run_once_on, Binary, Platform};
 
 /// Long enough for the sandbox self-test on a busy machine; a binary that served instead of
 /// exiting would run until killed.
@@ -56,8 +56,8 @@ fn a_bad_value_stops_the_service_naming_its_variable() {
     );
 }
 
-fn probe(env: &[(&str, &str)]) -> (Finished, Value) {
-    let probed = run_once(&["probe", "--json"], env, LIMIT);
+fn probe(platform: Platform, env: &[(&str, &str)]) -> (Finished, Value) {
+    let probed = run_once_on(platform, &["probe", "--json"], env, LIMIT);
     let report = serde_json::from_str(&probed.stdout)
         .unwrap_or_else(|error| panic!("{error}: not JSON:\n{}", probed.stdout));
     (probed, report)
@@ -65,8 +65,12 @@ fn probe(env: &[(&str, &str)]) -> (Finished, Value) {
 
 /// `probe --json` and a service started with the same settings say the same.
 async fn probe_agrees_with_health(env: &[(&str, &str)]) -> Value {
-    let (probed, report) = probe(env);
-    let service = Binary::start(env, None);
+    probe_agrees_with_health_on(Platform::Host, env).await
+}
+
+async fn probe_agrees_with_health_on(platform: Platform, env: &[(&str, &str)]) -> Value {
+    let (probed, report) = probe(platform, env);
+    let service = Binary::start_on(platform, env);
     let health = service.health().await;
     for field in ["ok", "sandbox", "isolation"] {
         assert_eq!(
@@ -99,6 +103,25 @@ async fn probe_agrees_with_health_under_compat() {
     let report = probe_agrees_with_health(&[("SANDBOX", "compat")]).await;
     assert_eq!(report["sandbox"], "compat", "{report}");
     assert!(report["missing"]["namespaces"].is_string(), "{report}");
+}
+
+#[tokio::test]
+async fn probe_agrees_with_health_under_lambdas_conditions() {
+    // template.yaml's settings.
+    let env = [
+        ("SANDBOX", "compat"),
+        ("POOL_SIZE", "1"),
+        ("MAX_CONCURRENCY", "1"),
+    ];
+    let report = probe_agrees_with_health_on(Platform::Lambda, &env).await;
+    assert_eq!(report["sandbox"], "compat", "{report}");
+    for missing in ["namespaces", "cgroups", "landlock"] {
+        assert!(
+            report["missing"][missing].is_string(),
+            "{missing}: {report}"
+        );
+    }
+    assert_eq!(report["cgroup"], Value::Null, "{report}");
 }
 
 #[tokio::test]

@@ -8,7 +8,31 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::common::binary::{Finished, Launch, Running};
+use crate::common::lambda_conditions::Conditions;
 use crate::common::ports::free_addr;
+
+/// Where the binary runs: on this host as it is, or under AWS Lambda's conditions (the
+/// integration suite's Lambda profile: an unprivileged uid, everything read-only but /tmp, no
+/// user namespaces, no Landlock; tests/common/lambda_conditions.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Platform {
+    Host,
+    Lambda,
+}
+
+/// An unprivileged uid for the service under Lambda's conditions; nothing belongs to it.
+const LAMBDA_SERVICE_UID: u32 = 29_993;
+
+fn on(platform: Platform, launch: Launch) -> Launch {
+    match platform {
+        Platform::Host => launch,
+        Platform::Lambda => {
+            let conditions = Conditions::prepare(LAMBDA_SERVICE_UID);
+            // SAFETY: `enter` only makes system calls on data prepared above.
+            unsafe { launch.before_exec(move || conditions.enter()) }
+        }
+    }
+}
 
 /// Long enough for the sandbox self-test at startup on a busy machine.
 const LISTENING_WITHIN: Duration = Duration::from_secs(30);
@@ -42,8 +66,18 @@ fn launch(env: &[(&str, &str)]) -> Launch {
 /// PORT set to a free port all the same, so a binary that served instead would be caught): it
 /// must exit within `limit`, or it is killed and the test fails.
 pub fn run_once(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Finished {
+    run_once_on(Platform::Host, args, env, limit)
+}
+
+/// [`run_once`] on `platform`.
+pub fn run_once_on(
+    platform: Platform,
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> Finished {
     let port = free_addr().port().to_string();
-    launch(env).args(args).env("PORT", port).run(limit)
+    on(platform, launch(env).args(args).env("PORT", port)).run(limit)
 }
 
 impl Binary {
@@ -56,6 +90,14 @@ impl Binary {
             .run_as(as_uid)
             .env("PORT", addr.port().to_string())
             .start_listening(addr, LISTENING_WITHIN);
+        Self { running, addr }
+    }
+
+    /// Starts the binary on `platform` (see [`Platform`]).
+    pub fn start_on(platform: Platform, env: &[(&str, &str)]) -> Self {
+        let addr = free_addr();
+        let launch = launch(env).env("PORT", addr.port().to_string());
+        let running = on(platform, launch).start_listening(addr, LISTENING_WITHIN);
         Self { running, addr }
     }
 
