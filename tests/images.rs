@@ -112,9 +112,10 @@ fn cgroup_v2_limits_and_cleans_up_on_debian_12s_kernel() {
     assert_eq!(vm.get("exit"), &json!(0), "check.py failed");
 }
 
-/// Both images are about 265 MB uncompressed (README); a Lambda cold start grows with the
+/// Both images are about 362 MB uncompressed (README); a Lambda cold start grows with the
 /// image, so growth past this budget should be a decision, not an accident.
-const SIZE_BUDGET_BYTES: u64 = 300_000_000;
+/// (362 MB with matplotlib and its dependencies, about 100 MB of it, for plots.)
+const SIZE_BUDGET_BYTES: u64 = 400_000_000;
 
 fn within_size_budget(image: &images_support::Image) {
     assert!(
