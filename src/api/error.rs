@@ -42,8 +42,9 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// Every code, so the OpenAPI document can be checked against them (src/openapi.rs).
-    pub const ALL: [Self; 18] = [
+    /// Every code, so the OpenAPI document can be checked against them (src/openapi.rs, whose
+    /// tests also fail when a variant is missing here).
+    pub const ALL: [Self; 24] = [
         Self::InvalidRequest,
         Self::UnsupportedMediaType,
         Self::ScriptTooLarge,
@@ -60,6 +61,12 @@ impl ErrorCode {
         Self::Unauthorized,
         Self::SandboxError,
         Self::OffloadFailed,
+        Self::InvalidFilePath,
+        Self::TooManyInputFiles,
+        Self::InputFileTooLarge,
+        Self::InputFilesTooLarge,
+        Self::TooManyOutputFiles,
+        Self::OutputFilesTooLarge,
         Self::NotFound,
         Self::MethodNotAllowed,
     ];

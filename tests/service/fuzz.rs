@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Instant;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::process::Binary;
 
@@ -60,7 +60,8 @@ async fn schemathesis_finds_no_response_outside_the_document() {
         None,
     );
     let scratch = tempfile::tempdir().expect("a scratch directory");
-    let location = document_to_fuzz(&service, &scratch.path().join("openapi.json")).await;
+    // The document as the service serves it, which is docs/openapi.json (tests/integration).
+    let location = service.url("/openapi.json");
     let base_url = service.url("");
     let budget = fuzz_time_s().to_string();
     let started = Instant::now();
@@ -68,6 +69,10 @@ async fn schemathesis_finds_no_response_outside_the_document() {
         Command::new(tool)
             .current_dir(scratch.path())
             .env("NO_COLOR", "1")
+            .env(
+                "SCHEMATHESIS_HOOKS",
+                repo_root().join("tests/service/fuzz_hooks.py"),
+            )
             .arg("--config-file")
             .arg(repo_root().join("tests/service/schemathesis.toml"))
             .args(["run", &location, "--url", &base_url])
@@ -92,36 +97,6 @@ async fn schemathesis_finds_no_response_outside_the_document() {
         last_lines(&service.log(), 40)
     );
     assert_still_serving(&service).await;
-}
-
-/// Where schemathesis reads the document: the service's own `GET /openapi.json`, unless the
-/// service does not yet implement input `files` (DESIGN.md section 1), which the document
-/// already describes for the branch adding them. Such a service ignores a malformed `files`, so
-/// the fuzzer would rightly call it accepted invalid data; until then the run uses a copy
-/// without that field, written to `copy`, and says so. Once `files` is validated the probe
-/// below is refused and the served document is used whole.
-async fn document_to_fuzz(service: &Binary, copy: &std::path::Path) -> String {
-    let probe = json!({ "script": "def main():\n    return 1\n", "files": 0 });
-    let status = reqwest::Client::new()
-        .post(service.url("/execute"))
-        .json(&probe)
-        .send()
-        .await
-        .expect("the service answers")
-        .status();
-    if status != 200 {
-        return service.url("/openapi.json");
-    }
-    eprintln!("the service ignores `files` (not implemented yet): fuzzing without that field");
-    let mut document: Value =
-        serde_json::from_str(python_executor::openapi::DOCUMENT).expect("the document is JSON");
-    let properties = document
-        .pointer_mut("/components/schemas/ExecuteRequest/properties")
-        .and_then(Value::as_object_mut)
-        .expect("ExecuteRequest has properties");
-    properties.remove("files");
-    std::fs::write(copy, document.to_string()).expect("write the copy");
-    copy.display().to_string()
 }
 
 /// schemathesis's summary, or its whole output when it failed.
