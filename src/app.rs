@@ -43,6 +43,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/execute", post(execute))
         .route("/health", get(health))
+        .route("/openapi.json", get(crate::openapi::serve))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(offloader))
@@ -158,7 +159,7 @@ async fn not_found(request: Request<Body>) -> Response {
     let error = ApiError::new(
         ErrorCode::NotFound,
         format!(
-            "no route for {} {}; use POST /execute or GET /health",
+            "no route for {} {}; use POST /execute, GET /health or GET /openapi.json",
             request.method(),
             request.uri().path()
         ),
@@ -170,7 +171,7 @@ async fn method_not_allowed(request: Request<Body>) -> Response {
     let error = ApiError::new(
         ErrorCode::MethodNotAllowed,
         format!(
-            "{} is not allowed on {}; use POST /execute or GET /health",
+            "{} is not allowed on {}; use POST /execute, GET /health or GET /openapi.json",
             request.method(),
             request.uri().path()
         ),

@@ -13,6 +13,7 @@ pub mod lambda;
 pub mod layer;
 pub mod limits;
 pub mod offload;
+pub mod openapi;
 pub mod platform;
 pub mod pool;
 pub mod probe;

@@ -42,6 +42,35 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, so the OpenAPI document can be checked against them (src/openapi.rs, whose
+    /// tests also fail when a variant is missing here).
+    pub const ALL: [Self; 24] = [
+        Self::InvalidRequest,
+        Self::UnsupportedMediaType,
+        Self::ScriptTooLarge,
+        Self::RequestTimeout,
+        Self::SyntaxError,
+        Self::NoMain,
+        Self::Exception,
+        Self::NonJsonReturn,
+        Self::EmptyOutput,
+        Self::Timeout,
+        Self::MemoryLimit,
+        Self::ResultTooLarge,
+        Self::Overloaded,
+        Self::Unauthorized,
+        Self::SandboxError,
+        Self::OffloadFailed,
+        Self::InvalidFilePath,
+        Self::TooManyInputFiles,
+        Self::InputFileTooLarge,
+        Self::InputFilesTooLarge,
+        Self::TooManyOutputFiles,
+        Self::OutputFilesTooLarge,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::InvalidRequest => "INVALID_REQUEST",

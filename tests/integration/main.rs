@@ -13,6 +13,7 @@ mod attacks_resources;
 mod attacks_result_channel;
 mod contract;
 mod contract_results;
+mod document;
 mod files;
 mod files_harness;
 mod http_body;

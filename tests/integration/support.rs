@@ -225,7 +225,7 @@ impl Service {
         if !content_type.is_empty() {
             request = request.header("content-type", content_type);
         }
-        reply(request.send().await.expect("the service answers")).await
+        reply("POST", request.send().await.expect("the service answers")).await
     }
 
     /// Waits until the pool reports warm sandboxes of both kinds (or fails after
@@ -244,6 +244,7 @@ impl Service {
 
     pub async fn get(&self, path: &str) -> Reply {
         reply(
+            "GET",
             self.client
                 .get(self.url(path))
                 .send()
@@ -269,16 +270,26 @@ impl Service {
     }
 }
 
-async fn reply(response: reqwest::Response) -> Reply {
+/// Reads a response, and fails the test unless it is one docs/openapi.json describes.
+async fn reply(method: &str, response: reqwest::Response) -> Reply {
     let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
+    let path = response.url().path().to_owned();
+    let headers = response.headers().clone();
+    let header = |name: &str| {
+        let value = headers.get(name)?.to_str().ok()?;
+        Some(value.to_owned())
+    };
+    let retry_after = header("retry-after");
     let text = response.text().await.expect("a body");
     let body = serde_json::from_str(&text)
         .unwrap_or_else(|error| panic!("the body is not JSON ({error}): {text:?}"));
+    crate::common::openapi::check(&crate::common::openapi::Observed {
+        method,
+        path: &path,
+        status,
+        header: &header,
+        body: &body,
+    });
     Reply {
         status,
         body,

@@ -37,7 +37,7 @@ impl HttpService {
         }
     }
 
-    /// Runs `script`; status and JSON body.
+    /// Runs `script`; status and JSON body, which must be one docs/openapi.json describes.
     pub async fn execute(&self, script: &str) -> (u16, Value) {
         let response = self
             .client
@@ -47,7 +47,16 @@ impl HttpService {
             .await
             .unwrap_or_else(|e| panic!("request failed: {e}\n{}", self.process.log()));
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let header = |name: &str| Some(headers.get(name)?.to_str().ok()?.to_owned());
         let body = response.json().await.expect("JSON body");
+        super::common::openapi::check(&super::common::openapi::Observed {
+            method: "POST",
+            path: "/execute",
+            status,
+            header: &header,
+            body: &body,
+        });
         (status, body)
     }
 }
