@@ -79,6 +79,7 @@ def _load_sibling(name):
 
 
 harness_files = _load_sibling("harness_files")
+harness_isolation = _load_sibling("harness_isolation")
 harness_matplotlib = _load_sibling("harness_matplotlib")
 _write = os.write
 _exit = os._exit
@@ -91,7 +92,7 @@ def main():
     # at exec: from its first instruction, no same-uid process can open its /proc files, fds
     # included. Saying so again costs nothing where the interpreter is readable (a root service
     # running the layer unsealed).
-    _set_dumpable(False)
+    harness_isolation.set_dumpable(False)
     # Only stdin, stdout, stderr and the result channel belong here; anything else inherited
     # (compat's fd 4 is the isolation tool's log, unused there) must not reach the script.
     # Every number, not just those below RLIMIT_NOFILE: an fd inherited above the limit (a
@@ -99,7 +100,7 @@ def main():
     os.closerange(RESULT_FD + 1, 1 << 30)
     options = _Options(sys.argv[1:])
     if options.seccomp:
-        _install_seccomp(options.seccomp)
+        harness_isolation.install_seccomp(options.seccomp)
     harness_matplotlib.reads_shipped_config()
     for module in options.preload:
         __import__(module)
@@ -148,54 +149,6 @@ class _Options:
         self.max_output_files = int(options.get("--max-output-files", 32))
         self.max_output_bytes = int(options.get("--max-output-bytes", 8 * 1024 * 1024))
         self.seccomp = options.get("--seccomp", "")
-
-
-def _install_seccomp(programs):
-    """Installs the service's system-call policy (src/sandbox/seccomp), the one compat installs
-    before exec, before anything else runs here: nsjail has set no_new_privs, and no script has
-    reached this process yet. Each program is a comma-separated run of 16 hex digits per BPF
-    instruction (code, jt, jf, k). Failing to install it ends the sandbox: it never runs a
-    script without its policy."""
-    import ctypes
-
-    class SockFilter(ctypes.Structure):
-        _fields_ = [
-            ("code", ctypes.c_uint16),
-            ("jt", ctypes.c_uint8),
-            ("jf", ctypes.c_uint8),
-            ("k", ctypes.c_uint32),
-        ]
-
-    class SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    for program in programs.split(","):
-        chunks = [program[i : i + 16] for i in range(0, len(program), 16)]
-        instructions = (SockFilter * len(chunks))(
-            *(
-                SockFilter(int(c[0:4], 16), int(c[4:6], 16), int(c[6:8], 16), int(c[8:16], 16))
-                for c in chunks
-            )
-        )
-        fprog = SockFprog(len(chunks), instructions)
-        # PR_SET_SECCOMP (22), SECCOMP_MODE_FILTER (2)
-        if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:
-            os.write(2, b"harness: the sandbox's seccomp policy could not be installed\n")
-            _exit(71)
-
-
-def _set_dumpable(dumpable):
-    """Not dumpable: a same-uid script cannot read or write this process through /proc/<pid>
-    (mem, environ, fd...) nor trace it. Neither the supervisor nor the script's process ever
-    becomes dumpable again: the script's process waits for a future caller's job, and a
-    dumpable waiting process would hand its stdin to whoever runs before that caller."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(4, int(dumpable), 0, 0, 0)  # PR_SET_DUMPABLE
-    except (OSError, AttributeError):
-        pass
 
 
 def _collect(pid, read_end, limit):
