@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
@@ -45,10 +45,22 @@ const TMP_OPTIONS: &[u8] = b"size=512m,mode=1777\0";
 pub struct Conditions {
     /// Every mount point but /proc's, to be made read-only.
     mounts: Vec<CString>,
+    /// What must stay visible below /tmp once a fresh /tmp hides the host's: the checkout and
+    /// the test binaries, when they live there (a CI clone under /tmp, say). Each with the
+    /// directories to create on the way, outermost first.
+    kept_in_tmp: Vec<KeptInTmp>,
     /// The root directory to enter, if any, with what is bound into it.
     chroot: Option<Chroot>,
     filters: Vec<BpfProgram>,
     uid: u32,
+}
+
+/// A host directory below /tmp, moved back into the fresh /tmp (read-only) at the same path.
+#[derive(Debug)]
+struct KeptInTmp {
+    path: CString,
+    /// Every directory from /tmp's child down to `path`, to create in the fresh /tmp.
+    on_the_way: Vec<CString>,
 }
 
 /// A root directory and the host paths bound into it, as C strings ready for the child.
@@ -70,6 +82,7 @@ impl Conditions {
     pub fn prepare(uid: u32) -> Self {
         Self {
             mounts: mount_points(),
+            kept_in_tmp: kept_in_tmp(),
             chroot: None,
             filters: lambda_kernel_filters(),
             uid,
@@ -94,6 +107,7 @@ impl Conditions {
         };
         Self {
             mounts: Vec::new(),
+            kept_in_tmp: Vec::new(),
             chroot: Some(chroot),
             filters: lambda_kernel_filters(),
             uid,
@@ -120,6 +134,16 @@ impl Conditions {
                 Some(chroot) => enter_root(chroot)?,
                 None => self.remount_read_only()?,
             }
+            // What must stay visible under /tmp, taken as detached mounts before /tmp is hidden.
+            let mut detached = [-1; MAX_KEPT];
+            for (kept, fd) in self.kept_in_tmp.iter().zip(detached.iter_mut()) {
+                *fd = check_fd(libc::syscall(
+                    libc::SYS_open_tree,
+                    libc::AT_FDCWD,
+                    kept.path.as_ptr(),
+                    OPEN_TREE_CLONE | libc::AT_RECURSIVE as libc::c_uint,
+                ))?;
+            }
             check(libc::mount(
                 c"tmpfs".as_ptr(),
                 c"/tmp".as_ptr(),
@@ -127,6 +151,9 @@ impl Conditions {
                 libc::MS_NOSUID | libc::MS_NODEV,
                 TMP_OPTIONS.as_ptr().cast(),
             ))?;
+            for (kept, fd) in self.kept_in_tmp.iter().zip(detached) {
+                put_back(kept, fd)?;
+            }
             check(libc::setgroups(0, std::ptr::null()))?;
             check(libc::setresgid(self.uid, self.uid, self.uid))?;
             check(libc::setresuid(self.uid, self.uid, self.uid))?;
@@ -137,6 +164,84 @@ impl Conditions {
         }
         Ok(())
     }
+}
+
+/// At most this many directories are kept visible below /tmp (the checkout, the binaries).
+const MAX_KEPT: usize = 4;
+/// open_tree(2)'s flag for a detached copy of the tree (not in every libc).
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+/// move_mount(2)'s flag: the source is the fd itself.
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+
+/// Moves a detached tree back to its path in the fresh /tmp, creating the directories on the
+/// way (root's, and only traversable: the test's uid needs nothing more).
+///
+/// # Safety
+/// Only system calls on data prepared before the fork.
+unsafe fn put_back(kept: &KeptInTmp, detached: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: NUL-terminated strings prepared before the fork, and an fd opened just now.
+    unsafe {
+        for directory in &kept.on_the_way {
+            libc::mkdir(directory.as_ptr(), 0o755);
+        }
+        check(libc::syscall(
+            libc::SYS_move_mount,
+            detached,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            kept.path.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        ) as libc::c_int)?;
+        libc::close(detached);
+    }
+    Ok(())
+}
+
+/// The checkout and the test binaries' directory, where they live below /tmp.
+fn kept_in_tmp() -> Vec<KeptInTmp> {
+    let tmp = Path::new("/tmp");
+    let mut candidates = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR"))];
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+    {
+        candidates.push(dir);
+    }
+    let mut kept: Vec<PathBuf> = Vec::new();
+    for candidate in candidates {
+        let Ok(candidate) = candidate.canonicalize() else {
+            continue;
+        };
+        if candidate.starts_with(tmp) && !kept.iter().any(|k| candidate.starts_with(k)) {
+            kept.push(candidate);
+        }
+    }
+    assert!(
+        kept.len() <= MAX_KEPT,
+        "too many directories to keep: {kept:?}"
+    );
+    let c = |path: &Path| CString::new(path.as_os_str().as_bytes()).expect("no NUL in a path");
+    kept.iter()
+        .map(|path| {
+            let mut on_the_way: Vec<CString> = path
+                .ancestors()
+                .take_while(|ancestor| *ancestor != tmp)
+                .map(c)
+                .collect();
+            on_the_way.reverse();
+            KeptInTmp {
+                path: c(path),
+                on_the_way,
+            }
+        })
+        .collect()
+}
+
+fn check_fd(result: libc::c_long) -> std::io::Result<libc::c_int> {
+    if result < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(result as libc::c_int)
 }
 
 impl Conditions {
