@@ -63,6 +63,34 @@ impl Kind {
     }
 }
 
+/// Under Lambda's conditions the script's /tmp is the service's own, which may hold what was
+/// there before the service (the checkout, when it lives under /tmp): those names, to leave out
+/// of a listing a test compares. Elsewhere the script's /tmp is private: nothing.
+pub fn tmp_entries_before(kind: Kind) -> Vec<String> {
+    if kind != Kind::Lambda {
+        return Vec::new();
+    }
+    std::fs::read_dir("/tmp")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `listing` (a JSON list of names) without the names in `before`.
+pub fn without(listing: &Value, before: &[String]) -> Value {
+    let names = listing.as_array().cloned().unwrap_or_default();
+    Value::Array(
+        names
+            .into_iter()
+            .filter(|name| !before.iter().any(|b| name == b.as_str()))
+            .collect(),
+    )
+}
+
 /// Runs a Lambda-profile test: here if this process is already under Lambda's conditions,
 /// otherwise by running this very test again under them (see `lambda_conditions`).
 pub fn in_lambda_profile<F: std::future::Future<Output = ()>>(
