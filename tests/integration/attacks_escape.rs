@@ -318,8 +318,9 @@ def main():
 }
 
 async fn tmp_is_private_and_vanishes(kind: Kind) {
-    let service = Service::start(kind).await;
+    // Before the service starts: afterwards its own executions (the self-test) use /tmp too.
     let before = crate::support::tmp_entries_before(kind);
+    let service = Service::start(kind).await;
     let marker = format!("/tmp/pyexec-host-marker-{}", std::process::id());
     std::fs::write(&marker, "host").expect("host marker");
     let first = service

@@ -41,8 +41,9 @@ def main():
 "#;
 
 async fn pooled_sandboxes_share_nothing(kind: Kind) {
-    let service = Service::start(kind).await;
+    // Before the service starts: afterwards its own executions (the self-test) use /tmp too.
     let before = crate::support::tmp_entries_before(kind);
+    let service = Service::start(kind).await;
     service.wait_for_warm_pool().await;
     let polluted = service.run(POLLUTER).await;
     assert_eq!(polluted.expect_result(), &json!("polluted"));
