@@ -154,7 +154,8 @@ impl Probes for SystemProbes {
     }
 
     fn seccomp_user_notification(&self) -> bool {
-        let Some(program) = notify_getppid_program() else {
+        // Some container runtimes' own filters refuse SECCOMP_FILTER_FLAG_NEW_LISTENER.
+        let Ok(program) = crate::sandbox::seccomp::signal_guard_program() else {
             return false;
         };
         // SAFETY: prctl with integer arguments, in the forked child only.
@@ -163,22 +164,6 @@ impl Probes for SystemProbes {
                 && crate::sandbox::seccomp::install_with_listener(&program).is_ok()
         })
     }
-}
-
-/// A filter that hands getppid to a supervisor: installing it proves the platform allows
-/// user notification (some container runtimes' own filters refuse SECCOMP_FILTER_FLAG_NEW_LISTENER).
-fn notify_getppid_program() -> Option<BpfProgram> {
-    let arch = TargetArch::try_from(std::env::consts::ARCH).ok()?;
-    let rules = BTreeMap::from([(libc::SYS_getppid, vec![])]);
-    let filter =
-        SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Trace(1), arch).ok()?;
-    let mut program = BpfProgram::try_from(filter).ok()?;
-    for instruction in &mut program {
-        if instruction.code == 0x06 && instruction.k == 0x7ff0_0001 {
-            instruction.k = libc::SECCOMP_RET_USER_NOTIF;
-        }
-    }
-    Some(program)
 }
 
 /// A filter that allows everything: installing it proves the platform lets us install filters.

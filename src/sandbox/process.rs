@@ -238,7 +238,7 @@ impl Started {
     pub async fn run(mut self, job: &Job) -> Execution {
         // Where executions take turns, the job waits for the previous one's cleanup.
         let turn = match &self.turn_taker {
-            Some(areas) => Some(areas.take_turn(self.session).await),
+            Some(areas) => Some(areas.take_turn().await),
             None => None,
         };
         // A pooled sandbox used CPU before its job (starting Python, preloading pandas); the

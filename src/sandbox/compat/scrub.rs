@@ -25,8 +25,6 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// The places a script's uid can write that outlive it, where they exist and are writable.
 const CANDIDATES: [&str; 4] = ["/tmp", "/var/tmp", "/dev/shm", "/run/lock"];
-/// How long killed processes get to disappear before the scrub goes ahead anyway.
-const GROUP_EXIT_WAIT: Duration = Duration::from_secs(5);
 /// A bound on one scrub, so a pathological tree cannot stall the service forever.
 const SCRUB_BUDGET: Duration = Duration::from_secs(30);
 
@@ -51,8 +49,6 @@ struct Area {
 #[derive(Debug)]
 pub struct Turn {
     areas: Arc<SharedAreas>,
-    /// The sandbox's process group, which must be empty before the scrub.
-    group: i32,
     _turn: OwnedMutexGuard<()>,
 }
 
@@ -87,11 +83,10 @@ impl SharedAreas {
     }
 
     /// Waits for the previous execution's scrub, then holds the places for this one.
-    pub async fn take_turn(self: &Arc<Self>, group: i32) -> Turn {
+    pub async fn take_turn(self: &Arc<Self>) -> Turn {
         let guard = Arc::clone(&self.turn).lock_owned().await;
         Turn {
             areas: Arc::clone(self),
-            group,
             _turn: guard,
         }
     }
@@ -187,15 +182,10 @@ impl SharedAreas {
 }
 
 impl Drop for Turn {
-    /// After the execution: once none of its processes is left, empty the shared places; the
-    /// next turn starts when this one is dropped.
+    /// After the execution, empty the shared places; the next turn starts when this one is
+    /// dropped. Teardown drops it only once none of the execution's processes is left
+    /// (`process::teardown`), so nothing can write there any more.
     fn drop(&mut self) {
-        let deadline = Instant::now() + GROUP_EXIT_WAIT;
-        while crate::procfs::group_has_live_members(self.group) && Instant::now() < deadline {
-            // SAFETY: kill(2) on the sandbox's own process group.
-            unsafe { libc::kill(-self.group, libc::SIGKILL) };
-            std::thread::sleep(Duration::from_millis(2));
-        }
         let removed = self.areas.scrub();
         tracing::debug!(removed, "shared places emptied after the execution");
     }

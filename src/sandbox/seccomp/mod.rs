@@ -24,6 +24,12 @@ use thiserror::Error;
 
 pub use notify::{install_with_listener, NOTIFIED_SIGNAL_CALLS};
 
+/// The signal guard's program alone: installing it with a listener proves the platform allows
+/// user notification (`platform`'s probe).
+pub fn signal_guard_program() -> Result<BpfProgram, SeccompError> {
+    notify::program(target_arch()?)
+}
+
 #[derive(Debug, Error)]
 pub enum SeccompError {
     #[error("seccomp filters are not supported on the {0} architecture")]
