@@ -13,6 +13,8 @@
 #                                                           matplotlibrc (MPLCONFIGDIR, read-only)
 # OUT_DIR/harness/harness*.py                               loads the script and calls main();
 #                                                           files in and out; matplotlib
+# OUT_DIR/harness/libpyexec_isolate.so                      the isolation steps of a template's
+#                                                           children (layer/isolate)
 # OUT_DIR/etc/nsjail.cfg                                    the reviewed sandbox policy
 #
 # Idempotent: a stamp records the hash of every input, and an unchanged layer is not rebuilt.
@@ -24,7 +26,8 @@ python=${LAYER_PYTHON:-/usr/bin/python3}
 
 inputs_hash() {
   cat "$here/build.sh" "$here/requirements.txt" "$here/nsjail-requirements.txt" \
-    "$here"/harness*.py "$here/nsjail.cfg" | sha256sum | cut -d' ' -f1
+    "$here"/harness*.py "$here/nsjail.cfg" "$here"/isolate/Cargo.* "$here"/isolate/src/*.rs |
+    sha256sum | cut -d' ' -f1
 }
 
 stamp="$out/.layer-stamp"
@@ -102,6 +105,18 @@ echo "layer: harness and policy"
 mkdir -p "$out/harness" "$out/etc"
 install -m 0644 "$here"/harness*.py "$out/harness/"
 install -m 0644 "$here/nsjail.cfg" "$out/etc/nsjail.cfg"
+
+# The isolation steps every template's child runs (layer/isolate, the code the service runs for
+# cold compat sandboxes), loaded by harness_template.py. Built here with cargo, or taken as built
+# when ISOLATE_LIB names it (tools/images builds image roots without a Rust toolchain inside).
+echo "layer: isolation library"
+if [ -n "${ISOLATE_LIB:-}" ]; then
+  install -m 0644 "$ISOLATE_LIB" "$out/harness/libpyexec_isolate.so"
+else
+  CARGO_TARGET_DIR="$work/isolate" cargo build --quiet --release --locked \
+    --manifest-path "$here/isolate/Cargo.toml"
+  install -m 0644 "$work/isolate/release/libpyexec_isolate.so" "$out/harness/"
+fi
 
 echo "$want" > "$stamp"
 echo "layer: built in $out"

@@ -15,8 +15,10 @@ Protocol with the service (src/sandbox/protocol.rs is the other half):
 
 The supervisor never executes user code, so nothing a script defines, prints, monkeypatches or
 writes can forge the header. A script can at worst corrupt its own frame, which the service then
-reports as a script failure. `--preload a,b` imports modules before the job arrives, so a pooled
-sandbox forks children that start with numpy and pandas already imported.
+reports as a script failure. `--preload a,b` imports modules before the job arrives, so the
+script's process starts with numpy and pandas already imported. With `--template`, this process
+becomes a template (harness_template.py): it never supervises a script itself, and each child it
+forks per execution isolates itself and then goes on here, as a supervisor.
 """
 
 import builtins
@@ -81,6 +83,7 @@ def _load_sibling(name):
 harness_files = _load_sibling("harness_files")
 harness_isolation = _load_sibling("harness_isolation")
 harness_matplotlib = _load_sibling("harness_matplotlib")
+harness_template = _load_sibling("harness_template")
 _write = os.write
 _exit = os._exit
 _getpid = os.getpid
@@ -93,10 +96,10 @@ def main():
     # included. Saying so again costs nothing where the interpreter is readable (a root service
     # running the layer unsealed).
     harness_isolation.set_dumpable(False)
-    # Only stdin, stdout, stderr and the result channel belong here; anything else inherited
-    # (compat's fd 4 is the isolation tool's log, unused there) must not reach the script.
-    # Every number, not just those below RLIMIT_NOFILE: an fd inherited above the limit (a
-    # parent's jobserver pipe, say) stays open otherwise. close_range(2) makes this one call.
+    # Only stdin, stdout, stderr and the result channel (a template's control socket) belong
+    # here; anything else inherited (fd 4 is the isolation tool's log, unused here) must not
+    # reach the script. Every number, not just those below RLIMIT_NOFILE: an fd inherited
+    # above the limit (a parent's jobserver pipe, say) stays open otherwise.
     os.closerange(RESULT_FD + 1, 1 << 30)
     options = _Options(sys.argv[1:])
     if options.seccomp:
@@ -104,13 +107,22 @@ def main():
     harness_matplotlib.reads_shipped_config()
     for module in options.preload:
         __import__(module)
-    # Objects alive now (the harness, preloaded modules) are never collected: the script's
-    # process then never touches their pages, and the fork stays copy-on-write cheap.
-    gc.freeze()
     # As PID 1 of the sandbox's PID namespace, this process only receives signals it handles;
     # ignoring these also keeps compat mode's supervisor alive on a stray SIGINT or SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Objects alive now (the harness, preloaded modules) are never collected: the script's
+    # process then never touches their pages, and the fork stays copy-on-write cheap.
+    gc.freeze()
+    if options.template:
+        # Never returns in the template; returns in each child it forks, isolated, with that
+        # execution's options.
+        options = _Options(harness_template.serve(RESULT_FD))
+    supervise(options)
+
+
+def supervise(options):
+    """Forks the script's process, collects its frame, reports, and exits."""
     # The script's process is forked now, before its job exists: it waits for the job on stdin,
     # so handing a job to a warm sandbox costs no fork.
     read_end, write_end = os.pipe()
@@ -139,10 +151,12 @@ def main():
 
 
 class _Options:
-    """`--preload a,b`, `--max-result-bytes N`, `--max-output-files N`, `--max-output-bytes N`
-    and `--seccomp PROGRAMS`, as src/sandbox/mod.rs passes them."""
+    """`--preload a,b`, `--max-result-bytes N`, `--max-output-files N`, `--max-output-bytes N`,
+    `--seccomp PROGRAMS` and `--template`, as src/sandbox/mod.rs passes them."""
 
     def __init__(self, argv):
+        self.template = "--template" in argv
+        argv = [arg for arg in argv if arg != "--template"]
         options = dict(zip(argv[0::2], argv[1::2]))
         self.preload = [name for name in options.get("--preload", "").split(",") if name]
         self.max_result_bytes = int(options.get("--max-result-bytes", 5 * 1024 * 1024))

@@ -133,7 +133,7 @@ async fn health(State(app): State<Arc<App>>) -> Response {
             "cgroup": executor.cgroup_version(),
             "version": version,
             "limits": limits,
-            "pool": executor.pool_status(),
+            "templates": executor.templates_status(),
             "executions": {
                 "running": executor.admission().in_use(),
                 "capacity": executor.admission().capacity(),

@@ -1,5 +1,5 @@
-//! Runs one validated request: wait for a slot, take a warm sandbox (or start a fresh one),
-//! hand it the job, interpret what happened.
+//! Runs one validated request: wait for a slot, fork a sandbox from a template (or start a
+//! fresh one), hand it the job, interpret what happened.
 
 use std::sync::Arc;
 
@@ -7,12 +7,12 @@ use crate::admission::Admission;
 use crate::api::{ApiError, ExecuteRequest, ExecuteResponse};
 use crate::config::Config;
 use crate::limits::Limits;
-use crate::pool::{Pool, PoolStatus};
 use crate::sandbox::cgroup::CgroupRoot;
 use crate::sandbox::isolation::Isolation;
 use crate::sandbox::outcome::{interpret, sandbox_failed};
 use crate::sandbox::process;
 use crate::sandbox::{Job, Sandbox, SandboxKind};
+use crate::templates::{Templates, TemplatesStatus};
 
 #[derive(Clone, Debug)]
 pub struct Executor {
@@ -20,19 +20,20 @@ pub struct Executor {
     cgroups: Option<CgroupRoot>,
     limits: Limits,
     admission: Admission,
-    /// `None` when `POOL_SIZE=0`: every request starts its own sandbox.
-    pool: Option<Pool>,
+    /// `None` when `TEMPLATES=0`: every request starts its own sandbox.
+    templates: Option<Templates>,
 }
 
 impl Executor {
-    /// Builds the executor and, unless disabled, starts the pool (within the runtime).
+    /// Builds the executor and, unless disabled, starts the templates (within the runtime);
+    /// [`Executor::wait_for_templates`] waits until they have imported their modules.
     pub fn start(sandbox: Arc<dyn Sandbox>, cgroups: Option<CgroupRoot>, config: &Config) -> Self {
-        let pool = (config.pool.size > 0).then(|| {
-            Pool::start(
+        let templates = config.templates.enabled.then(|| {
+            Templates::start(
                 Arc::clone(&sandbox),
                 cgroups.clone(),
                 &config.limits,
-                config.pool.clone(),
+                config.templates.preload.clone(),
             )
         });
         let capacity = if sandbox.exclusive() && config.max_concurrency > 1 {
@@ -50,7 +51,16 @@ impl Executor {
             cgroups,
             limits: config.limits.clone(),
             admission: Admission::new(capacity, config.queue_wait),
-            pool,
+            templates,
+        }
+    }
+
+    /// Resolves once the templates are ready (or failed to start, then requests start cold).
+    pub async fn wait_for_templates(&self) {
+        if let Some(templates) = &self.templates {
+            templates
+                .wait_until_started(crate::sandbox::template::READY_TIMEOUT)
+                .await;
         }
     }
 
@@ -66,8 +76,8 @@ impl Executor {
         self.cgroups.as_ref().map(CgroupRoot::version)
     }
 
-    pub fn pool_status(&self) -> Option<PoolStatus> {
-        self.pool.as_ref().map(Pool::status)
+    pub fn templates_status(&self) -> Option<TemplatesStatus> {
+        self.templates.as_ref().map(Templates::status)
     }
 
     pub fn admission(&self) -> &Admission {
@@ -97,26 +107,28 @@ impl Executor {
     }
 
     async fn run(&self, job: Job) -> Result<ExecuteResponse, ApiError> {
-        // The pool refills when `_refill` drops, after the execution: a replacement's start
-        // must not compete for the CPU with the request it replaces.
-        let (warm, _refill) = match &self.pool {
-            Some(pool) => {
-                let (warm, refill) = pool.take(&job.script);
-                (warm, Some(refill))
-            }
-            None => (None, None),
+        let forked = match &self.templates {
+            Some(templates) => templates.fork(&job.script).await,
+            None => None,
         };
-        let warm_start = warm.is_some();
-        let sandbox = match warm {
-            Some(sandbox) => sandbox,
-            None => process::start(&*self.sandbox, self.cgroups.as_ref(), &self.limits, &[])
-                .map_err(|error| {
-                    tracing::error!(%error, "could not start a sandbox");
-                    sandbox_failed()
-                })?,
+        let (sandbox, warm_start) = match forked {
+            Some(Ok(sandbox)) => (sandbox, true),
+            Some(Err(error)) => {
+                // The template is there but this fork failed: a cold start still answers.
+                tracing::warn!(%error, "could not fork from the template; starting cold");
+                (self.start_cold()?, false)
+            }
+            None => (self.start_cold()?, false),
         };
         let mut execution = sandbox.run(&job).await;
         execution.warm_start = warm_start;
         interpret(&execution, &job.limits)
+    }
+
+    fn start_cold(&self) -> Result<process::Started, ApiError> {
+        process::start(&*self.sandbox, self.cgroups.as_ref(), &self.limits, &[]).map_err(|error| {
+            tracing::error!(%error, "could not start a sandbox");
+            sandbox_failed()
+        })
     }
 }

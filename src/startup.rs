@@ -82,6 +82,11 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
         sandbox, cgroups, ..
     } = probed;
     let executor = sandbox.map(|sandbox| Executor::start(sandbox, cgroups.ok(), &config));
+    // Before serving: on Lambda this is the init phase, which is not frozen, so the imports are
+    // paid for here rather than by the first invocation.
+    if let Ok(executor) = &executor {
+        executor.wait_for_templates().await;
+    }
     Ok(App { config, executor })
 }
 

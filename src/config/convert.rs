@@ -2,7 +2,7 @@
 //! parsed here (the values are typed already); this only groups them and applies the two rules
 //! that span settings: FORCE_COMPAT wins over SANDBOX, and a blank text setting means unset.
 
-use super::{ApiKey, Config, HttpConfig, PoolConfig, SandboxChoice, Settings};
+use super::{ApiKey, Config, HttpConfig, SandboxChoice, Settings, TemplateConfig};
 use crate::api::InputFileLimits;
 use crate::limits::Limits;
 use crate::offload::OffloadConfig;
@@ -28,11 +28,9 @@ impl From<Settings> for Config {
             max_file: s.file_size_limit_kib,
             max_total: s.max_input_files_kib,
         };
-        let pool = PoolConfig {
-            size: s.pool_size,
-            idle: s.pool_idle_s,
-            preload: s.pool_preload.0,
-            demand_window: s.pool_demand_window_s,
+        let templates = TemplateConfig {
+            enabled: s.templates,
+            preload: s.preload.0,
         };
         let offload = OffloadConfig {
             bucket: trimmed(s.result_bucket),
@@ -59,7 +57,7 @@ impl From<Settings> for Config {
             } else {
                 s.sandbox
             },
-            pool,
+            templates,
             max_concurrency: s.max_concurrency,
             queue_wait: s.queue_wait_ms,
             min_isolation: s.min_isolation,

@@ -61,7 +61,7 @@ pub struct Config {
     pub input_files: InputFileLimits,
     pub log_format: LogFormat,
     pub sandbox: SandboxChoice,
-    pub pool: PoolConfig,
+    pub templates: TemplateConfig,
     /// Executions that may run at once; more wait in a queue.
     pub max_concurrency: usize,
     /// How long a request may wait for an execution slot before it gets `OVERLOADED`.
@@ -92,26 +92,20 @@ pub struct HttpConfig {
     pub max_connections: usize,
 }
 
-/// The pool of sandboxes started ahead of time (see src/pool/).
+/// The templates executions are forked from (see src/templates/).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PoolConfig {
-    /// The most warm sandboxes kept per preload set; 0 turns the pool off.
-    pub size: usize,
-    /// A warm sandbox unused for this long is destroyed.
-    pub idle: Duration,
-    /// Modules preloaded in the "data" sandboxes; scripts importing any of them are sent there.
+pub struct TemplateConfig {
+    /// Off: every request starts a fresh sandbox and interpreter (the cold path).
+    pub enabled: bool,
+    /// Modules the "data" template imports; scripts importing any of them are forked from it.
     pub preload: Vec<String>,
-    /// How far back demand is counted when sizing each pool.
-    pub demand_window: Duration,
 }
 
-impl Default for PoolConfig {
+impl Default for TemplateConfig {
     fn default() -> Self {
         Self {
-            size: 2,
-            idle: Duration::from_secs(60),
+            enabled: true,
             preload: vec!["numpy".into(), "pandas".into(), "matplotlib.pyplot".into()],
-            demand_window: Duration::from_secs(60),
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::sandbox::isolation::Isolation;
 
 const LIMITS: &str = "Limits of one execution";
 const REQUESTS: &str = "Requests and the queue";
-const POOL: &str = "Warm pool";
+const TEMPLATES: &str = "Templates";
 const SANDBOX: &str = "Sandbox";
 const OFFLOAD: &str = "Large responses";
 const SERVICE: &str = "Service";
@@ -98,18 +98,12 @@ pub struct Settings {
     #[arg(long, env, default_value = "512", value_parser = Lenient(connections), help_heading = REQUESTS)]
     pub max_connections: usize,
 
-    /// Most warm sandboxes kept per kind (plain, data); 0 turns the pool off
-    #[arg(long, env, default_value = "2", value_parser = Lenient(number::<usize>), help_heading = POOL)]
-    pub pool_size: usize,
-    /// A warm sandbox unused this long is destroyed
-    #[arg(long, env, default_value = "60", value_parser = Lenient(seconds), help_heading = POOL)]
-    pub pool_idle_s: Duration,
-    /// Modules the data sandboxes import ahead of time (comma-separated)
-    #[arg(long, env, default_value = "numpy,pandas,matplotlib.pyplot", value_parser = Lenient(modules), help_heading = POOL)]
-    pub pool_preload: Modules,
-    /// How far back requests are counted to size each pool
-    #[arg(long, env, default_value = "60", value_parser = Lenient(seconds), help_heading = POOL)]
-    pub pool_demand_window_s: Duration,
+    /// 1 forks every execution from a template that has its modules imported; 0 starts a fresh sandbox (and interpreter) per request
+    #[arg(long, env, action = ArgAction::Set, default_value = "1", value_parser = Lenient(switch), help_heading = TEMPLATES)]
+    pub templates: bool,
+    /// Modules the data template imports once, for every script that imports any of them (comma-separated)
+    #[arg(long, env, default_value = "numpy,pandas,matplotlib.pyplot", value_parser = Lenient(modules), help_heading = TEMPLATES)]
+    pub preload: Modules,
 
     /// Which sandbox runs scripts: nsjail, compat, or auto (nsjail where the platform allows namespaces)
     #[arg(long, env, default_value = "auto", value_parser = Lenient(EnumValueParser::<SandboxChoice>::new()), help_heading = SANDBOX)]

@@ -27,7 +27,7 @@ fn defaults_are_the_designs() {
     assert_eq!(config.max_body, ByteSize::mib(1));
     assert_eq!(config.sandbox, SandboxChoice::Auto);
     assert_eq!(config.log_format, LogFormat::Auto);
-    assert_eq!(config.pool, PoolConfig::default());
+    assert_eq!(config.templates, TemplateConfig::default());
     assert_eq!(config.offload, OffloadConfig::default());
     assert_eq!(config.queue_wait, Duration::from_secs(10));
     // Cloud Run gives a container 10 s between SIGTERM and SIGKILL.
@@ -69,7 +69,7 @@ fn blank_means_the_default_and_spaces_are_ignored() {
         ("RESULT_BUCKET", " "),
         ("LAYER_DIR", ""),
         ("MAX_CONCURRENCY", ""),
-        ("POOL_SIZE", " 3 "),
+        ("TEMPLATES", " 0 "),
         ("SANDBOX", " compat"),
     ])
     .expect("blank settings are unset");
@@ -78,17 +78,16 @@ fn blank_means_the_default_and_spaces_are_ignored() {
     assert_eq!(config.api_key, None);
     assert_eq!(config.offload.bucket, None);
     assert_eq!(config.layer_dir, None);
-    assert_eq!(config.pool.size, 3);
+    assert!(!config.templates.enabled);
     assert_eq!(config.sandbox, SandboxChoice::Compat);
 }
 
 #[test]
-fn pool_settings() {
-    let config =
-        config(&[("POOL_SIZE", "0"), ("POOL_PRELOAD", "numpy, scipy.stats")]).expect("valid");
-    assert_eq!(config.pool.size, 0);
-    assert_eq!(config.pool.preload, vec!["numpy", "scipy.stats"]);
-    rejected("POOL_PRELOAD", "numpy;rm -rf");
+fn template_settings() {
+    let config = config(&[("TEMPLATES", "0"), ("PRELOAD", "numpy, scipy.stats")]).expect("valid");
+    assert!(!config.templates.enabled);
+    assert_eq!(config.templates.preload, vec!["numpy", "scipy.stats"]);
+    rejected("PRELOAD", "numpy;rm -rf");
 }
 
 #[test]

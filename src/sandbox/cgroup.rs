@@ -173,6 +173,15 @@ impl ExecCgroup {
         self.procs_files.clone()
     }
 
+    /// Moves a running process (and the children it starts from now on) into this cgroup.
+    pub fn adopt(&self, pid: i32) -> Result<(), CgroupError> {
+        for dir in &self.dirs {
+            let procs = dir.join("cgroup.procs");
+            fs::write(&procs, pid.to_string()).map_err(at(&procs))?;
+        }
+        Ok(())
+    }
+
     /// Reads the OOM counter, peak memory and CPU time.
     pub fn report(&self) -> CgroupReport {
         let first = &self.dirs[0];

@@ -18,6 +18,7 @@ pub mod pipes;
 pub mod process;
 pub mod protocol;
 pub mod seccomp;
+pub mod template;
 pub mod watch;
 
 use std::ffi::OsString;
@@ -91,6 +92,29 @@ impl fmt::Debug for LaunchPlan {
     }
 }
 
+/// How one execution forked from a template isolates itself (see [`template`]): the steps its
+/// process runs before any script exists, and what the service keeps for it meanwhile.
+pub struct ForkPlan {
+    pub spec: pyexec_isolate::Spec,
+    /// Variables the child sets over the template's environment (compat's scratch directory).
+    pub env: Vec<(String, String)>,
+    /// A Landlock ruleset the child enforces on itself.
+    pub landlock: Option<std::os::fd::OwnedFd>,
+    /// As `LaunchPlan::turn_taker`.
+    pub turn_taker: Option<std::sync::Arc<compat::scrub::SharedAreas>>,
+    /// As `LaunchPlan::keep_alive`.
+    pub keep_alive: Option<Box<dyn Send + Sync>>,
+}
+
+impl fmt::Debug for ForkPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ForkPlan")
+            .field("spec", &self.spec)
+            .field("env", &self.env)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The harness's own options (layer/harness.py): the result cap, and the modules a pooled
 /// sandbox imports before its job arrives.
 pub fn harness_options(limits: &Limits, preload: &[String]) -> Vec<OsString> {
@@ -118,6 +142,17 @@ pub trait Sandbox: Send + Sync + fmt::Debug {
     /// The plan for one sandbox with these limits; `preload` names modules the harness imports
     /// before its job arrives (for pooled sandboxes).
     fn plan(&self, limits: &Limits, preload: &[String]) -> Result<LaunchPlan, SandboxError>;
+
+    /// The plan for a template: the harness importing `preload` once, then forking one child
+    /// per execution on the service's request, never running a script itself.
+    fn template_plan(
+        &self,
+        limits: &Limits,
+        preload: &[String],
+    ) -> Result<LaunchPlan, SandboxError>;
+
+    /// What one execution forked from this sandbox's template does to isolate itself.
+    fn fork_plan(&self, limits: &Limits) -> Result<ForkPlan, SandboxError>;
 
     /// Whether executions cannot be isolated from each other while they run (compat under a
     /// shared uid without Landlock): then they must never overlap.

@@ -3,12 +3,14 @@
 //! policy is the service's own (`sandbox::seccomp`), handed to the harness, which installs it
 //! inside the jail before anything else.
 
-use std::ffi::OsString;
+use std::ffi::{CStr, CString, OsString};
+
+use pyexec_isolate::{Namespaces, Rlimit, Spec};
 use std::path::PathBuf;
 
 use super::isolation::Isolation;
 use super::seccomp::{Policy, SignalScope};
-use super::{harness_options, LaunchPlan, Sandbox, SandboxError, SandboxKind};
+use super::{harness_options, ForkPlan, LaunchPlan, Sandbox, SandboxError, SandboxKind};
 use crate::layer::Layer;
 use crate::limits::Limits;
 
@@ -17,6 +19,9 @@ const JAIL_PYTHON_DIR: &str = "/opt/python";
 const JAIL_HARNESS_DIR: &str = "/opt/harness";
 /// The unprivileged uid and gid the script runs as inside the jail ("nobody").
 const JAIL_ID: u32 = 65534;
+/// The private /tmp of each execution forked from a template: the policy file's /tmp mount
+/// (layer/nsjail.cfg), which a cold sandbox gets from nsjail.
+const JAIL_TMP_OPTIONS: &CStr = c"size=64m,nr_inodes=4096,mode=1777";
 /// nsjail's own time limit is a backstop behind the service's deadline, never the first to fire.
 const BACKSTOP_MARGIN_S: u64 = 5;
 
@@ -32,8 +37,8 @@ pub struct NsjailSandbox {
     /// Without per-execution cgroups, RLIMIT_NPROC is the only process limit left.
     process_rlimit: bool,
     isolation: Isolation,
-    /// The compiled system-call policy, as the harness's `--seccomp` argument.
-    seccomp: Option<String>,
+    /// The compiled system-call policy.
+    seccomp: Option<Policy>,
 }
 
 impl NsjailSandbox {
@@ -66,10 +71,29 @@ impl NsjailSandbox {
                 .seccomp
                 .then(|| Policy::build(SignalScope::Namespace))
                 .transpose()
-                .map_err(|error| SandboxError::Unavailable(error.to_string()))?
-                .map(|policy| policy.to_harness_argument()),
+                .map_err(|error| SandboxError::Unavailable(error.to_string()))?,
             isolation,
         })
+    }
+
+    /// nsjail's command line up to the harness's own options: the policy, `flags`, then the
+    /// interpreter running the harness.
+    fn command(&self, flags: Vec<String>) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec!["--config".into(), self.config.clone().into()];
+        args.extend(flags.into_iter().map(OsString::from));
+        args.extend(
+            [
+                "--",
+                &format!("{JAIL_PYTHON_DIR}/bin/python3"),
+                // -I: ignore PYTHON* variables, the user site and the script's directory;
+                // -B: the runtime is read-only, never try to write bytecode.
+                "-I",
+                "-B",
+                &format!("{JAIL_HARNESS_DIR}/harness.py"),
+            ]
+            .map(OsString::from),
+        );
+        args
     }
 
     fn flags(&self, limits: &Limits) -> Vec<String> {
@@ -114,33 +138,92 @@ impl Sandbox for NsjailSandbox {
     }
 
     fn plan(&self, limits: &Limits, preload: &[String]) -> Result<LaunchPlan, SandboxError> {
-        let mut args: Vec<OsString> = vec!["--config".into(), self.config.clone().into()];
-        args.extend(self.flags(limits).into_iter().map(OsString::from));
-        args.extend(
-            [
-                "--",
-                &format!("{JAIL_PYTHON_DIR}/bin/python3"),
-                // -I: ignore PYTHON* variables, the user site and the script's directory;
-                // -B: the runtime is read-only, never try to write bytecode.
-                "-I",
-                "-B",
-                &format!("{JAIL_HARNESS_DIR}/harness.py"),
-            ]
-            .map(OsString::from),
-        );
+        let mut args = self.command(self.flags(limits));
         args.extend(harness_options(limits, preload));
-        if let Some(programs) = &self.seccomp {
-            args.extend(["--seccomp".into(), programs.into()]);
+        if let Some(policy) = &self.seccomp {
+            args.extend(["--seccomp".into(), policy.to_harness_argument().into()]);
         }
-        Ok(LaunchPlan {
-            program: self.nsjail.clone(),
-            args,
-            // nsjail itself needs nothing; the jail's environment is set in the policy file.
+        Ok(nsjail_plan(self.nsjail.clone(), args))
+    }
+
+    fn template_plan(
+        &self,
+        limits: &Limits,
+        preload: &[String],
+    ) -> Result<LaunchPlan, SandboxError> {
+        let mut flags = self.flags(limits);
+        // The template lives as long as the service, and its children set their own CPU and
+        // process limits (`fork_plan`): no time limit, no CPU limit for the template itself.
+        set_flag(&mut flags, "--time_limit", "0");
+        set_flag(&mut flags, "--rlimit_cpu", "inf");
+        if let Some(index) = flags.iter().position(|flag| flag == "--rlimit_nproc") {
+            flags.drain(index..index + 2);
+        }
+        // Each child writes its nested user namespace's id maps under /proc, so the template's
+        // /proc is writable; every child mounts its own read-only /proc over it before any
+        // script exists.
+        flags.extend(["--mount".into(), "none:/proc:proc:rw".into()]);
+        let mut args = self.command(flags);
+        args.extend(harness_options(limits, preload));
+        args.push("--template".into());
+        Ok(nsjail_plan(self.nsjail.clone(), args))
+    }
+
+    fn fork_plan(&self, limits: &Limits) -> Result<ForkPlan, SandboxError> {
+        let mut rlimits = vec![Rlimit {
+            resource: libc::RLIMIT_CPU,
+            value: limits.cpu_hard_seconds(),
+        }];
+        if self.process_rlimit {
+            rlimits.push(Rlimit {
+                resource: libc::RLIMIT_NPROC,
+                value: limits.processes.into(),
+            });
+        }
+        let spec = Spec {
+            rlimits,
+            identity: None,
+            namespaces: Some(Namespaces {
+                id: JAIL_ID,
+                tmp_options: CString::from(JAIL_TMP_OPTIONS),
+            }),
+            workdir: Some(CString::from(c"/tmp")),
+            no_new_privs: true,
+            seccomp: self
+                .seccomp
+                .as_ref()
+                .map(Policy::programs_for_isolation)
+                .unwrap_or_default(),
+            signal_guard: None,
+        };
+        Ok(ForkPlan {
+            spec,
             env: Vec::new(),
-            hardening: None,
-            after_spawn: None,
+            landlock: None,
             turn_taker: None,
             keep_alive: None,
         })
+    }
+}
+
+/// Replaces the value that follows `flag`.
+fn set_flag(flags: &mut [String], flag: &str, value: &str) {
+    if let Some(index) = flags.iter().position(|f| f == flag) {
+        if let Some(slot) = flags.get_mut(index + 1) {
+            *slot = value.into();
+        }
+    }
+}
+
+fn nsjail_plan(nsjail: PathBuf, args: Vec<OsString>) -> LaunchPlan {
+    LaunchPlan {
+        program: nsjail,
+        args,
+        // nsjail itself needs nothing; the jail's environment is set in the policy file.
+        env: Vec::new(),
+        hardening: None,
+        after_spawn: None,
+        turn_taker: None,
+        keep_alive: None,
     }
 }

@@ -31,6 +31,20 @@ impl ChildPipe {
     }
 }
 
+/// The pipe a job travels on: the write end stays with the service (non-blocking), the read
+/// end becomes the sandbox's stdin.
+pub fn job_pipe() -> io::Result<(pipe::Sender, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    set_nonblocking(&write)?;
+    Ok((pipe::Sender::from_owned_fd(write)?, read))
+}
+
 fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     let raw = fd.as_raw_fd();
     // SAFETY: fcntl on an fd we own, with valid commands.

@@ -13,8 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use tokio::io::unix::AsyncFd;
 use tokio::io::AsyncWriteExt;
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::net::unix::pipe;
+use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -103,20 +105,107 @@ impl Drain {
 pub struct Started {
     kind: SandboxKind,
     isolation: Isolation,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: Drain,
-    stderr: Drain,
-    channel: Drain,
-    tool_log: Drain,
+    leader: Leader,
+    streams: Streams,
     cgroup: Option<ExecCgroup>,
     /// The session (and process group) the sandbox leads.
     session: i32,
     keep_alive: KeepAlive,
     /// Where executions take turns (see `LaunchPlan::turn_taker`).
     turn_taker: Option<Arc<SharedAreas>>,
-    /// Dropped after tokio has waited for the child, never before (see `sandbox::live`).
-    registration: live::Registration,
+}
+
+/// The service's ends of a sandbox's stdio, report channel and tool log.
+#[derive(Debug)]
+pub(super) struct Streams {
+    stdin: Option<pipe::Sender>,
+    stdout: Drain,
+    stderr: Drain,
+    channel: Drain,
+    tool_log: Drain,
+}
+
+/// The sandbox's ends of the same, for the process that leads it.
+#[derive(Debug)]
+pub(super) struct SandboxEnds {
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    pub channel: OwnedFd,
+    pub tool_log: OwnedFd,
+}
+
+impl Streams {
+    /// Pipes for one execution with `limits`, their drains already running.
+    pub(super) fn open(limits: &Limits) -> Result<(Self, SandboxEnds), SandboxError> {
+        let pipe = || ChildPipe::new().map_err(SandboxError::Pipe);
+        let (stdout, stdout_end) = Drain::spawn(pipe()?, limits.stdout.as_usize(), Completion::Eof);
+        let (stderr, stderr_end) = Drain::spawn(pipe()?, limits.stderr.as_usize(), Completion::Eof);
+        let channel_cap = channel_cap(limits);
+        let (channel, channel_end) = Drain::spawn(pipe()?, channel_cap, Completion::Report);
+        let (tool_log, tool_log_end) = Drain::spawn(pipe()?, TOOL_LOG_CAP, Completion::Eof);
+        let (stdin, stdin_end) = super::pipes::job_pipe().map_err(SandboxError::Pipe)?;
+        let streams = Self {
+            stdin: Some(stdin),
+            stdout,
+            stderr,
+            channel,
+            tool_log,
+        };
+        let ends = SandboxEnds {
+            stdin: stdin_end,
+            stdout: stdout_end,
+            stderr: stderr_end,
+            channel: channel_end,
+            tool_log: tool_log_end,
+        };
+        Ok((streams, ends))
+    }
+}
+
+/// The sandbox's first process, which the service watches and kills.
+#[derive(Debug)]
+enum Leader {
+    /// Started by the service (nsjail, or compat's harness): tokio waits for it. The
+    /// registration is dropped after that wait, never before (see `sandbox::live`).
+    Spawned {
+        child: Child,
+        _registration: live::Registration,
+    },
+    /// Forked by a template (not the service's child): watched through a pidfd.
+    Forked(AsyncFd<OwnedFd>),
+}
+
+impl Leader {
+    /// Resolves when the leader has exited: with its status when the service is its parent.
+    async fn wait(&mut self) -> Option<ExitStatus> {
+        match self {
+            Self::Spawned { child, .. } => child.wait().await.ok(),
+            Self::Forked(pidfd) => {
+                // A pidfd turns readable when its process exits, and stays so.
+                let _ = pidfd.readable().await;
+                None
+            }
+        }
+    }
+
+    fn start_kill(&mut self) {
+        match self {
+            Self::Spawned { child, .. } => {
+                let _ = child.start_kill();
+            }
+            // SAFETY: pidfd_send_signal on a pidfd we own: it can only reach that process.
+            Self::Forked(pidfd) => unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    pidfd.get_ref().as_raw_fd(),
+                    libc::SIGKILL,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                );
+            },
+        }
+    }
 }
 
 /// What lives exactly as long as the sandbox (scratch space, a held uid, the signal guard).
@@ -137,35 +226,29 @@ pub fn start(
 ) -> Result<Started, SandboxError> {
     let plan = sandbox.plan(limits, preload)?;
     let cgroup = cgroups.map(|root| root.create(limits)).transpose()?;
-    let pipe = || ChildPipe::new().map_err(SandboxError::Pipe);
-    let (stdout, stdout_end) = Drain::spawn(pipe()?, limits.stdout.as_usize(), Completion::Eof);
-    let (stderr, stderr_end) = Drain::spawn(pipe()?, limits.stderr.as_usize(), Completion::Eof);
-    let channel_cap = channel_cap(limits);
-    let (channel, channel_end) = Drain::spawn(pipe()?, channel_cap, Completion::Report);
-    let (tool_log, tool_log_end) = Drain::spawn(pipe()?, TOOL_LOG_CAP, Completion::Eof);
-
+    let (streams, ends) = Streams::open(limits)?;
     let mut command = Command::new(&plan.program);
     command
         .args(&plan.args)
         .env_clear()
         .envs(plan.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::from(stdout_end))
-        .stderr(Stdio::from(stderr_end))
+        .stdin(Stdio::from(ends.stdin))
+        .stdout(Stdio::from(ends.stdout))
+        .stderr(Stdio::from(ends.stderr))
         .kill_on_drop(true);
     let setup = ChildSetup {
         cgroup_procs: cgroup
             .as_ref()
             .map(ExecCgroup::procs_files)
             .unwrap_or_default(),
-        channel_fd: channel_end.as_raw_fd(),
-        tool_log_fd: tool_log_end.as_raw_fd(),
+        channel_fd: ends.channel.as_raw_fd(),
+        tool_log_fd: ends.tool_log.as_raw_fd(),
         hardening: plan.hardening,
     };
     // SAFETY: ChildSetup::run only makes async-signal-safe calls on pre-built data.
     unsafe { command.pre_exec(setup.into_closure()) };
     let mut pids = live::lock();
-    let mut child = command.spawn().map_err(|source| SandboxError::Spawn {
+    let child = command.spawn().map_err(|source| SandboxError::Spawn {
         program: plan.program.clone(),
         source,
     })?;
@@ -186,22 +269,52 @@ pub fn start(
     }
     // The write ends now live in the child (the Command held the stdio ones and is dropped
     // here too); ours must close or EOF would never come.
-    drop((command, channel_end, tool_log_end));
+    drop((command, ends.channel, ends.tool_log));
     Ok(Started {
         kind: sandbox.kind(),
         isolation: sandbox.isolation(),
         session,
-        stdin: child.stdin.take(),
-        stdout,
-        stderr,
-        channel,
-        tool_log,
-        child,
+        leader: Leader::Spawned {
+            child,
+            _registration: registration,
+        },
+        streams,
         cgroup,
         keep_alive: KeepAlive(keep_alive),
         turn_taker: plan.turn_taker,
-        registration,
     })
+}
+
+/// What a template's fork hands over once its child is isolated (`sandbox::template`).
+pub(super) struct ForkedSandbox {
+    pub kind: SandboxKind,
+    pub isolation: Isolation,
+    pub pidfd: OwnedFd,
+    /// The child's pid here, which is its session and process group.
+    pub pid: i32,
+    pub streams: Streams,
+    pub cgroup: Option<ExecCgroup>,
+    pub keep_alive: Vec<Box<dyn Send + Sync>>,
+    pub turn_taker: Option<Arc<SharedAreas>>,
+}
+
+impl Started {
+    pub(super) fn forked(forked: ForkedSandbox) -> Result<Self, SandboxError> {
+        // SAFETY: the AsyncFd owns the pidfd, which stays open and the same until dropped.
+        let pidfd =
+            unsafe { AsyncFd::register_with_interest(forked.pidfd, tokio::io::Interest::READABLE) }
+                .map_err(|error| SandboxError::Failed(format!("watching the fork: {error}")))?;
+        Ok(Self {
+            kind: forked.kind,
+            isolation: forked.isolation,
+            leader: Leader::Forked(pidfd),
+            streams: forked.streams,
+            cgroup: forked.cgroup,
+            session: forked.pid,
+            keep_alive: KeepAlive(forked.keep_alive),
+            turn_taker: forked.turn_taker,
+        })
+    }
 }
 
 /// How the wait for an execution ended.
@@ -220,20 +333,6 @@ impl Started {
         self.kind
     }
 
-    /// Whether the sandbox is still waiting (a pooled one may have died while idle).
-    pub fn is_alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Ends a sandbox that will not be used (an expired or surplus pooled one).
-    pub async fn discard(mut self) {
-        self.kill();
-        let _ = self.child.wait().await;
-        if let Some(cgroup) = self.cgroup.take() {
-            cgroup.destroy().await;
-        }
-    }
-
     /// Hands over the job and sees the execution through to the end.
     pub async fn run(mut self, job: &Job) -> Execution {
         // Where executions take turns, the job waits for the previous one's cleanup.
@@ -249,8 +348,8 @@ impl Started {
         let deadline = tokio::time::Instant::from_std(started_at + job.limits.wall);
         let feeder = self.feed(job);
         let ended = tokio::select! {
-            report = &mut self.channel.task => Ended::Reported(report.unwrap_or_default()),
-            status = self.child.wait() => Ended::Exited(status.ok()),
+            report = &mut self.streams.channel.task => Ended::Reported(report.unwrap_or_default()),
+            status = self.leader.wait() => Ended::Exited(status),
             () = tokio::time::sleep_until(deadline) => Ended::TimedOut,
             _ = watch.tripped(self.cgroup.as_ref()) => Ended::OverLimit,
             () = live::aborted() => Ended::Aborted,
@@ -269,9 +368,11 @@ impl Started {
         let aborted = matches!(ended, Ended::Aborted);
         let (exit, timed_out, channel) = match ended {
             Ended::Reported(report) => (None, false, report),
-            Ended::Exited(status) => (status, false, self.channel.collect().await),
-            Ended::TimedOut => (None, true, self.channel.collect().await),
-            Ended::OverLimit | Ended::Aborted => (None, false, self.channel.collect().await),
+            Ended::Exited(status) => (status, false, self.streams.channel.collect().await),
+            Ended::TimedOut => (None, true, self.streams.channel.collect().await),
+            Ended::OverLimit | Ended::Aborted => {
+                (None, false, self.streams.channel.collect().await)
+            }
         };
         let execution = Execution {
             kind: self.kind,
@@ -279,22 +380,21 @@ impl Started {
             exit,
             timed_out,
             aborted,
-            stdout: self.stdout.collect().await,
-            stderr: self.stderr.collect().await,
+            stdout: self.streams.stdout.collect().await,
+            stderr: self.streams.stderr.collect().await,
             channel,
-            tool_log: self.tool_log.collect().await,
+            tool_log: self.streams.tool_log.collect().await,
             wall,
             cgroup,
             watched: watch.observed(),
             warm_start: false,
         };
         tokio::spawn(teardown(Remains {
-            child: self.child,
+            leader: self.leader,
             cgroup: self.cgroup,
             session: self.session,
             keep_alive: self.keep_alive,
             turn,
-            registration: self.registration,
         }));
         execution
     }
@@ -304,7 +404,7 @@ impl Started {
     fn feed(&mut self, job: &Job) -> JoinHandle<()> {
         let payload =
             json!({ "script": job.script, "args": job.args, "files": job.files }).to_string();
-        let stdin = self.stdin.take();
+        let stdin = self.streams.stdin.take();
         tokio::spawn(async move {
             if let Some(mut stdin) = stdin {
                 // A sandbox that dies early closes its stdin; that shows up in its report.
@@ -318,26 +418,25 @@ impl Started {
             cgroup.kill_all();
         }
         kill_group(self.session);
-        let _ = self.child.start_kill();
+        self.leader.start_kill();
     }
 }
 
 /// What is left of a sandbox once its execution is over.
 struct Remains {
-    child: Child,
+    /// Dropped last, once waited for (its registration with it).
+    leader: Leader,
     cgroup: Option<ExecCgroup>,
     session: i32,
     keep_alive: KeepAlive,
     turn: Option<Turn>,
-    /// Dropped last, once tokio has waited for the child.
-    registration: live::Registration,
 }
 
 /// After the answer: reap the killed sandbox, see its process group empty, then remove its
 /// cgroup, scratch space and hold on its uid, and end its turn (which empties the shared
 /// places), and forget its pid, now that tokio has waited for it.
 async fn teardown(mut remains: Remains) {
-    let _ = remains.child.wait().await;
+    let _ = remains.leader.wait().await;
     if let Some(cgroup) = remains.cgroup.take() {
         cgroup.destroy().await;
     }
@@ -347,7 +446,7 @@ async fn teardown(mut remains: Remains) {
         // shared places for the next execution), and the pid last.
         drop(remains.keep_alive);
         drop(remains.turn);
-        drop(remains.registration);
+        drop(remains.leader);
     })
     .await;
 }

@@ -84,15 +84,3 @@ pub fn kernel_abi() -> u32 {
     };
     u32::try_from(abi).unwrap_or(0)
 }
-
-/// Enforces a prepared ruleset on the calling process. Async-signal-safe: one system call.
-pub fn restrict_self(ruleset: &OwnedFd) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a valid ruleset fd and no flags; no_new_privs is already set by the caller.
-    let result =
-        unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0u32) };
-    if result < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}

@@ -25,13 +25,17 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use pyexec_isolate::Spec;
+
 use self::child::{ChildHardening, Identity};
 use self::rlimits::ProcessLimit;
 use self::scrub::SharedAreas;
 use self::signals::ListenerChannel;
 use super::isolation::Isolation;
 use super::seccomp::{Policy, SignalScope};
-use super::{harness_options, AfterSpawn, LaunchPlan, Sandbox, SandboxError, SandboxKind};
+use super::{
+    harness_options, AfterSpawn, ForkPlan, LaunchPlan, Sandbox, SandboxError, SandboxKind,
+};
 use crate::layer::Layer;
 use crate::limits::Limits;
 
@@ -125,16 +129,20 @@ impl CompatSandbox {
         Ok(Scratch::Private(scratch))
     }
 
-    fn hardening(
-        &self,
-        limits: &Limits,
-        identity: Option<Identity>,
-        scratch: &Path,
-    ) -> Result<ChildHardening, SandboxError> {
+    /// What every execution gets, however it starts: a uid of its own (as root), its scratch
+    /// directory, and its isolation steps with the Landlock ruleset they enforce.
+    fn prepare(&self, limits: &Limits) -> Result<Prepared, SandboxError> {
+        let held = self.uids.as_ref().map(|uids| uids.take());
+        let identity = held.map(|held| held.identity);
+        let uid_release = held.map(|held| UidRelease {
+            uids: Arc::clone(self.uids.as_ref().expect("identity comes from the pool")),
+            uid: held.identity.uid,
+        });
+        let scratch = self.scratch(identity)?;
         let landlock = if self.isolation.landlock {
             let policy = landlock::FsPolicy {
                 runtime: &self.runtime,
-                scratch,
+                scratch: scratch.path(),
             };
             let failed =
                 |error: &dyn std::fmt::Display| SandboxError::Failed(format!("landlock: {error}"));
@@ -151,15 +159,25 @@ impl CompatSandbox {
             // The cgroup counts exactly; a shared uid's count would only add noise.
             rlimits.retain(|limit| limit.resource != libc::RLIMIT_NPROC);
         }
-        Ok(ChildHardening {
+        let seccomp = self.isolation.seccomp.then_some(&*self.seccomp);
+        let spec = Spec {
             rlimits,
             identity,
-            scratch: CString::new(scratch.as_os_str().as_bytes())
-                .map_err(|_| SandboxError::Failed("the scratch path has a NUL byte".into()))?,
+            namespaces: None,
+            workdir: Some(
+                CString::new(scratch.path().as_os_str().as_bytes())
+                    .map_err(|_| SandboxError::Failed("the scratch path has a NUL byte".into()))?,
+            ),
             no_new_privs: self.isolation.no_new_privs,
+            seccomp: seccomp
+                .map(Policy::programs_for_isolation)
+                .unwrap_or_default(),
+            signal_guard: seccomp.and_then(Policy::signal_guard_for_isolation),
+        };
+        Ok(Prepared {
+            spec,
             landlock,
-            seccomp: self.isolation.seccomp.then(|| self.seccomp.clone()),
-            listener_socket: None,
+            keep_alive: Box::new((scratch, uid_release)),
         })
     }
 
@@ -210,11 +228,14 @@ impl Sandbox for CompatSandbox {
     }
 
     fn plan(&self, limits: &Limits, preload: &[String]) -> Result<LaunchPlan, SandboxError> {
-        let identity = self.uids.as_ref().map(|uids| uids.take());
-        let scratch = self.scratch(identity.map(|held| held.identity))?;
-        let mut hardening =
-            self.hardening(limits, identity.map(|held| held.identity), scratch.path())?;
-        let guarded = self.isolation.seccomp && self.seccomp.supervised_signals.is_some();
+        let prepared = self.prepare(limits)?;
+        let workdir = prepared.workdir();
+        let guarded = prepared.spec.signal_guard.is_some();
+        let mut hardening = ChildHardening {
+            spec: prepared.spec,
+            landlock: prepared.landlock,
+            listener_socket: None,
+        };
         let channel = guarded
             .then(ListenerChannel::new)
             .transpose()
@@ -230,23 +251,76 @@ impl Sandbox for CompatSandbox {
             }
             None => None,
         };
-        // -I: ignore PYTHON* variables, the user site and the script's directory;
-        // -B: never write bytecode into the runtime.
-        let mut args: Vec<OsString> = vec!["-I".into(), "-B".into(), self.harness.clone().into()];
+        let mut args = self.interpreter_args();
         args.extend(harness_options(limits, preload));
-        let uid_release = identity.map(|held| UidRelease {
-            uids: Arc::clone(self.uids.as_ref().expect("identity comes from the pool")),
-            uid: held.identity.uid,
-        });
         Ok(LaunchPlan {
             program: self.python.clone(),
             args,
-            env: self.environment(scratch.path()),
+            env: self.environment(&workdir),
             hardening: Some(Box::new(move || hardening.run())),
             after_spawn,
             turn_taker: self.shared_areas.clone(),
-            keep_alive: Some(Box::new((scratch, uid_release))),
+            keep_alive: Some(prepared.keep_alive),
         })
+    }
+
+    fn template_plan(
+        &self,
+        limits: &Limits,
+        preload: &[String],
+    ) -> Result<LaunchPlan, SandboxError> {
+        let mut args = self.interpreter_args();
+        args.extend(harness_options(limits, preload));
+        args.push("--template".into());
+        // The template's own rlimits are the service's: each child sets its execution's own.
+        // Its environment is every execution's but HOME and TMPDIR (each child sets those).
+        Ok(LaunchPlan {
+            program: self.python.clone(),
+            args,
+            env: self.environment(&std::env::temp_dir()),
+            hardening: None,
+            after_spawn: None,
+            turn_taker: None,
+            keep_alive: None,
+        })
+    }
+
+    fn fork_plan(&self, limits: &Limits) -> Result<ForkPlan, SandboxError> {
+        let prepared = self.prepare(limits)?;
+        let workdir = prepared.workdir();
+        let env = ["HOME", "TMPDIR"]
+            .map(|key| (key.to_owned(), workdir.to_string_lossy().into_owned()))
+            .into();
+        Ok(ForkPlan {
+            spec: prepared.spec,
+            env,
+            landlock: prepared.landlock,
+            turn_taker: self.shared_areas.clone(),
+            keep_alive: Some(prepared.keep_alive),
+        })
+    }
+}
+
+impl CompatSandbox {
+    /// -I: ignore PYTHON* variables, the user site and the script's directory;
+    /// -B: never write bytecode into the runtime.
+    fn interpreter_args(&self) -> Vec<OsString> {
+        vec!["-I".into(), "-B".into(), self.harness.clone().into()]
+    }
+}
+
+/// One execution's share of the sandbox, prepared before it starts (see `prepare`).
+struct Prepared {
+    spec: Spec,
+    landlock: Option<std::os::fd::OwnedFd>,
+    /// The scratch directory and the held uid, released with the execution.
+    keep_alive: Box<dyn Send + Sync>,
+}
+
+impl Prepared {
+    fn workdir(&self) -> PathBuf {
+        let workdir = self.spec.workdir.as_deref().map(|path| path.to_bytes());
+        PathBuf::from(std::ffi::OsStr::from_bytes(workdir.unwrap_or(b"/tmp")))
     }
 }
 

@@ -6,12 +6,7 @@
 
 use crate::limits::Limits;
 
-/// One limit, soft and hard alike: a script must not raise any of them back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rlimit {
-    pub resource: libc::__rlimit_resource_t,
-    pub value: libc::rlim_t,
-}
+pub use pyexec_isolate::Rlimit;
 
 /// How many processes the sandbox's uid may have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,27 +55,11 @@ pub fn own_threads() -> u64 {
         .unwrap_or(64)
 }
 
-/// Sets every limit. Async-signal-safe: only setrlimit(2) on prepared values.
-/// Sets the limits `which` selects; no allocation, as it runs between fork and exec.
-pub fn apply_where(rlimits: &[Rlimit], which: impl Fn(&Rlimit) -> bool) -> std::io::Result<()> {
-    for limit in rlimits.iter().filter(|limit| which(limit)) {
-        let value = libc::rlimit {
-            rlim_cur: limit.value,
-            rlim_max: limit.value,
-        };
-        // SAFETY: a valid resource and a pointer to a live struct.
-        if unsafe { libc::setrlimit(limit.resource, &value) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn value(rlimits: &[Rlimit], resource: libc::__rlimit_resource_t) -> u64 {
+    fn value(rlimits: &[Rlimit], resource: u32) -> u64 {
         rlimits
             .iter()
             .find(|limit| limit.resource == resource)

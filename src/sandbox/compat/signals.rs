@@ -16,7 +16,6 @@ use tokio::io::Interest;
 use tokio::task::JoinHandle;
 
 use crate::procfs::Stat;
-use crate::sandbox::seccomp;
 
 /// The two ends of the socket pair the listener travels over.
 #[derive(Debug)]
@@ -50,88 +49,13 @@ impl ListenerChannel {
     }
 }
 
-/// In the child, between fork and exec: installs the signal filter and sends its listener to
-/// the service. Only system calls on prepared data.
-pub fn install_and_send(program: &seccompiler::BpfProgram, socket: RawFd) -> io::Result<()> {
-    let listener = seccomp::install_with_listener(program)?;
-    let sent = send_fd(socket, listener);
-    // SAFETY: closing the fd this function created.
-    unsafe { libc::close(listener) };
-    sent
-}
-
-/// One byte of payload and room for one fd: the buffers a message carrying a listener needs.
-struct Envelope {
-    /// Aligned for cmsghdr.
-    control: [u64; 4],
-    byte: [u8; 1],
-    iov: libc::iovec,
-}
-
-impl Envelope {
-    fn new() -> Self {
-        Self {
-            control: [0; 4],
-            byte: [0],
-            iov: libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 1,
-            },
-        }
-    }
-
-    /// A msghdr over this envelope's buffers, with `control_len` bytes of control data.
-    /// No allocation: it is used between fork and exec.
-    fn message(&mut self, control_len: usize) -> libc::msghdr {
-        self.iov.iov_base = self.byte.as_mut_ptr().cast();
-        // SAFETY: an all-zero msghdr is valid; its pointers are set to our buffers below.
-        let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
-        message.msg_iov = &mut self.iov;
-        message.msg_iovlen = 1;
-        message.msg_control = self.control.as_mut_ptr().cast();
-        message.msg_controllen = control_len;
-        message
-    }
-}
-
-fn send_fd(socket: RawFd, fd: RawFd) -> io::Result<()> {
-    let fd_size = std::mem::size_of::<RawFd>() as u32;
-    let mut envelope = Envelope::new();
-    // SAFETY: CMSG_SPACE is arithmetic.
-    let message = envelope.message(unsafe { libc::CMSG_SPACE(fd_size) } as usize);
-    // SAFETY: the control buffer holds one cmsghdr with room for one fd; it outlives the call.
-    unsafe {
-        let header = libc::CMSG_FIRSTHDR(&message);
-        (*header).cmsg_level = libc::SOL_SOCKET;
-        (*header).cmsg_type = libc::SCM_RIGHTS;
-        (*header).cmsg_len = libc::CMSG_LEN(fd_size) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(header).cast::<RawFd>(), fd);
-        if libc::sendmsg(socket, &message, libc::MSG_NOSIGNAL) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-/// In the service, right after the spawn: the listener the child sent (it did so before exec,
-/// and the spawn returns only after exec, so it is waiting).
+/// In the service, once the child said it installed the filter: the listener it sent (the cold
+/// path's child did so before exec, and the spawn returns only after exec, so it is waiting).
 pub fn receive_listener(socket: &OwnedFd) -> io::Result<OwnedFd> {
-    let mut envelope = Envelope::new();
-    let control_len = std::mem::size_of_val(&envelope.control);
-    let mut message = envelope.message(control_len);
-    // SAFETY: msghdr over buffers that outlive the call; the fd is taken only when present.
-    unsafe {
-        let flags = libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC;
-        if libc::recvmsg(socket.as_raw_fd(), &mut message, flags) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let header = libc::CMSG_FIRSTHDR(&message);
-        if header.is_null() || (*header).cmsg_type != libc::SCM_RIGHTS {
-            return Err(io::Error::other("no listener arrived with the message"));
-        }
-        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(header).cast::<RawFd>());
-        Ok(OwnedFd::from_raw_fd(fd))
-    }
+    let mut buffer = [0u8; pyexec_isolate::fdpass::MAX_MESSAGE];
+    let (_, fd) =
+        pyexec_isolate::fdpass::receive(socket.as_raw_fd(), &mut buffer, libc::MSG_DONTWAIT)?;
+    fd.ok_or_else(|| io::Error::other("no listener arrived with the message"))
 }
 
 /// Answers the sandbox's notifications until every process under the filter is gone. The

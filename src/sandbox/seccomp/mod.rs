@@ -87,6 +87,19 @@ impl Policy {
         })
     }
 
+    /// The errno programs as the isolation steps install them (`pyexec_isolate::Spec`).
+    pub fn programs_for_isolation(&self) -> Vec<Vec<libc::sock_filter>> {
+        self.programs
+            .iter()
+            .map(|program| to_libc(program))
+            .collect()
+    }
+
+    /// The signal guard's program as the isolation steps install it.
+    pub fn signal_guard_for_isolation(&self) -> Option<Vec<libc::sock_filter>> {
+        self.supervised_signals.as_deref().map(to_libc)
+    }
+
     /// The errno programs as one argument for the harness (`--seccomp`): each program's
     /// instructions in hex, programs separated by commas.
     pub fn to_harness_argument(&self) -> String {
@@ -105,6 +118,19 @@ impl Policy {
         }
         text
     }
+}
+
+/// seccompiler's instructions have the kernel's layout under their own name.
+fn to_libc(program: &[seccompiler::sock_filter]) -> Vec<libc::sock_filter> {
+    program
+        .iter()
+        .map(|instruction| libc::sock_filter {
+            code: instruction.code,
+            jt: instruction.jt,
+            jf: instruction.jf,
+            k: instruction.k,
+        })
+        .collect()
 }
 
 fn compile(

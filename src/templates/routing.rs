@@ -1,8 +1,8 @@
-//! Which warm sandbox suits a script: a cheap scan of its import statements.
+//! Which template suits a script: a cheap scan of its import statements.
 //!
-//! A heuristic, and a safe one: a script sent to the plain pool that imports numpy after all
-//! just imports it itself (slower, equally correct), and one sent to the data pool by a false
-//! match only carries modules it does not use.
+//! A heuristic, and a safe one: a script sent to the plain template that imports numpy after
+//! all just imports it itself (slower, equally correct), and one sent to the data template by a
+//! false match only carries modules it does not use.
 
 /// Whether the script imports any of `modules` (by top-level package) in an `import` or
 /// `from ... import` statement, at any indentation.

@@ -1,0 +1,96 @@
+//! The C entry points a template's child calls (layer/harness_template.py, through ctypes),
+//! right after the template forked it and before anything else:
+//!
+//! 1. [`pyexec_enter`]: a session of its own; its pidfd to the service, which moves it into
+//!    the execution's cgroup and answers "go"; then the first half of the spec. Returns 1 when
+//!    the spec made a new PID namespace (the caller forks, and the child goes on), else 0.
+//! 2. [`pyexec_confine`]: the second half, then "isolated" to the service.
+//!
+//! Both return a negative number on failure, after telling the service which step failed and
+//! why; the caller then exits without running anything.
+
+use std::ffi::c_int;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+use crate::fdpass;
+use crate::spec::Spec;
+use crate::steps::Fds;
+
+/// # Safety
+/// `spec` points to `length` readable bytes; `status` is the child's end of its status socket.
+#[no_mangle]
+pub unsafe extern "C" fn pyexec_enter(spec: *const u8, length: usize, status: c_int) -> c_int {
+    // SAFETY: the caller's promise.
+    let bytes = unsafe { std::slice::from_raw_parts(spec, length) };
+    let entered = decode(bytes).and_then(|spec| {
+        handshake(status)?;
+        spec.enter()
+            .map_err(|error| ("entering the sandbox", error))?;
+        Ok(c_int::from(spec.namespaces.is_some()))
+    });
+    answer(status, entered)
+}
+
+/// # Safety
+/// As [`pyexec_enter`]; `landlock` is a ruleset fd, or negative for none.
+#[no_mangle]
+pub unsafe extern "C" fn pyexec_confine(
+    spec: *const u8,
+    length: usize,
+    status: c_int,
+    landlock: c_int,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    let bytes = unsafe { std::slice::from_raw_parts(spec, length) };
+    let confined = decode(bytes).and_then(|spec| {
+        let fds = Fds {
+            landlock: (landlock >= 0).then_some(landlock),
+            listener_socket: Some(status),
+        };
+        spec.confine(fds).map_err(|error| ("confining", error))?;
+        fdpass::send(status, fdpass::ISOLATED, None).map_err(|error| ("reporting", error))?;
+        Ok(0)
+    });
+    answer(status, confined)
+}
+
+type Step<T> = Result<T, (&'static str, io::Error)>;
+
+fn decode(bytes: &[u8]) -> Step<Spec> {
+    Spec::decode(bytes).map_err(|_| ("decoding", io::Error::from(io::ErrorKind::InvalidData)))
+}
+
+/// A session of its own (one signal to the group reaches the whole execution), then the pidfd
+/// out and the service's "go" back.
+fn handshake(status: RawFd) -> Step<()> {
+    // SAFETY: setsid takes no arguments.
+    if unsafe { libc::setsid() } < 0 {
+        return Err(("starting a session", io::Error::last_os_error()));
+    }
+    let pidfd = fdpass::own_pidfd().map_err(|error| ("opening a pidfd", error))?;
+    fdpass::send(status, fdpass::PID, Some(pidfd.as_raw_fd()))
+        .map_err(|error| ("sending the pidfd", error))?;
+    drop(pidfd);
+    let mut buffer = [0u8; fdpass::MAX_MESSAGE];
+    let (length, _) =
+        fdpass::receive(status, &mut buffer, 0).map_err(|error| ("waiting for go", error))?;
+    if &buffer[..length] != fdpass::GO {
+        return Err((
+            "waiting for go",
+            io::Error::from(io::ErrorKind::ConnectionAborted),
+        ));
+    }
+    Ok(())
+}
+
+fn answer(status: RawFd, result: Step<c_int>) -> c_int {
+    match result {
+        Ok(value) => value,
+        Err((step, error)) => {
+            let message = format!("error: {step}: {error}");
+            let _ = fdpass::send(status, message.as_bytes(), None);
+            -1
+        }
+    }
+}

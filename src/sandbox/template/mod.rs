@@ -1,0 +1,318 @@
+//! Templates: one long-lived harness per preload set that imports its modules once and then
+//! forks a child for every execution, so no execution pays for starting Python or importing
+//! pandas, and children share the template's pages until they write them.
+//!
+//! A template is started under the sandbox like any harness (nsjail, or compat's direct
+//! start) with `--template`, holds a control socket on fd 3, never reads a job and never runs a
+//! script. For each execution the service sends it one message (a header for the harness and
+//! the execution's isolation spec) with the execution's pipes and a status socket
+//! ([`control`]). The template forks; the child takes a session of its own, sends its pidfd
+//! back, waits while the service moves it into the execution's cgroup, then runs the isolation
+//! steps of `pyexec_isolate` (the same code compat runs between fork and exec) and says
+//! "isolated". Only then does the service hand over the job, through the child's stdin.
+//! From there on it is an execution like any other (`process::Started`).
+
+mod control;
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyexec_isolate::fdpass;
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+use super::cgroup::CgroupRoot;
+use super::child_setup::ChildSetup;
+use super::pipes::{drain, ChildPipe, Completion};
+use super::process::{ForkedSandbox, Started, Streams};
+use super::{compat, harness_options, live, Sandbox, SandboxError};
+use crate::limits::Limits;
+use control::Socket;
+
+/// How long a template may take to import its modules (Lambda's whole init phase is 10 s).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a forked child may take to report each step of its isolation.
+const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The template's own log (nsjail's, and Python's on a crash), kept for diagnostics only.
+const LOG_CAP: usize = 16 * 1024;
+
+/// A running template the service can fork executions from.
+#[derive(Debug)]
+pub struct Template {
+    sandbox: Arc<dyn Sandbox>,
+    control: Socket,
+}
+
+/// The template's process, for whoever watches it.
+#[derive(Debug)]
+pub struct TemplateProcess {
+    child: Child,
+    /// Taken when the template's exit is first seen.
+    log: Option<tokio::task::JoinHandle<super::pipes::Captured>>,
+    _registration: live::Registration,
+}
+
+/// Starts a template importing `preload`; it is usable once [`Template::ready`] returns.
+pub fn spawn(
+    sandbox: Arc<dyn Sandbox>,
+    limits: &Limits,
+    preload: &[String],
+) -> Result<(Template, TemplateProcess), SandboxError> {
+    let plan = sandbox.template_plan(limits, preload)?;
+    let (service_end, template_end) = control::pair().map_err(SandboxError::Pipe)?;
+    let log = ChildPipe::new().map_err(SandboxError::Pipe)?;
+    let stderr = log.write.try_clone().map_err(SandboxError::Pipe)?;
+    let mut command = Command::new(&plan.program);
+    command
+        .args(&plan.args)
+        .env_clear()
+        .envs(plan.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(stderr))
+        .kill_on_drop(true);
+    let setup = ChildSetup {
+        cgroup_procs: Vec::new(),
+        channel_fd: template_end.as_raw_fd(),
+        tool_log_fd: log.write.as_raw_fd(),
+        hardening: plan.hardening,
+    };
+    // SAFETY: ChildSetup::run only makes async-signal-safe calls on pre-built data.
+    unsafe { command.pre_exec(setup.into_closure()) };
+    let mut pids = live::lock();
+    let child = command.spawn().map_err(|source| SandboxError::Spawn {
+        program: plan.program.clone(),
+        source,
+    })?;
+    let registration = live::Registration::new(&mut pids, child.id().unwrap_or(0));
+    drop(pids);
+    drop((command, template_end));
+    let (_finish, finishing) = tokio::sync::oneshot::channel();
+    let log_task = tokio::spawn(async move {
+        let _keep_open = _finish;
+        drain(log.read, LOG_CAP, finishing, Completion::Eof).await
+    });
+    let template = Template {
+        sandbox,
+        control: Socket::new(service_end).map_err(SandboxError::Pipe)?,
+    };
+    let process = TemplateProcess {
+        child,
+        log: Some(log_task),
+        _registration: registration,
+    };
+    Ok((template, process))
+}
+
+impl TemplateProcess {
+    /// Waits for the template to exit, and says how, with what it logged.
+    pub async fn exited(&mut self) -> (Option<ExitStatus>, String) {
+        let status = self.child.wait().await.ok();
+        let log = match self.log.take() {
+            Some(log) => match tokio::time::timeout(Duration::from_secs(1), log).await {
+                Ok(Ok(captured)) => captured.text(),
+                _ => String::new(),
+            },
+            None => String::new(),
+        };
+        (status, log)
+    }
+
+    /// Ends the template (its executions in flight end with it under nsjail, whose jail it is
+    /// the first process of; compat's go on, orphaned to the service).
+    pub fn kill(&mut self) {
+        let _ = self.child.start_kill();
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+impl Template {
+    /// Resolves once the template has imported its modules and waits for requests.
+    pub async fn ready(&self) -> Result<(), SandboxError> {
+        let message = tokio::time::timeout(READY_TIMEOUT, self.control.receive())
+            .await
+            .map_err(|_| SandboxError::Failed("the template did not become ready".into()))?
+            .map_err(|error| SandboxError::Failed(format!("the template's socket: {error}")))?;
+        match message.payload.as_slice() {
+            b"ready" => Ok(()),
+            b"" => Err(SandboxError::Failed(
+                "the template exited while starting".into(),
+            )),
+            other => Err(SandboxError::Failed(format!(
+                "the template said {:?} instead of ready",
+                String::from_utf8_lossy(other)
+            ))),
+        }
+    }
+
+    /// Resolves when the template's end of the control socket closes (it exited).
+    pub async fn closed(&self) {
+        loop {
+            match self.control.receive().await {
+                Ok(message) if !message.payload.is_empty() => continue,
+                _ => return,
+            }
+        }
+    }
+
+    /// Forks an execution with `limits`, isolated and waiting for its job.
+    pub async fn fork(
+        &self,
+        cgroups: Option<&CgroupRoot>,
+        limits: &Limits,
+    ) -> Result<Started, SandboxError> {
+        let plan = self.sandbox.fork_plan(limits)?;
+        let (streams, ends) = Streams::open(limits)?;
+        let (status_service, status_child) = control::pair().map_err(SandboxError::Pipe)?;
+        let options: Vec<String> = harness_options(limits, &[])
+            .into_iter()
+            .map(|option| option.to_string_lossy().into_owned())
+            .collect();
+        let env: serde_json::Map<String, serde_json::Value> = plan
+            .env
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone().into()))
+            .collect();
+        let header = json!({ "options": options, "env": env });
+        let mut message = header.to_string().into_bytes();
+        message.push(b'\n');
+        message.extend(plan.spec.encode());
+        let mut fds: Vec<OwnedFd> = vec![
+            ends.stdin,
+            ends.stdout,
+            ends.stderr,
+            ends.channel,
+            status_child,
+        ];
+        fds.extend(plan.landlock);
+        let failed = |what: &str, error: std::io::Error| {
+            SandboxError::Failed(format!("forking from the template: {what}: {error}"))
+        };
+        self.control
+            .send(&message, &fds)
+            .await
+            .map_err(|error| failed("sending the request", error))?;
+        // Ours close now: the child holds the only write ends, so EOF comes when it is done.
+        drop((fds, ends.tool_log));
+        let status = Socket::new(status_service).map_err(|error| failed("status", error))?;
+        let child = Handshake::new(status).await?;
+        let mut handshake = HandshakeGuard(Some(child));
+        let child = handshake.0.as_mut().expect("set above");
+        let cgroup = cgroups.map(|root| root.create(limits)).transpose()?;
+        if let Some(cgroup) = &cgroup {
+            cgroup.adopt(child.pid)?;
+        }
+        child.go().await?;
+        let mut keep_alive: Vec<Box<dyn Send + Sync>> = plan.keep_alive.into_iter().collect();
+        while let Some(listener) = child.next_listener().await? {
+            let guard = compat::signals::serve(listener, child.pid)
+                .map_err(|error| failed("signal guard", error))?;
+            keep_alive.push(Box::new(guard));
+        }
+        let child = handshake.0.take().expect("set above");
+        Started::forked(ForkedSandbox {
+            kind: self.sandbox.kind(),
+            isolation: self.sandbox.isolation(),
+            pidfd: child.pidfd,
+            pid: child.pid,
+            streams,
+            cgroup,
+            keep_alive,
+            turn_taker: plan.turn_taker,
+        })
+    }
+}
+
+/// The service's side of one child's isolation.
+struct Handshake {
+    status: Socket,
+    pidfd: OwnedFd,
+    pid: i32,
+}
+
+impl Handshake {
+    /// Waits for the child's pidfd.
+    async fn new(status: Socket) -> Result<Self, SandboxError> {
+        let message = step(&status).await?;
+        let pidfd = match message.fd {
+            Some(fd) if message.payload == fdpass::PID => fd,
+            _ => return Err(unexpected(&message.payload)),
+        };
+        let pid = pid_of(&pidfd)?;
+        Ok(Self { status, pidfd, pid })
+    }
+
+    async fn go(&self) -> Result<(), SandboxError> {
+        self.status
+            .send(fdpass::GO, &[])
+            .await
+            .map_err(|error| SandboxError::Failed(format!("telling the fork to go: {error}")))
+    }
+
+    /// The signal guard's listener, if the child sends one before it says it is isolated.
+    async fn next_listener(&self) -> Result<Option<OwnedFd>, SandboxError> {
+        let message = step(&self.status).await?;
+        match (message.payload.as_slice(), message.fd) {
+            (fdpass::ISOLATED, _) => Ok(None),
+            (fdpass::LISTENER, Some(fd)) => Ok(Some(fd)),
+            (payload, _) => Err(unexpected(payload)),
+        }
+    }
+}
+
+/// Kills the child if its isolation did not complete (the guard still holds it then).
+struct HandshakeGuard(Option<Handshake>);
+
+impl Drop for HandshakeGuard {
+    fn drop(&mut self) {
+        if let Some(child) = &self.0 {
+            // SAFETY: pidfd_send_signal on a pidfd we own.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    child.pidfd.as_raw_fd(),
+                    libc::SIGKILL,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                );
+            }
+        }
+    }
+}
+
+async fn step(status: &Socket) -> Result<control::Message, SandboxError> {
+    match tokio::time::timeout(STEP_TIMEOUT, status.receive()).await {
+        Ok(Ok(message)) => Ok(message),
+        Ok(Err(error)) => Err(SandboxError::Failed(format!("the fork's status: {error}"))),
+        Err(_) => Err(SandboxError::Failed(
+            "the fork did not isolate itself in time".into(),
+        )),
+    }
+}
+
+fn unexpected(payload: &[u8]) -> SandboxError {
+    if payload.is_empty() {
+        return SandboxError::Failed("the fork exited while isolating itself".into());
+    }
+    SandboxError::Failed(format!(
+        "the fork said {:?}",
+        String::from_utf8_lossy(payload)
+    ))
+}
+
+/// The pid, in the service's PID namespace, of the process a pidfd refers to.
+fn pid_of(pidfd: &OwnedFd) -> Result<i32, SandboxError> {
+    let path = format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd());
+    let info = std::fs::read_to_string(&path)
+        .map_err(|error| SandboxError::Failed(format!("reading {path}: {error}")))?;
+    info.lines()
+        .find_map(|line| line.strip_prefix("Pid:"))
+        .and_then(|pid| pid.trim().parse().ok())
+        .filter(|pid: &i32| *pid > 0)
+        .ok_or_else(|| SandboxError::Failed("the fork's pidfd names no live process".into()))
+}
