@@ -58,7 +58,7 @@ async fn main() {
         return;
     }
     let plan = Plan::from_env();
-    let off = measure("pool off", &[("POOL_SIZE", "0")], &plan).await;
+    let off = measure("pool off", &[("TEMPLATES", "0")], &plan).await;
     let on = measure("pool on", &[], &plan).await;
     print_table(&off, &on);
 }

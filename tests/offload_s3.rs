@@ -31,7 +31,7 @@ async fn service_with_bucket(moto: &Moto) -> HttpService {
     moto.create_bucket(BUCKET).await;
     let mut env = moto.service_env(BUCKET);
     env.push(("MAX_INLINE_RESPONSE_KIB", "64".to_owned()));
-    env.push(("POOL_SIZE", "0".to_owned()));
+    env.push(("TEMPLATES", "0".to_owned()));
     HttpService::start(&env)
 }
 
@@ -93,7 +93,7 @@ async fn large_output_is_offloaded_as_text() {
 async fn without_a_bucket_an_oversized_result_is_result_too_large() {
     let env = [
         ("MAX_INLINE_RESPONSE_KIB", "64".to_owned()),
-        ("POOL_SIZE", "0".to_owned()),
+        ("TEMPLATES", "0".to_owned()),
     ];
     let service = HttpService::start(&env);
     let (status, body) = service

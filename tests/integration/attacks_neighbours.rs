@@ -131,7 +131,7 @@ async fn next_callers_get_their_own_answers(service: &Service) {
 
 async fn neighbours_are_out_of_reach(kind: Kind) {
     let service = Service::start(kind).await;
-    service.wait_for_warm_pool().await;
+    service.wait_for_templates().await;
     let waiting = descendants_of_this_process();
     assert!(!waiting.is_empty(), "no waiting sandbox to attack");
     let mut targets = waiting;

@@ -8,7 +8,7 @@ use crate::support::{Kind, Service};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_document_is_served_as_it_is_in_the_repository() {
     let service =
-        Service::start_with(Kind::Nsjail, &[("API_KEY", "s3cret"), ("POOL_SIZE", "0")]).await;
+        Service::start_with(Kind::Nsjail, &[("API_KEY", "s3cret"), ("TEMPLATES", "0")]).await;
     let reply = service.get("/openapi.json").await;
     assert_eq!(reply.status, 200, "no API key is needed: {}", reply.body);
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json");

@@ -18,7 +18,7 @@ async fn service() -> Service {
     let limit = LIMIT_KIB.to_string();
     Service::start_with(
         Kind::Nsjail,
-        &[("MAX_BODY_KIB", &limit), ("POOL_SIZE", "0")],
+        &[("MAX_BODY_KIB", &limit), ("TEMPLATES", "0")],
     )
     .await
 }
@@ -109,7 +109,7 @@ for data in (body, iter([body[i:i + 65536] for i in range(0, len(body), 65536)])
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_urllib_posting_two_mib_reads_the_413() {
     // The default body limit (1 MiB): this is what a user's script meets.
-    let service = Service::start_with(Kind::Nsjail, &[("POOL_SIZE", "0")]).await;
+    let service = Service::start_with(Kind::Nsjail, &[("TEMPLATES", "0")]).await;
     let output = tokio::process::Command::new("/usr/bin/python3")
         .args(["-c", URLLIB_CLIENT, &service.url("/execute")])
         .output()
@@ -128,7 +128,7 @@ async fn python_urllib_posting_two_mib_reads_the_413() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_early_answer_reaches_a_client_writing_a_whole_body() {
     let service =
-        Service::start_with(Kind::Nsjail, &[("API_KEY", "s3cret"), ("POOL_SIZE", "0")]).await;
+        Service::start_with(Kind::Nsjail, &[("API_KEY", "s3cret"), ("TEMPLATES", "0")]).await;
     let addr = service.addr;
     let answers = tokio::task::spawn_blocking(move || {
         let body = oversized_body();

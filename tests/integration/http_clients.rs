@@ -15,7 +15,7 @@ const ALMOST_ONE_SECOND: Duration = Duration::from_millis(800);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_and_stalled_connections_are_closed_after_the_header_timeout() {
-    let settings = [("HEADER_READ_TIMEOUT_S", "1"), ("POOL_SIZE", "0")];
+    let settings = [("HEADER_READ_TIMEOUT_S", "1"), ("TEMPLATES", "0")];
     let service = Service::start_with(Kind::Nsjail, &settings).await;
     let addr = service.addr;
     let waited = tokio::task::spawn_blocking(move || {
@@ -68,7 +68,7 @@ async fn a_slow_body_gets_408_while_another_client_is_served() {
         ("BODY_READ_TIMEOUT_S", "2"),
         ("MAX_CONCURRENCY", "1"),
         ("QUEUE_WAIT_MS", "200"),
-        ("POOL_SIZE", "0"),
+        ("TEMPLATES", "0"),
     ];
     let service = Service::start_with(Kind::Nsjail, &settings).await;
     let addr = service.addr;
@@ -95,7 +95,7 @@ async fn beyond_the_connection_cap_a_new_client_waits_for_a_free_slot() {
     let settings = [
         ("MAX_CONNECTIONS", "2"),
         ("HEADER_READ_TIMEOUT_S", "1"),
-        ("POOL_SIZE", "0"),
+        ("TEMPLATES", "0"),
     ];
     let service = Service::start_with(Kind::Nsjail, &settings).await;
     let addr = service.addr;

@@ -18,7 +18,7 @@ mod files;
 mod files_harness;
 mod http_body;
 mod http_clients;
-mod pool;
 mod raw_http;
 mod seeds;
+mod templates;
 mod unavailable;

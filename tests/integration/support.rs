@@ -53,11 +53,7 @@ impl Kind {
     fn profile_settings(self) -> &'static [(&'static str, &'static str)] {
         match self {
             // template.yaml's Environment.
-            Kind::Lambda => &[
-                ("POOL_SIZE", "1"),
-                ("MAX_CONCURRENCY", "1"),
-                ("MAX_TIMEOUT_S", "15"),
-            ],
+            Kind::Lambda => &[("MAX_CONCURRENCY", "1"), ("MAX_TIMEOUT_S", "15")],
             Kind::Nsjail | Kind::Compat => &[],
         }
     }
@@ -160,7 +156,7 @@ pub fn layer_dir() -> PathBuf {
     dir
 }
 
-/// How long a pool may take to start its sandboxes on a busy machine.
+/// How long templates may take to start on a busy machine.
 const WARM_WITHIN: Duration = Duration::from_secs(20);
 
 /// A running service; stopped when dropped.
@@ -256,17 +252,17 @@ impl Service {
         reply("POST", request.send().await.expect("the service answers")).await
     }
 
-    /// Waits until the pool reports warm sandboxes of both kinds (or fails after
-    /// [`WARM_WITHIN`]).
-    pub async fn wait_for_warm_pool(&self) {
-        let warm = wait::until_async(WARM_WITHIN, || async {
-            let pool = &self.get("/health").await.body["pool"];
-            (pool["plain"].as_u64() >= Some(1) && pool["data"].as_u64() >= Some(1)).then_some(())
+    /// Waits until both templates report ready (or fails after [`WARM_WITHIN`]).
+    pub async fn wait_for_templates(&self) {
+        let ready = wait::until_async(WARM_WITHIN, || async {
+            let templates = &self.get("/health").await.body["templates"];
+            let ready = |name: &str| templates[name]["ready"] == true;
+            (ready("plain") && ready("data")).then_some(())
         })
         .await;
         assert!(
-            warm.is_some(),
-            "the pool did not warm up within {WARM_WITHIN:?}"
+            ready.is_some(),
+            "the templates were not ready within {WARM_WITHIN:?}"
         );
     }
 

@@ -108,11 +108,7 @@ async fn probe_agrees_with_health_under_compat() {
 #[tokio::test]
 async fn probe_agrees_with_health_under_lambdas_conditions() {
     // template.yaml's settings.
-    let env = [
-        ("SANDBOX", "compat"),
-        ("POOL_SIZE", "1"),
-        ("MAX_CONCURRENCY", "1"),
-    ];
+    let env = [("SANDBOX", "compat"), ("MAX_CONCURRENCY", "1")];
     let report = probe_agrees_with_health_on(Platform::Lambda, &env).await;
     assert_eq!(report["sandbox"], "compat", "{report}");
     for missing in ["namespaces", "cgroups", "landlock"] {

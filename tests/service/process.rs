@@ -58,7 +58,7 @@ fn launch(env: &[(&str, &str)]) -> Launch {
     Launch::service()
         .env("LAYER_DIR", layer_dir())
         .env("LOG_FORMAT", "json")
-        .env("POOL_SIZE", "0")
+        .env("TEMPLATES", "0")
         .envs(env.iter().copied())
 }
 

@@ -36,7 +36,7 @@ install -m 0644 "$HERE/vm/check.py" "$work/tree/vm-check/check.py"
     jq -r '.env | to_entries[] | "export \(.key)=\(.value | @sh)"' "$image/image.json"
     # Cloud Run sets PORT. No warm pool: the check runs plain Python only, and each warm
     # sandbox costs seconds of emulated CPU.
-    echo "export PORT=8080 POOL_SIZE=0 RUST_LOG=info"
+    echo "export PORT=8080 RUST_LOG=info"
     jq -r '"set -- \(.entrypoint | map(@sh) | join(" "))"' "$image/image.json"
 } >"$work/tree/vm-check/env.sh"
 

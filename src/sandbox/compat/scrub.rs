@@ -82,9 +82,12 @@ impl SharedAreas {
         self.areas.iter().map(|area| area.path.as_path()).collect()
     }
 
-    /// Waits for the previous execution's scrub, then holds the places for this one.
+    /// Waits for the previous execution's scrub, then holds the places for this one, emptied
+    /// once more: whatever appeared since (written by anything but an execution, which would
+    /// have held a turn) never reaches this one either. Nothing there costs one listing.
     pub async fn take_turn(self: &Arc<Self>) -> Turn {
         let guard = Arc::clone(&self.turn).lock_owned().await;
+        self.scrub();
         Turn {
             areas: Arc::clone(self),
             _turn: guard,

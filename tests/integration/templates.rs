@@ -1,5 +1,7 @@
-//! The warm pool: nothing crosses from one request to the next, limits count from hand-over,
-//! and bounded concurrency answers a burst with results or OVERLOADED, never a wrong answer.
+//! Templates: nothing crosses from one request to the next (files, environment, monkeypatched
+//! modules, random state, processes), limits count from hand-over, a template that dies is
+//! replaced while requests keep getting answers, and bounded concurrency answers a burst with
+//! results or OVERLOADED, never a wrong answer.
 
 use std::time::Duration;
 
@@ -40,11 +42,11 @@ def main():
     }
 "#;
 
-async fn pooled_sandboxes_share_nothing(kind: Kind) {
+async fn forked_executions_share_nothing(kind: Kind) {
     // Before the service starts: afterwards its own executions (the self-test) use /tmp too.
     let before = crate::support::tmp_entries_before(kind);
     let service = Service::start(kind).await;
-    service.wait_for_warm_pool().await;
+    service.wait_for_templates().await;
     let polluted = service.run(POLLUTER).await;
     assert_eq!(polluted.expect_result(), &json!("polluted"));
     assert_eq!(
@@ -52,7 +54,7 @@ async fn pooled_sandboxes_share_nothing(kind: Kind) {
         "{}",
         polluted.body
     );
-    service.wait_for_warm_pool().await;
+    service.wait_for_templates().await;
     let inspected = service.run(INSPECTOR).await;
     assert_eq!(
         inspected.body["usage"]["warm_start"], true,
@@ -80,9 +82,9 @@ async fn pooled_sandboxes_share_nothing(kind: Kind) {
 
 async fn deadline_counts_from_hand_over(kind: Kind) {
     let service = Service::start_with(kind, &[("MAX_TIMEOUT_S", "2")]).await;
-    service.wait_for_warm_pool().await;
-    // The warm sandboxes have now existed longer than the deadline; a job that needs most
-    // of it must still get all of it. (Waiting out the time is the point here, not a way to
+    service.wait_for_templates().await;
+    // The templates have now existed longer than the deadline; a job that needs most of it
+    // must still get all of it. (Waiting out the time is the point here, not a way to
     // synchronize: nothing else to wait for.)
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let reply = service
@@ -96,15 +98,15 @@ async fn deadline_counts_from_hand_over(kind: Kind) {
     reply.expect_error(422, "TIMEOUT");
 }
 
-async fn limits_hold_in_pooled_sandboxes(kind: Kind) {
+async fn limits_hold_in_forked_executions(kind: Kind) {
     let service =
         Service::start_with(kind, &[("MEMORY_LIMIT_MIB", "300"), ("CPU_LIMIT_S", "1")]).await;
-    service.wait_for_warm_pool().await;
+    service.wait_for_templates().await;
     let memory = "import numpy as np\ndef main():\n    return int(np.ones(80_000_000).sum())\n";
     let reply = service.run(memory).await;
     assert_eq!(reply.body["usage"]["warm_start"], true, "{}", reply.body);
     reply.expect_error(422, "MEMORY_LIMIT");
-    service.wait_for_warm_pool().await;
+    service.wait_for_templates().await;
     let reply = service.run("def main():\n    while True: pass\n").await;
     assert_eq!(reply.body["usage"]["warm_start"], true, "{}", reply.body);
     reply.expect_error(422, "TIMEOUT");
@@ -152,19 +154,97 @@ async fn a_burst_gets_answers_or_overloaded(kind: Kind) {
     service.assert_still_healthy().await;
 }
 
-async fn the_pool_can_be_turned_off(kind: Kind) {
-    let service = Service::start_with(kind, &[("POOL_SIZE", "0")]).await;
+const DRAWS: &str = r#"
+import random, secrets
+import numpy
+def main():
+    return [random.random(), float(numpy.random.random()), int(numpy.random.randint(1 << 30)),
+            float(numpy.random.default_rng().random())]
+"#;
+
+async fn every_execution_draws_its_own_random_numbers(kind: Kind) {
+    let service = Service::start(kind).await;
+    service.wait_for_templates().await;
+    let first = service.run(DRAWS).await;
+    let second = service.run(DRAWS).await;
+    for reply in [&first, &second] {
+        assert_eq!(reply.body["usage"]["warm_start"], true, "{}", reply.body);
+    }
+    let (first, second) = (first.expect_result(), second.expect_result());
+    let draws = first.as_array().expect("draws").len();
+    for index in 0..draws {
+        assert_ne!(
+            first[index], second[index],
+            "two executions drew alike: {first} and {second}"
+        );
+    }
+}
+
+/// The pids of this process's descendants whose command line has every one of `words`.
+fn descendants_running(words: &[&str]) -> Vec<i32> {
+    crate::common::procs::descendants(std::process::id())
+        .into_iter()
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            words.iter().all(|word| cmdline.contains(word))
+        })
+        .map(|pid| pid as i32)
+        .collect()
+}
+
+async fn a_killed_template_is_replaced(kind: Kind) {
+    let service = Service::start(kind).await;
+    service.wait_for_templates().await;
+    let data_template = descendants_running(&["--template", "--preload"]);
+    assert!(!data_template.is_empty(), "no data template found");
+    let slow = "import time, numpy\ndef main():\n    time.sleep(1.5)\n    return 'done'\n";
+    let in_flight = service.run(slow);
+    let killer = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for pid in &data_template {
+            // SAFETY: kill(2) on a process this test started (through the service).
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
+        }
+    };
+    let (reply, ()) = tokio::join!(in_flight, killer);
+    // Under nsjail the execution dies with the jail its template led: a clear service error.
+    // In compat it outlives its template and answers.
+    if reply.status == 200 {
+        assert_eq!(reply.expect_result(), &json!("done"));
+    } else {
+        reply.expect_error(500, "SANDBOX_ERROR");
+    }
+    let replaced = crate::common::wait::until_async(Duration::from_secs(30), || async {
+        let health = service.get("/health").await.body;
+        let data = &health["templates"]["data"];
+        (data["restarts"].as_u64() >= Some(1) && data["ready"] == true).then_some(())
+    })
+    .await;
+    assert!(replaced.is_some(), "the killed template was not replaced");
+    let reply = service
+        .run("import numpy\ndef main():\n    return int(numpy.arange(4).sum())\n")
+        .await;
+    assert_eq!(reply.expect_result(), &json!(6));
+    assert_eq!(reply.body["usage"]["warm_start"], true, "{}", reply.body);
+    service.assert_still_healthy().await;
+}
+
+async fn templates_can_be_turned_off(kind: Kind) {
+    let service = Service::start_with(kind, &[("TEMPLATES", "0")]).await;
     let health = service.get("/health").await;
-    assert_eq!(health.body["pool"], serde_json::Value::Null);
+    assert_eq!(health.body["templates"], serde_json::Value::Null);
     let reply = service.run("def main():\n    return 'cold'\n").await;
     assert_eq!(reply.expect_result(), &json!("cold"));
     assert_eq!(reply.body["usage"]["warm_start"], false);
 }
 
 for_each_sandbox!(
-    pooled_sandboxes_share_nothing,
+    forked_executions_share_nothing,
     deadline_counts_from_hand_over,
-    limits_hold_in_pooled_sandboxes,
+    limits_hold_in_forked_executions,
+    every_execution_draws_its_own_random_numbers,
+    a_killed_template_is_replaced,
     a_burst_gets_answers_or_overloaded,
-    the_pool_can_be_turned_off,
+    templates_can_be_turned_off,
 );
