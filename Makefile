@@ -5,6 +5,11 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PORT ?= 8080
 LAYER_OUT := layer/out
+# The isolation library (layer/isolate) is a crate of its own, shipped in the layer as a shared
+# library; it is checked and tested like the service.
+ISOLATE_CARGO = CARGO_TARGET_DIR=$(CURDIR)/target/isolate $(CARGO)
+ISOLATE := --manifest-path layer/isolate/Cargo.toml --locked
+
 APT_PACKAGES := python3 python3-venv python3-pip libstdc++6 ca-certificates make gcc curl
 # Only for `make test`, without their recommends (qemu's would pull in a desktop): debootstrap,
 # jq and e2fsprogs build the images' filesystems (tools/images/build-root.sh), qemu boots Debian
@@ -30,6 +35,7 @@ run: deps layer build
 # do; every other test runs the debug binary cargo test builds.
 test: deps test-deps layer tools build lint
 	$(CARGO) test --locked
+	$(ISOLATE_CARGO) test $(ISOLATE)
 	$(MAKE) lint-deploy
 
 # apt packages, installed only when one is missing.
@@ -52,6 +58,8 @@ tools: deps
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) fmt --manifest-path layer/isolate/Cargo.toml -- --check
+	$(ISOLATE_CARGO) clippy $(ISOLATE) --all-targets -- -D warnings
 
 lint-deploy: tools
 	tools/lint-deploy.sh
