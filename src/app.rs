@@ -13,12 +13,12 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::json;
 
+use crate::answer::sandbox_failed;
 use crate::api::{request::check_content_type, ApiError, ErrorCode, ExecuteRequest};
 use crate::body;
 use crate::config::Config;
 use crate::executor::Executor;
 use crate::offload::Offloader;
-use crate::sandbox::outcome::sandbox_failed;
 use crate::unavailable::Unavailable;
 
 /// Shared state of every request.

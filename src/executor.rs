@@ -1,23 +1,20 @@
 //! Runs one validated request: wait for a slot, fork a sandbox from a template (or start a
 //! fresh one), hand it the job, interpret what happened.
 
-use std::sync::Arc;
-
 use crate::admission::Admission;
+use crate::answer::{interpret, sandbox_failed};
 use crate::api::{ApiError, ExecuteRequest, ExecuteResponse};
 use crate::config::Config;
 use crate::limits::Limits;
 use crate::sandbox::cgroup::CgroupRoot;
 use crate::sandbox::isolation::Isolation;
-use crate::sandbox::outcome::{interpret, sandbox_failed};
 use crate::sandbox::process;
-use crate::sandbox::{Job, Sandbox, SandboxKind};
+use crate::sandbox::{Job, Runner, SandboxKind};
 use crate::templates::{Templates, TemplatesStatus};
 
 #[derive(Clone, Debug)]
 pub struct Executor {
-    sandbox: Arc<dyn Sandbox>,
-    cgroups: Option<CgroupRoot>,
+    runner: Runner,
     limits: Limits,
     admission: Admission,
     /// `None` when `TEMPLATES=0`: every request starts its own sandbox.
@@ -27,16 +24,15 @@ pub struct Executor {
 impl Executor {
     /// Builds the executor and, unless disabled, starts the templates (within the runtime);
     /// [`Executor::wait_for_templates`] waits until they have imported their modules.
-    pub fn start(sandbox: Arc<dyn Sandbox>, cgroups: Option<CgroupRoot>, config: &Config) -> Self {
+    pub fn start(runner: Runner, config: &Config) -> Self {
         let templates = config.templates.enabled.then(|| {
             Templates::start(
-                Arc::clone(&sandbox),
-                cgroups.clone(),
+                runner.clone(),
                 &config.limits,
                 config.templates.preload.clone(),
             )
         });
-        let capacity = if sandbox.exclusive() && config.max_concurrency > 1 {
+        let capacity = if runner.sandbox.exclusive() && config.max_concurrency > 1 {
             tracing::warn!(
                 configured = config.max_concurrency,
                 "executions cannot be isolated from each other here (a shared uid without \
@@ -47,8 +43,7 @@ impl Executor {
             config.max_concurrency
         };
         Self {
-            sandbox,
-            cgroups,
+            runner,
             limits: config.limits.clone(),
             admission: Admission::new(capacity, config.queue_wait),
             templates,
@@ -65,15 +60,15 @@ impl Executor {
     }
 
     pub fn kind(&self) -> SandboxKind {
-        self.sandbox.kind()
+        self.runner.sandbox.kind()
     }
 
     pub fn isolation(&self) -> Isolation {
-        self.sandbox.isolation()
+        self.runner.sandbox.isolation()
     }
 
     pub fn cgroup_version(&self) -> Option<&'static str> {
-        self.cgroups.as_ref().map(CgroupRoot::version)
+        self.runner.cgroups.as_ref().map(CgroupRoot::version)
     }
 
     pub fn templates_status(&self) -> Option<TemplatesStatus> {
@@ -126,7 +121,7 @@ impl Executor {
     }
 
     fn start_cold(&self) -> Result<process::Started, ApiError> {
-        process::start(&*self.sandbox, self.cgroups.as_ref(), &self.limits, &[]).map_err(|error| {
+        self.runner.start(&self.limits, &[]).map_err(|error| {
             tracing::error!(%error, "could not start a sandbox");
             sandbox_failed()
         })

@@ -2,6 +2,7 @@
 //! sandbox and answers with a JSON envelope. See DESIGN.md for the contract.
 
 pub mod admission;
+pub mod answer;
 pub mod api;
 pub mod app;
 pub mod auth;

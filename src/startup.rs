@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::Map;
 use thiserror::Error;
 
+use crate::answer::interpret;
 use crate::app::App;
 use crate::config::{Config, SandboxChoice};
 use crate::executor::Executor;
@@ -21,8 +22,7 @@ use crate::probe::Report;
 use crate::sandbox::cgroup::CgroupRoot;
 use crate::sandbox::compat::CompatSandbox;
 use crate::sandbox::nsjail::NsjailSandbox;
-use crate::sandbox::outcome::interpret;
-use crate::sandbox::{process, Job, Sandbox, SandboxError, SandboxKind};
+use crate::sandbox::{Job, Runner, Sandbox, SandboxError, SandboxKind};
 use crate::unavailable::{Category, Unavailable};
 
 const CGROUP_MOUNT: &str = "/sys/fs/cgroup";
@@ -81,7 +81,10 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
     let Probed {
         sandbox, cgroups, ..
     } = probed;
-    let executor = sandbox.map(|sandbox| Executor::start(sandbox, cgroups.ok(), &config));
+    let executor = sandbox.map(|sandbox| {
+        let cgroups = cgroups.ok();
+        Executor::start(Runner { sandbox, cgroups }, &config)
+    });
     // Before serving: on Lambda this is the init phase, which is not frozen, so the imports are
     // paid for here rather than by the first invocation.
     if let Ok(executor) = &executor {
@@ -155,7 +158,12 @@ async fn self_tested(
         files: Vec::new(),
         limits: config.limits.with_wall_at_most(Some(SELF_TEST_TIMEOUT)),
     };
-    let started = process::start(&*sandbox, cgroups, &job.limits, &[])
+    let runner = Runner {
+        sandbox: Arc::clone(&sandbox),
+        cgroups: cgroups.cloned(),
+    };
+    let started = runner
+        .start(&job.limits, &[])
         .map_err(|error| setup(format!("the {name} sandbox does not start: {error}")))?;
     let execution = started.run(&job).await;
     match interpret(&execution, &job.limits) {

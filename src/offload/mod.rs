@@ -158,7 +158,7 @@ fn file_object(envelope: &Envelope, index: usize, id: &uuid::Uuid) -> Result<Obj
     let files = envelope.files();
     let file = files
         .get(index)
-        .ok_or_else(crate::sandbox::outcome::sandbox_failed)?;
+        .ok_or_else(|| offload_failed("an output file is missing from the envelope"))?;
     let text = |key: &str| -> Result<String, ApiError> {
         let raw = file.get(key).map_or("null", |value| value.get());
         serde_json::from_str(raw).map_err(internal)
@@ -167,7 +167,7 @@ fn file_object(envelope: &Envelope, index: usize, id: &uuid::Uuid) -> Result<Obj
         .decode(text("content_base64")?)
         .map_err(|error| {
             tracing::error!(%error, "an output file's content is not base64");
-            crate::sandbox::outcome::sandbox_failed()
+            offload_failed("an output file's content is not base64")
         })?;
     Ok(Object {
         key: format!("results/{id}/{}", text("path")?),
@@ -190,5 +190,13 @@ fn json_response(body: String) -> Response {
 
 fn internal(error: serde_json::Error) -> ApiError {
     tracing::error!(%error, "could not re-serialize a response envelope");
-    crate::sandbox::outcome::sandbox_failed()
+    offload_failed("the response could not be re-serialized")
+}
+
+/// The answer was there but could not be prepared for S3: the offload failed, not the sandbox.
+fn offload_failed(why: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::OffloadFailed,
+        format!("the response is too large to return inline and could not be stored: {why}"),
+    )
 }

@@ -2,8 +2,8 @@
 //!
 //! A [`Sandbox`] says how to start the harness under its kind of isolation ([`LaunchPlan`]);
 //! [`process`] does everything else, the same way for every kind: cgroup, pipes, the host-side
-//! deadline, draining output with caps, killing and reaping. [`outcome`] turns what happened
-//! into the API's answer.
+//! deadline, draining output with caps, killing and reaping. What happened comes back as a
+//! [`process::Execution`]; the layer above (`crate::answer`) turns it into the API's answer.
 
 pub mod cgroup;
 mod cgroup_v2;
@@ -12,8 +12,6 @@ pub mod compat;
 pub mod isolation;
 pub mod live;
 pub mod nsjail;
-pub mod outcome;
-pub mod outputs;
 pub mod pipes;
 pub mod process;
 pub mod protocol;
@@ -30,6 +28,25 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 
 use crate::limits::Limits;
+
+/// A sandbox and the cgroup hierarchy its executions get their cgroups in. They travel together:
+/// whatever starts an execution, cold or from a template, needs both.
+#[derive(Clone, Debug)]
+pub struct Runner {
+    pub sandbox: std::sync::Arc<dyn Sandbox>,
+    pub cgroups: Option<cgroup::CgroupRoot>,
+}
+
+impl Runner {
+    /// Starts a cold sandbox (a fresh harness under the sandbox) waiting for its job.
+    pub fn start(
+        &self,
+        limits: &Limits,
+        preload: &[String],
+    ) -> Result<process::Started, SandboxError> {
+        process::start(self, limits, preload)
+    }
+}
 
 /// Which isolation ran a script; reported in `/health` and every envelope.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

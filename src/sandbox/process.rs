@@ -20,14 +20,14 @@ use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::cgroup::{CgroupReport, CgroupRoot, ExecCgroup};
+use super::cgroup::{CgroupReport, ExecCgroup};
 use super::child_setup::ChildSetup;
 use super::compat::scrub::{SharedAreas, Turn};
 use super::isolation::Isolation;
 use super::live;
 use super::pipes::{drain, Captured, ChildPipe, Completion};
 use super::watch::{Observed, Watch};
-use super::{protocol, Job, Sandbox, SandboxError, SandboxKind};
+use super::{protocol, Job, Runner, SandboxError, SandboxKind};
 use crate::limits::Limits;
 
 /// The harness's report is at most the result and the output files plus a header and framing.
@@ -219,13 +219,17 @@ impl std::fmt::Debug for KeepAlive {
 
 /// Starts a sandbox with `limits`; the job follows later with [`Started::run`].
 pub fn start(
-    sandbox: &dyn Sandbox,
-    cgroups: Option<&CgroupRoot>,
+    runner: &Runner,
     limits: &Limits,
     preload: &[String],
 ) -> Result<Started, SandboxError> {
+    let sandbox = &*runner.sandbox;
     let plan = sandbox.plan(limits, preload)?;
-    let cgroup = cgroups.map(|root| root.create(limits)).transpose()?;
+    let cgroup = runner
+        .cgroups
+        .as_ref()
+        .map(|root| root.create(limits))
+        .transpose()?;
     let (streams, ends) = Streams::open(limits)?;
     let mut command = Command::new(&plan.program);
     command

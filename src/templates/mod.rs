@@ -15,10 +15,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::limits::Limits;
-use crate::sandbox::cgroup::CgroupRoot;
 use crate::sandbox::process::Started;
 use crate::sandbox::template::{self, Template};
-use crate::sandbox::{Sandbox, SandboxError};
+use crate::sandbox::{Runner, SandboxError};
 
 /// The first wait before starting a template again; doubled after each quick failure.
 const RESTART_BACKOFF: Duration = Duration::from_millis(100);
@@ -33,8 +32,7 @@ pub struct Templates {
 
 #[derive(Debug)]
 struct Shared {
-    sandbox: Arc<dyn Sandbox>,
-    cgroups: Option<CgroupRoot>,
+    runner: Runner,
     limits: Limits,
     preload: Vec<String>,
     /// `[plain, data]`.
@@ -68,12 +66,7 @@ pub struct TemplatesStatus {
 
 impl Templates {
     /// Starts both templates and the tasks that keep them running; call within the runtime.
-    pub fn start(
-        sandbox: Arc<dyn Sandbox>,
-        cgroups: Option<CgroupRoot>,
-        limits: &Limits,
-        preload: Vec<String>,
-    ) -> Self {
+    pub fn start(runner: Runner, limits: &Limits, preload: Vec<String>) -> Self {
         let set = |name, preload: Vec<String>| Set {
             name,
             preload,
@@ -82,8 +75,7 @@ impl Templates {
             restarts: AtomicU64::new(0),
         };
         let shared = Arc::new(Shared {
-            sandbox,
-            cgroups,
+            runner,
             limits: limits.clone(),
             sets: [set("plain", Vec::new()), set("data", preload.clone())],
             preload,
@@ -112,7 +104,7 @@ impl Templates {
         let index = usize::from(routing::imports_any(script, &shared.preload));
         let set = &shared.sets[index];
         let template = set.lock().clone()?;
-        let forked = template.fork(shared.cgroups.as_ref(), &shared.limits).await;
+        let forked = template.fork(&shared.limits).await;
         tracing::debug!(template = set.name, ok = forked.is_ok(), "fork");
         Some(forked)
     }
@@ -158,7 +150,7 @@ async fn keep_running(shared: Arc<Shared>, index: usize) {
 /// One template's life: start it, publish it once ready, and withdraw it when it exits.
 async fn run_once(shared: &Shared, set: &Set) -> Result<(), SandboxError> {
     let (template, mut process) =
-        template::spawn(Arc::clone(&shared.sandbox), &shared.limits, &set.preload)?;
+        template::spawn(shared.runner.clone(), &shared.limits, &set.preload)?;
     let template = Arc::new(template);
     if let Err(error) = template.ready().await {
         process.kill();

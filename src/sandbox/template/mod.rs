@@ -16,18 +16,16 @@ mod control;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use pyexec_isolate::fdpass;
 use serde_json::json;
 use tokio::process::{Child, Command};
 
-use super::cgroup::CgroupRoot;
 use super::child_setup::ChildSetup;
 use super::pipes::{drain, ChildPipe, Completion};
 use super::process::{ForkedSandbox, Started, Streams};
-use super::{compat, harness_options, live, Sandbox, SandboxError};
+use super::{compat, harness_options, live, Runner, SandboxError};
 use crate::limits::Limits;
 use control::Socket;
 
@@ -41,7 +39,7 @@ const LOG_CAP: usize = 16 * 1024;
 /// A running template the service can fork executions from.
 #[derive(Debug)]
 pub struct Template {
-    sandbox: Arc<dyn Sandbox>,
+    runner: Runner,
     control: Socket,
 }
 
@@ -56,11 +54,11 @@ pub struct TemplateProcess {
 
 /// Starts a template importing `preload`; it is usable once [`Template::ready`] returns.
 pub fn spawn(
-    sandbox: Arc<dyn Sandbox>,
+    runner: Runner,
     limits: &Limits,
     preload: &[String],
 ) -> Result<(Template, TemplateProcess), SandboxError> {
-    let plan = sandbox.template_plan(limits, preload)?;
+    let plan = runner.sandbox.template_plan(limits, preload)?;
     let (service_end, template_end) = control::pair().map_err(SandboxError::Pipe)?;
     let log = ChildPipe::new().map_err(SandboxError::Pipe)?;
     let stderr = log.write.try_clone().map_err(SandboxError::Pipe)?;
@@ -95,7 +93,7 @@ pub fn spawn(
         drain(log.read, LOG_CAP, finishing, Completion::Eof).await
     });
     let template = Template {
-        sandbox,
+        runner,
         control: Socket::new(service_end).map_err(SandboxError::Pipe)?,
     };
     let process = TemplateProcess {
@@ -161,12 +159,9 @@ impl Template {
     }
 
     /// Forks an execution with `limits`, isolated and waiting for its job.
-    pub async fn fork(
-        &self,
-        cgroups: Option<&CgroupRoot>,
-        limits: &Limits,
-    ) -> Result<Started, SandboxError> {
-        let plan = self.sandbox.fork_plan(limits)?;
+    pub async fn fork(&self, limits: &Limits) -> Result<Started, SandboxError> {
+        let sandbox = &*self.runner.sandbox;
+        let plan = sandbox.fork_plan(limits)?;
         let (streams, ends) = Streams::open(limits)?;
         let (status_service, status_child) = control::pair().map_err(SandboxError::Pipe)?;
         let options: Vec<String> = harness_options(limits, &[])
@@ -203,6 +198,7 @@ impl Template {
         let child = Handshake::new(status).await?;
         let mut handshake = HandshakeGuard(Some(child));
         let child = handshake.0.as_mut().expect("set above");
+        let cgroups = self.runner.cgroups.as_ref();
         let cgroup = cgroups.map(|root| root.create(limits)).transpose()?;
         if let Some(cgroup) = &cgroup {
             cgroup.adopt(child.pid)?;
@@ -216,8 +212,8 @@ impl Template {
         }
         let child = handshake.0.take().expect("set above");
         Started::forked(ForkedSandbox {
-            kind: self.sandbox.kind(),
-            isolation: self.sandbox.isolation(),
+            kind: sandbox.kind(),
+            isolation: sandbox.isolation(),
             pidfd: child.pidfd,
             pid: child.pid,
             streams,

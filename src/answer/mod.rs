@@ -1,4 +1,6 @@
-//! Turning what happened in a sandbox into the API's answer: exactly one code per execution.
+//! The layer above the sandbox: turning what happened in one (an [`Execution`]) into the API's
+//! answer, exactly one code per execution. The sandbox only observes; everything a client is
+//! told is decided here.
 //!
 //! The order matters. What the service itself observed (its own deadline kill, the cgroup's OOM
 //! counter) is trusted first; then the harness supervisor's header; the script's own frame last,
@@ -8,13 +10,14 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::outputs;
-use super::process::Execution;
-use super::protocol::{self, Frame, Header, Report};
-use super::watch::Tripped;
-use super::SandboxKind;
+mod outputs;
+
 use crate::api::{ApiError, ErrorCode, ExecuteResponse, Truncated, Usage};
 use crate::limits::Limits;
+use crate::sandbox::process::Execution;
+use crate::sandbox::protocol::{self, Frame, Header, Report};
+use crate::sandbox::watch::Tripped;
+use crate::sandbox::SandboxKind;
 
 /// nsjail exits 255 when it fails itself, as opposed to relaying the script's status.
 const NSJAIL_OWN_FAILURE: i32 = 255;
