@@ -75,6 +75,11 @@ impl Executor {
         self.templates.as_ref().map(Templates::status)
     }
 
+    /// Ends every execution now (a shutdown past its grace period).
+    pub fn abort(&self) -> crate::sandbox::live::Abort {
+        self.runner.abort.clone()
+    }
+
     pub fn admission(&self) -> &Admission {
         &self.admission
     }

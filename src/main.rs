@@ -35,6 +35,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let app = startup::build(config)
         .await
         .context("could not start the service")?;
+    let abort = app.executor.as_ref().ok().map(|executor| executor.abort());
     let router = app::router(Arc::new(app));
     if on_lambda {
         tracing::info!("serving the Lambda Runtime API");
@@ -46,7 +47,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("could not listen on port {port}"))?;
     tracing::info!(port, "listening");
-    server::serve_with_grace(listener, router, http, server::shutdown_signal(), grace).await?;
+    let shutdown = server::shutdown_signal();
+    server::serve_with_grace(listener, router, http, shutdown, grace, abort).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -128,14 +128,16 @@ async fn drive(
 }
 
 /// [`serve`], but in-flight executions only get `grace` after `shutdown` resolves: then every
-/// sandbox is killed (its client gets a `SANDBOX_ERROR` saying the service is shutting down)
-/// and this returns shortly after, whatever a connection still holds.
+/// sandbox is killed through `abort`, the service's handle (its client gets a `SANDBOX_ERROR`
+/// saying the service is shutting down), and this returns shortly after, whatever a connection
+/// still holds.
 pub async fn serve_with_grace(
     listener: TcpListener,
     router: Router,
     http: HttpConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
+    abort: Option<live::Abort>,
 ) -> io::Result<()> {
     let stopping = Arc::new(Notify::new());
     let notify = stopping.clone();
@@ -158,7 +160,9 @@ pub async fn serve_with_grace(
         grace_s = grace.as_secs_f64(),
         "grace period over: ending the executions still running"
     );
-    live::abort_all();
+    if let Some(abort) = &abort {
+        abort.abort_all();
+    }
     match tokio::time::timeout(ABORT_GRACE, &mut server).await {
         Ok(finished) => joined(finished),
         Err(_) => {

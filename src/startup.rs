@@ -83,7 +83,15 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
     } = probed;
     let executor = sandbox.map(|sandbox| {
         let cgroups = cgroups.ok();
-        Executor::start(Runner { sandbox, cgroups }, &config)
+        let abort = crate::sandbox::live::Abort::default();
+        Executor::start(
+            Runner {
+                sandbox,
+                cgroups,
+                abort,
+            },
+            &config,
+        )
     });
     // Before serving: on Lambda this is the init phase, which is not frozen, so the imports are
     // paid for here rather than by the first invocation.
@@ -161,6 +169,7 @@ async fn self_tested(
     let runner = Runner {
         sandbox: Arc::clone(&sandbox),
         cgroups: cgroups.cloned(),
+        abort: crate::sandbox::live::Abort::default(),
     };
     let started = runner
         .start(&job.limits, &[])

@@ -1,17 +1,17 @@
-//! The sandboxes running right now, so two service-wide duties can find them: the orphan
-//! reaper must leave their exit statuses to tokio (which waits for its own children), and a
-//! shutdown past its grace period must end every one of them.
+//! The sandboxes running right now, and how to end them all.
+//!
+//! The pid registry is process-wide on purpose: reaping is (one reaper per process waits for
+//! every child no one else waits for, whichever service started it), and it must leave the
+//! exit statuses of tokio's own children to tokio. The abort, which ends one service's
+//! executions at a shutdown past its grace period, is a handle ([`Abort`]) each service holds.
 
 use std::collections::BTreeSet;
-use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::watch;
 
 /// Pids of sandbox processes spawned by tokio and not yet waited for.
 static PIDS: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
-
-/// Turns true once, when the service must end every execution now.
-static ABORT: LazyLock<watch::Sender<bool>> = LazyLock::new(|| watch::Sender::new(false));
 
 /// Held while spawning a sandbox and recording its pid, and while the reaper looks for
 /// orphans, so the reaper never sees one of ours before it is recorded.
@@ -37,21 +37,30 @@ impl Drop for Registration {
     }
 }
 
-/// Resolves when every execution must end now; never, until then.
-pub async fn aborted() {
-    let mut receiver = ABORT.subscribe();
-    // An error means the sender is gone, which a static never is; wait forever then.
-    if receiver.wait_for(|abort| *abort).await.is_err() {
-        std::future::pending::<()>().await;
+/// Ends every execution of one service at once (a shutdown past its grace period): each
+/// execution waits on it, kills its sandbox and cleans up. One per service, passed down with its
+/// [`Runner`](super::Runner); cloning shares it.
+#[derive(Clone, Debug)]
+pub struct Abort(Arc<watch::Sender<bool>>);
+
+impl Default for Abort {
+    fn default() -> Self {
+        Self(Arc::new(watch::Sender::new(false)))
     }
 }
 
-/// Ends every running execution (each kills and cleans up its own sandbox) and every one that
-/// starts from now on.
-pub fn abort_all() {
-    ABORT.send_replace(true);
-}
+impl Abort {
+    /// Ends every running execution, and every one that starts from now on.
+    pub fn abort_all(&self) {
+        self.0.send_replace(true);
+    }
 
-pub fn is_aborting() -> bool {
-    *ABORT.borrow()
+    /// Resolves when every execution must end now; never, until then.
+    pub async fn aborted(&self) {
+        let mut receiver = self.0.subscribe();
+        // An error means every sender is gone, which cannot happen while we hold one.
+        if receiver.wait_for(|abort| *abort).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }

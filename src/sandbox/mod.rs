@@ -35,6 +35,8 @@ use crate::limits::Limits;
 pub struct Runner {
     pub sandbox: std::sync::Arc<dyn Sandbox>,
     pub cgroups: Option<cgroup::CgroupRoot>,
+    /// Ends every execution this runner started (see `live::Abort`).
+    pub abort: live::Abort,
 }
 
 impl Runner {

@@ -113,6 +113,7 @@ pub struct Started {
     keep_alive: KeepAlive,
     /// Where executions take turns (see `LaunchPlan::turn_taker`).
     turn_taker: Option<Arc<SharedAreas>>,
+    abort: live::Abort,
 }
 
 /// The service's ends of a sandbox's stdio, report channel and tool log.
@@ -286,6 +287,7 @@ pub fn start(
         cgroup,
         keep_alive: KeepAlive(keep_alive),
         turn_taker: plan.turn_taker,
+        abort: runner.abort.clone(),
     })
 }
 
@@ -300,6 +302,7 @@ pub(super) struct ForkedSandbox {
     pub cgroup: Option<ExecCgroup>,
     pub keep_alive: Vec<Box<dyn Send + Sync>>,
     pub turn_taker: Option<Arc<SharedAreas>>,
+    pub abort: live::Abort,
 }
 
 impl Started {
@@ -317,6 +320,7 @@ impl Started {
             session: forked.pid,
             keep_alive: KeepAlive(forked.keep_alive),
             turn_taker: forked.turn_taker,
+            abort: forked.abort,
         })
     }
 }
@@ -356,7 +360,7 @@ impl Started {
             status = self.leader.wait() => Ended::Exited(status),
             () = tokio::time::sleep_until(deadline) => Ended::TimedOut,
             _ = watch.tripped(self.cgroup.as_ref()) => Ended::OverLimit,
-            () = live::aborted() => Ended::Aborted,
+            () = self.abort.aborted() => Ended::Aborted,
         };
         let wall = started_at.elapsed();
         feeder.abort();

@@ -220,6 +220,7 @@ impl Template {
             cgroup,
             keep_alive,
             turn_taker: plan.turn_taker,
+            abort: self.runner.abort.clone(),
         })
     }
 }
