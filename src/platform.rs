@@ -89,19 +89,35 @@ pub struct Choice {
     pub isolation: Isolation,
 }
 
+/// Why no script may run here: the platform cannot give what the configuration requires.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "SANDBOX=nsjail, but this platform refuses user namespaces; use SANDBOX=auto or \
+         FORCE_COMPAT=1"
+    )]
+    NsjailWithoutNamespaces,
+    #[error(
+        "the {} sandbox has only [{has}] here, below MIN_ISOLATION={minimum}; scripts are \
+         refused rather than run with less isolation",
+        kind.as_str()
+    )]
+    BelowMinimum {
+        kind: SandboxKind,
+        has: Isolation,
+        minimum: Isolation,
+    },
+}
+
 /// Picks the sandbox, or says why no script may run here.
 pub fn choose(
     wanted: SandboxChoice,
     platform: &Platform,
     minimum: &Isolation,
-) -> Result<Choice, String> {
+) -> Result<Choice, Refusal> {
     let kind = match wanted {
         SandboxChoice::Nsjail if !platform.user_namespaces => {
-            return Err(
-                "SANDBOX=nsjail, but this platform refuses user namespaces; \
-                 use SANDBOX=auto or FORCE_COMPAT=1"
-                    .into(),
-            )
+            return Err(Refusal::NsjailWithoutNamespaces)
         }
         SandboxChoice::Nsjail => SandboxKind::Nsjail,
         SandboxChoice::Compat => SandboxKind::Compat,
@@ -110,11 +126,11 @@ pub fn choose(
     };
     let isolation = platform.isolation(kind);
     if !isolation.covers(minimum) {
-        return Err(format!(
-            "the {} sandbox has only [{isolation}] here, below MIN_ISOLATION={minimum}; \
-             scripts are refused rather than run with less isolation",
-            kind.as_str()
-        ));
+        return Err(Refusal::BelowMinimum {
+            kind,
+            has: isolation,
+            minimum: *minimum,
+        });
     }
     Ok(Choice { kind, isolation })
 }
@@ -308,7 +324,8 @@ mod tests {
     fn forcing_nsjail_without_namespaces_is_refused_with_a_reason() {
         let error = choose(SandboxChoice::Nsjail, &probed(LAMBDA), &seccomp_minimum())
             .expect_err("no namespaces");
-        assert!(error.contains("user namespaces"), "{error}");
+        assert_eq!(error, Refusal::NsjailWithoutNamespaces);
+        assert!(error.to_string().contains("user namespaces"), "{error}");
     }
 
     #[test]
@@ -319,7 +336,11 @@ mod tests {
         };
         let error = choose(SandboxChoice::Auto, &probed(no_seccomp), &seccomp_minimum())
             .expect_err("below the minimum");
-        assert!(error.contains("MIN_ISOLATION=seccomp"), "{error}");
+        assert!(matches!(error, Refusal::BelowMinimum { .. }), "{error}");
+        assert!(
+            error.to_string().contains("MIN_ISOLATION=seccomp"),
+            "{error}"
+        );
         let no_privs = Platform {
             no_new_privs: false,
             ..LAMBDA

@@ -69,7 +69,7 @@ impl Report {
         let findings = Findings {
             kind,
             platform: &probed.platform,
-            cgroup_error: probed.cgroups.as_ref().err().map(String::as_str),
+            cgroup_error: probed.cgroups.as_ref().err(),
             fallback: probed.fallback.as_deref(),
         };
         Self {
@@ -190,7 +190,7 @@ struct Findings<'a> {
     /// The sandbox that will run, if any.
     kind: Option<SandboxKind>,
     platform: &'a Platform,
-    cgroup_error: Option<&'a str>,
+    cgroup_error: Option<&'a crate::sandbox::cgroup::CgroupError>,
     fallback: Option<&'a str>,
 }
 
@@ -257,10 +257,14 @@ mod tests {
 
     #[test]
     fn every_missing_layer_says_why() {
+        let read_only = crate::sandbox::cgroup::CgroupError {
+            path: "/sys/fs/cgroup".into(),
+            source: std::io::Error::from_raw_os_error(libc::EROFS),
+        };
         let findings = Findings {
             kind: Some(SandboxKind::Compat),
             platform: &LAMBDA,
-            cgroup_error: Some("read-only file system"),
+            cgroup_error: Some(&read_only),
             fallback: None,
         };
         let isolation = LAMBDA.isolation(SandboxKind::Compat);

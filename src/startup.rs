@@ -19,7 +19,7 @@ use crate::executor::Executor;
 use crate::layer::{Layer, LayerError};
 use crate::platform::{self, Choice, Platform, SystemProbes};
 use crate::probe::Report;
-use crate::sandbox::cgroup::CgroupRoot;
+use crate::sandbox::cgroup::{CgroupError, CgroupRoot};
 use crate::sandbox::compat::CompatSandbox;
 use crate::sandbox::nsjail::NsjailSandbox;
 use crate::sandbox::{Job, Runner, Sandbox, SandboxError, SandboxKind};
@@ -44,7 +44,7 @@ pub struct Probed {
     pub layer: Layer,
     pub platform: Platform,
     /// The cgroup hierarchy executions get their own cgroup in, or why there is none.
-    pub cgroups: Result<CgroupRoot, String>,
+    pub cgroups: Result<CgroupRoot, CgroupError>,
     /// The sandbox scripts will run in, or why no script may run here.
     pub sandbox: Result<Arc<dyn Sandbox>, Unavailable>,
     /// Why nsjail was passed over for compat under SANDBOX=auto, when it was.
@@ -62,7 +62,7 @@ pub async fn probe(config: &Config) -> Result<Probed, StartupError> {
             Ok(choice) => {
                 proven_sandbox(config, &layer, cgroups.as_ref().ok(), &platform, choice).await
             }
-            Err(reason) => (Err(Unavailable::new(Category::Isolation, reason)), None),
+            Err(refusal) => (Err(refusal.into()), None),
         };
     Ok(Probed {
         layer,
@@ -103,7 +103,7 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
 
 /// The cgroup hierarchy, if this process can really create an execution's cgroup in it: the
 /// service's parent directory may exist (made by an earlier run as root) yet not be writable.
-async fn usable_cgroups(config: &Config) -> Result<CgroupRoot, String> {
+async fn usable_cgroups(config: &Config) -> Result<CgroupRoot, CgroupError> {
     let trial = CgroupRoot::detect(Path::new(CGROUP_MOUNT))
         .and_then(|root| root.create(&config.limits).map(|cgroup| (root, cgroup)));
     match trial {
@@ -113,7 +113,7 @@ async fn usable_cgroups(config: &Config) -> Result<CgroupRoot, String> {
         }
         Err(error) => {
             tracing::warn!(%error, "no per-execution cgroups: memory and process limits fall back to rlimits");
-            Err(error.to_string())
+            Err(error)
         }
     }
 }
@@ -138,7 +138,7 @@ async fn proven_sandbox(
     platform.user_namespaces = false;
     let fallback = match platform::choose(SandboxChoice::Auto, &platform, &config.min_isolation) {
         Ok(fallback) => self_tested(self::sandbox(layer, fallback), cgroups, config).await,
-        Err(why) => Err(Unavailable::new(Category::Isolation, why)),
+        Err(refusal) => Err(refusal.into()),
     };
     (fallback, Some(reason.detail))
 }

@@ -54,6 +54,13 @@ pub struct Unavailable {
     pub detail: String,
 }
 
+/// The platform refused: an isolation failure.
+impl From<crate::platform::Refusal> for Unavailable {
+    fn from(refusal: crate::platform::Refusal) -> Self {
+        Self::new(Category::Isolation, refusal.to_string())
+    }
+}
+
 impl Unavailable {
     pub fn new(category: Category, detail: impl Into<String>) -> Self {
         Self {

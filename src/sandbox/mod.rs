@@ -189,8 +189,12 @@ pub enum SandboxError {
     Pipe(io::Error),
     #[error("could not start {program}: {source}")]
     Spawn { program: PathBuf, source: io::Error },
-    #[error("the sandbox is unavailable: {0}")]
-    Unavailable(String),
+    #[error("{what} is missing at {}", path.display())]
+    Missing { what: &'static str, path: PathBuf },
+    #[error(transparent)]
+    Policy(#[from] seccomp::SeccompError),
+    #[error("the template: {0}")]
+    Template(#[from] template::TemplateError),
     #[error("the sandbox failed: {0}")]
     Failed(String),
 }

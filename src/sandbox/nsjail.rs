@@ -45,10 +45,10 @@ impl NsjailSandbox {
     pub fn new(layer: &Layer, isolation: Isolation) -> Result<Self, SandboxError> {
         let nsjail = layer.nsjail();
         if !nsjail.is_file() {
-            return Err(SandboxError::Unavailable(format!(
-                "nsjail is missing at {}",
-                nsjail.display()
-            )));
+            return Err(SandboxError::Missing {
+                what: "nsjail",
+                path: nsjail,
+            });
         }
         // SAFETY: geteuid/getegid cannot fail.
         let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
@@ -70,8 +70,7 @@ impl NsjailSandbox {
             seccomp: isolation
                 .seccomp
                 .then(|| Policy::build(SignalScope::Namespace))
-                .transpose()
-                .map_err(|error| SandboxError::Unavailable(error.to_string()))?,
+                .transpose()?,
             isolation,
         })
     }

@@ -155,9 +155,8 @@ async fn run_once(shared: &Shared, set: &Set) -> Result<(), SandboxError> {
     if let Err(error) = template.ready().await {
         process.kill();
         let (status, log) = process.exited().await;
-        return Err(SandboxError::Failed(format!(
-            "{error} (exit {status:?}; log: {log})"
-        )));
+        tracing::error!(template = set.name, ?status, %log, "the template did not start");
+        return Err(error.into());
     }
     tracing::info!(template = set.name, pid = process.pid(), "template ready");
     *set.lock() = Some(Arc::clone(&template));

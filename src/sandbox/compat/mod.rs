@@ -70,8 +70,7 @@ impl CompatSandbox {
         } else {
             SignalScope::GroupOnly
         };
-        let seccomp =
-            Policy::build(signals).map_err(|error| SandboxError::Unavailable(error.to_string()))?;
+        let seccomp = Policy::build(signals)?;
         let shared_areas = (!as_root && !isolation.landlock).then(|| {
             let areas = SharedAreas::discover();
             tracing::info!(

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use pyexec_isolate::fdpass;
 use serde_json::json;
+use thiserror::Error;
 use tokio::process::{Child, Command};
 
 use super::child_setup::ChildSetup;
@@ -35,6 +36,32 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The template's own log (nsjail's, and Python's on a crash), kept for diagnostics only.
 const LOG_CAP: usize = 16 * 1024;
+
+/// What went wrong starting a template or forking from it.
+#[derive(Debug, Error)]
+pub enum TemplateError {
+    #[error("it did not become ready within {0:?}")]
+    NotReady(Duration),
+    #[error("it exited while starting")]
+    ExitedWhileStarting,
+    #[error("it said {0:?} instead of ready")]
+    NotReadyMessage(String),
+    #[error("{step}: {source}")]
+    Io {
+        step: &'static str,
+        source: std::io::Error,
+    },
+    #[error("a fork did not isolate itself within {0:?}")]
+    ForkTimedOut(Duration),
+    #[error("a fork exited while isolating itself")]
+    ForkExited,
+    #[error("a fork said {0:?}")]
+    ForkSaid(String),
+}
+
+fn io(step: &'static str) -> impl FnOnce(std::io::Error) -> TemplateError {
+    move |source| TemplateError::Io { step, source }
+}
 
 /// A running template the service can fork executions from.
 #[derive(Debug)]
@@ -185,16 +212,13 @@ impl Template {
             status_child,
         ];
         fds.extend(plan.landlock);
-        let failed = |what: &str, error: std::io::Error| {
-            SandboxError::Failed(format!("forking from the template: {what}: {error}"))
-        };
         self.control
             .send(&message, &fds)
             .await
-            .map_err(|error| failed("sending the request", error))?;
+            .map_err(io("sending a fork request"))?;
         // Ours close now: the child holds the only write ends, so EOF comes when it is done.
         drop((fds, ends.tool_log));
-        let status = Socket::new(status_service).map_err(|error| failed("status", error))?;
+        let status = Socket::new(status_service).map_err(io("watching a fork's status"))?;
         let child = Handshake::new(status).await?;
         let mut handshake = HandshakeGuard(Some(child));
         let child = handshake.0.as_mut().expect("set above");
@@ -207,7 +231,7 @@ impl Template {
         let mut keep_alive: Vec<Box<dyn Send + Sync>> = plan.keep_alive.into_iter().collect();
         while let Some(listener) = child.next_listener().await? {
             let guard = compat::signals::serve(listener, child.pid)
-                .map_err(|error| failed("signal guard", error))?;
+                .map_err(io("serving a fork's signal guard"))?;
             keep_alive.push(Box::new(guard));
         }
         let child = handshake.0.take().expect("set above");
@@ -234,7 +258,7 @@ struct Handshake {
 
 impl Handshake {
     /// Waits for the child's pidfd.
-    async fn new(status: Socket) -> Result<Self, SandboxError> {
+    async fn new(status: Socket) -> Result<Self, TemplateError> {
         let message = step(&status).await?;
         let pidfd = match message.fd {
             Some(fd) if message.payload == fdpass::PID => fd,
@@ -244,15 +268,15 @@ impl Handshake {
         Ok(Self { status, pidfd, pid })
     }
 
-    async fn go(&self) -> Result<(), SandboxError> {
+    async fn go(&self) -> Result<(), TemplateError> {
         self.status
             .send(fdpass::GO, &[])
             .await
-            .map_err(|error| SandboxError::Failed(format!("telling the fork to go: {error}")))
+            .map_err(io("telling a fork to go"))
     }
 
     /// The signal guard's listener, if the child sends one before it says it is isolated.
-    async fn next_listener(&self) -> Result<Option<OwnedFd>, SandboxError> {
+    async fn next_listener(&self) -> Result<Option<OwnedFd>, TemplateError> {
         let message = step(&self.status).await?;
         match (message.payload.as_slice(), message.fd) {
             (fdpass::ISOLATED, _) => Ok(None),
@@ -282,34 +306,27 @@ impl Drop for HandshakeGuard {
     }
 }
 
-async fn step(status: &Socket) -> Result<control::Message, SandboxError> {
+async fn step(status: &Socket) -> Result<control::Message, TemplateError> {
     match tokio::time::timeout(STEP_TIMEOUT, status.receive()).await {
-        Ok(Ok(message)) => Ok(message),
-        Ok(Err(error)) => Err(SandboxError::Failed(format!("the fork's status: {error}"))),
-        Err(_) => Err(SandboxError::Failed(
-            "the fork did not isolate itself in time".into(),
-        )),
+        Ok(message) => message.map_err(io("reading a fork's status")),
+        Err(_) => Err(TemplateError::ForkTimedOut(STEP_TIMEOUT)),
     }
 }
 
-fn unexpected(payload: &[u8]) -> SandboxError {
+fn unexpected(payload: &[u8]) -> TemplateError {
     if payload.is_empty() {
-        return SandboxError::Failed("the fork exited while isolating itself".into());
+        return TemplateError::ForkExited;
     }
-    SandboxError::Failed(format!(
-        "the fork said {:?}",
-        String::from_utf8_lossy(payload)
-    ))
+    TemplateError::ForkSaid(String::from_utf8_lossy(payload).into_owned())
 }
 
 /// The pid, in the service's PID namespace, of the process a pidfd refers to.
-fn pid_of(pidfd: &OwnedFd) -> Result<i32, SandboxError> {
+fn pid_of(pidfd: &OwnedFd) -> Result<i32, TemplateError> {
     let path = format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd());
-    let info = std::fs::read_to_string(&path)
-        .map_err(|error| SandboxError::Failed(format!("reading {path}: {error}")))?;
+    let info = std::fs::read_to_string(path).map_err(io("reading a fork's pidfd"))?;
     info.lines()
         .find_map(|line| line.strip_prefix("Pid:"))
         .and_then(|pid| pid.trim().parse().ok())
         .filter(|pid: &i32| *pid > 0)
-        .ok_or_else(|| SandboxError::Failed("the fork's pidfd names no live process".into()))
+        .ok_or(TemplateError::ForkExited)
 }
