@@ -259,7 +259,7 @@ mod tests {
     fn every_missing_layer_says_why() {
         let read_only = crate::sandbox::cgroup::CgroupError {
             path: "/sys/fs/cgroup".into(),
-            source: std::io::Error::from_raw_os_error(libc::EROFS),
+            source: std::io::Error::other("read-only file system"),
         };
         let findings = Findings {
             kind: Some(SandboxKind::Compat),

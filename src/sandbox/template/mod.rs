@@ -158,20 +158,17 @@ impl TemplateProcess {
 
 impl Template {
     /// Resolves once the template has imported its modules and waits for requests.
-    pub async fn ready(&self) -> Result<(), SandboxError> {
+    pub async fn ready(&self) -> Result<(), TemplateError> {
         let message = tokio::time::timeout(READY_TIMEOUT, self.control.receive())
             .await
-            .map_err(|_| SandboxError::Failed("the template did not become ready".into()))?
-            .map_err(|error| SandboxError::Failed(format!("the template's socket: {error}")))?;
+            .map_err(|_| TemplateError::NotReady(READY_TIMEOUT))?
+            .map_err(io("reading its control socket"))?;
         match message.payload.as_slice() {
             b"ready" => Ok(()),
-            b"" => Err(SandboxError::Failed(
-                "the template exited while starting".into(),
+            b"" => Err(TemplateError::ExitedWhileStarting),
+            other => Err(TemplateError::NotReadyMessage(
+                String::from_utf8_lossy(other).into_owned(),
             )),
-            other => Err(SandboxError::Failed(format!(
-                "the template said {:?} instead of ready",
-                String::from_utf8_lossy(other)
-            ))),
         }
     }
 
