@@ -79,7 +79,8 @@ impl CgroupRoot {
     pub fn create(&self, limits: &Limits) -> Result<ExecCgroup, CgroupError> {
         let name = unique_name();
         let memory = limits.memory.as_bytes().to_string();
-        // +2: nsjail and the harness's supervisor are in the cgroup too; the script gets the rest.
+        // +2: nsjail (or a template's child) and the harness's supervisor are in the cgroup too;
+        // the script gets the rest.
         let pids = (u64::from(limits.processes) + 2).to_string();
         let cgroup = match self {
             Self::V1 {
@@ -112,11 +113,18 @@ impl CgroupRoot {
     }
 }
 
+/// `exec-<pid>-<instance>-<n>`: the pid lets a later start sweep what a dead service left
+/// (see [`sweep_stale`]); the instance, random per process, keeps two services with the same pid
+/// apart (in containers the service is always PID 1, and a cgroup left by a killed container's
+/// service would otherwise collide with the next one's).
 fn unique_name() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
+    static INSTANCE: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_owned());
     format!(
-        "exec-{}-{}",
+        "exec-{}-{}-{}",
         std::process::id(),
+        *INSTANCE,
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
 }
