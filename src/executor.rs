@@ -25,13 +25,10 @@ impl Executor {
     /// Builds the executor and, unless disabled, starts the templates (within the runtime);
     /// [`Executor::wait_for_templates`] waits until they have imported their modules.
     pub fn start(runner: Runner, config: &Config) -> Self {
-        let templates = config.templates.enabled.then(|| {
-            Templates::start(
-                runner.clone(),
-                &config.limits,
-                config.templates.preload.clone(),
-            )
-        });
+        let templates = config
+            .templates
+            .enabled
+            .then(|| Templates::start(runner.clone(), &config.limits, &config.templates));
         let capacity = if runner.sandbox.exclusive() && config.max_concurrency > 1 {
             tracing::warn!(
                 configured = config.max_concurrency,

@@ -99,6 +99,8 @@ pub struct TemplateConfig {
     pub enabled: bool,
     /// Modules the "data" template imports; scripts importing any of them are forked from it.
     pub preload: Vec<String>,
+    /// Executions each template keeps forked and isolated ahead of their request.
+    pub spare_forks: usize,
 }
 
 impl Default for TemplateConfig {
@@ -106,6 +108,7 @@ impl Default for TemplateConfig {
         Self {
             enabled: true,
             preload: vec!["numpy".into(), "pandas".into(), "matplotlib.pyplot".into()],
+            spare_forks: 1,
         }
     }
 }

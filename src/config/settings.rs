@@ -13,8 +13,8 @@ use clap::builder::{EnumValueParser, OsStringValueParser, TypedValueParser};
 use clap::{ArgAction, Args};
 
 use super::values::{
-    concurrency, connections, count, isolation, kib, mib, millis, modules, number, seconds, switch,
-    url_ttl, Lenient, Modules,
+    concurrency, connections, count, isolation, kib, mib, millis, modules, number, seconds,
+    spare_forks, switch, url_ttl, Lenient, Modules,
 };
 use super::{LogFormat, SandboxChoice};
 use crate::limits::ByteSize;
@@ -104,6 +104,9 @@ pub struct Settings {
     /// Modules the data template imports once, for every script that imports any of them (comma-separated)
     #[arg(long, env, default_value = "numpy,pandas,matplotlib.pyplot", value_parser = Lenient(modules), help_heading = TEMPLATES)]
     pub preload: Modules,
+    /// Executions each template keeps forked and isolated ahead of their request (0: each request forks its own)
+    #[arg(long, env, default_value = "1", value_parser = Lenient(spare_forks), help_heading = TEMPLATES)]
+    pub spare_forks: usize,
 
     /// Which sandbox runs scripts: nsjail, compat, or auto (nsjail where the platform allows namespaces)
     #[arg(long, env, default_value = "auto", value_parser = Lenient(EnumValueParser::<SandboxChoice>::new()), help_heading = SANDBOX)]

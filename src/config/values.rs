@@ -67,6 +67,14 @@ pub fn connections(text: &str) -> Result<usize, String> {
     count(text).map(|n| n as usize)
 }
 
+/// Spare forks per template: a few at most, each holds an execution's resources while it waits.
+pub fn spare_forks(text: &str) -> Result<usize, String> {
+    match number::<usize>(text)? {
+        count @ 0..=8 => Ok(count),
+        _ => Err("must be between 0 and 8".into()),
+    }
+}
+
 /// A size in KiB, at least 1.
 pub fn kib(text: &str) -> Result<ByteSize, String> {
     count(text).map(|n| ByteSize::kib(u64::from(n)))

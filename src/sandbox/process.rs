@@ -114,6 +114,23 @@ pub struct Started {
     /// Where executions take turns (see `LaunchPlan::turn_taker`).
     turn_taker: Option<Arc<SharedAreas>>,
     abort: live::Abort,
+    /// Kills the sandbox if it is dropped without running (a spare at shutdown).
+    unrun: Unrun,
+}
+
+/// Armed until the job is handed over: a sandbox dropped before that is killed, whole group.
+#[derive(Debug)]
+struct Unrun {
+    session: i32,
+    armed: bool,
+}
+
+impl Drop for Unrun {
+    fn drop(&mut self) {
+        if self.armed {
+            kill_group(self.session);
+        }
+    }
 }
 
 /// The service's ends of a sandbox's stdio, report channel and tool log.
@@ -288,6 +305,10 @@ pub fn start(
         keep_alive: KeepAlive(keep_alive),
         turn_taker: plan.turn_taker,
         abort: runner.abort.clone(),
+        unrun: Unrun {
+            session,
+            armed: true,
+        },
     })
 }
 
@@ -321,6 +342,10 @@ impl Started {
             keep_alive: KeepAlive(forked.keep_alive),
             turn_taker: forked.turn_taker,
             abort: forked.abort,
+            unrun: Unrun {
+                session: forked.pid,
+                armed: true,
+            },
         })
     }
 }
@@ -341,8 +366,26 @@ impl Started {
         self.kind
     }
 
+    /// Whether the sandbox is still waiting (a spare may have died while it waited).
+    pub fn is_alive(&mut self) -> bool {
+        match &mut self.leader {
+            Leader::Spawned { child, .. } => matches!(child.try_wait(), Ok(None)),
+            Leader::Forked(pidfd) => {
+                let mut poll = libc::pollfd {
+                    fd: pidfd.get_ref().as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: poll on one valid pollfd, without waiting; readable means exited.
+                unsafe { libc::poll(&mut poll, 1, 0) == 0 }
+            }
+        }
+    }
+
     /// Hands over the job and sees the execution through to the end.
     pub async fn run(mut self, job: &Job) -> Execution {
+        // From here on, the execution's own teardown ends the sandbox.
+        self.unrun.armed = false;
         // Where executions take turns, the job waits for the previous one's cleanup.
         let turn = match &self.turn_taker {
             Some(areas) => Some(areas.take_turn().await),

@@ -9,11 +9,13 @@
 //! a request forks, and the fork's teardown ends with it.
 
 mod routing;
+mod spares;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::config::TemplateConfig;
 use crate::limits::Limits;
 use crate::sandbox::process::Started;
 use crate::sandbox::template::{self, Template};
@@ -48,6 +50,8 @@ struct Set {
     /// Set once the first template of this set was ready (or failed to be).
     started: tokio::sync::watch::Sender<bool>,
     restarts: AtomicU64,
+    /// Executions forked ahead of their request ([`spares`]).
+    spares: spares::Spares,
 }
 
 /// One template's state, for /health.
@@ -66,13 +70,15 @@ pub struct TemplatesStatus {
 
 impl Templates {
     /// Starts both templates and the tasks that keep them running; call within the runtime.
-    pub fn start(runner: Runner, limits: &Limits, preload: Vec<String>) -> Self {
+    pub fn start(runner: Runner, limits: &Limits, config: &TemplateConfig) -> Self {
+        let preload = config.preload.clone();
         let set = |name, preload: Vec<String>| Set {
             name,
             preload,
             current: Mutex::new(None),
             started: tokio::sync::watch::Sender::new(false),
             restarts: AtomicU64::new(0),
+            spares: spares::Spares::new(config.spare_forks),
         };
         let shared = Arc::new(Shared {
             runner,
@@ -104,8 +110,15 @@ impl Templates {
         let index = usize::from(routing::imports_any(script, &shared.preload));
         let set = &shared.sets[index];
         let template = set.lock().clone()?;
+        let started_at = std::time::Instant::now();
+        if let Some(spare) = set.spares.take(&template, &shared.limits).await {
+            let waited_us = started_at.elapsed().as_micros() as u64;
+            tracing::debug!(template = set.name, waited_us, "spare taken");
+            return Some(Ok(spare));
+        }
         let forked = template.fork(&shared.limits).await;
-        tracing::debug!(template = set.name, ok = forked.is_ok(), "fork");
+        let fork_us = started_at.elapsed().as_micros() as u64;
+        tracing::debug!(template = set.name, ok = forked.is_ok(), fork_us, "forked");
         Some(forked)
     }
 
@@ -160,12 +173,14 @@ async fn run_once(shared: &Shared, set: &Set) -> Result<(), SandboxError> {
     }
     tracing::info!(template = set.name, pid = process.pid(), "template ready");
     *set.lock() = Some(Arc::clone(&template));
+    set.spares.fill(&template, &shared.limits);
     set.started.send_replace(true);
     tokio::select! {
         () = template.closed() => {}
         _ = process.exited() => {}
     }
     *set.lock() = None;
+    set.spares.clear();
     process.kill();
     let (status, log) = process.exited().await;
     tracing::error!(template = set.name, ?status, %log, "template exited; starting a new one");
