@@ -193,10 +193,27 @@ fn descendants_running(words: &[&str]) -> Vec<i32> {
         .collect()
 }
 
+/// The data template: the topmost process running it (its children, forked executions, have
+/// the same command line), and under nsjail the template inside the jail as well.
+fn data_template_processes() -> Vec<i32> {
+    let matching = descendants_running(&["--template", "--preload"]);
+    let parent = |pid: i32| crate::common::procs::parent_of(pid as u32).map(|ppid| ppid as i32);
+    let comm = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let top: Vec<i32> = matching
+        .iter()
+        .copied()
+        .filter(|pid| parent(*pid).is_none_or(|ppid| !matching.contains(&ppid)))
+        .collect();
+    let jailed = matching.iter().copied().filter(|pid| {
+        parent(*pid).is_some_and(|ppid| top.contains(&ppid) && comm(ppid).trim() == "nsjail")
+    });
+    top.iter().copied().chain(jailed).collect()
+}
+
 async fn a_killed_template_is_replaced(kind: Kind) {
     let service = Service::start(kind).await;
     service.wait_for_templates().await;
-    let data_template = descendants_running(&["--template", "--preload"]);
+    let data_template = data_template_processes();
     assert!(!data_template.is_empty(), "no data template found");
     let slow = "import time, numpy\ndef main():\n    time.sleep(1.5)\n    return 'done'\n";
     let in_flight = service.run(slow);
