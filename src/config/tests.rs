@@ -89,8 +89,8 @@ fn template_settings() {
     assert_eq!(config.templates.preload, vec!["numpy", "scipy.stats"]);
     rejected("PRELOAD", "numpy;rm -rf");
     assert_eq!(config.templates.spare_forks, 1);
-    let config = config(&[("SPARE_FORKS", "0")]).expect("valid");
-    assert_eq!(config.templates.spare_forks, 0);
+    let no_spares = self::config(&[("SPARE_FORKS", "0")]).expect("valid");
+    assert_eq!(no_spares.templates.spare_forks, 0);
     rejected("SPARE_FORKS", "100");
 }
 
