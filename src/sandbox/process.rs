@@ -249,33 +249,20 @@ pub fn start(
         .map(|root| root.create(limits))
         .transpose()?;
     let (streams, ends) = Streams::open(limits)?;
-    let mut command = Command::new(&plan.program);
-    command
-        .args(&plan.args)
-        .env_clear()
-        .envs(plan.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::from(ends.stdin))
-        .stdout(Stdio::from(ends.stdout))
-        .stderr(Stdio::from(ends.stderr))
-        .kill_on_drop(true);
-    let setup = ChildSetup {
-        cgroup_procs: cgroup
-            .as_ref()
-            .map(ExecCgroup::procs_files)
-            .unwrap_or_default(),
+    let cgroup_procs = cgroup
+        .as_ref()
+        .map(ExecCgroup::procs_files)
+        .unwrap_or_default();
+    let io = LeaderIo {
+        stdin: Stdio::from(ends.stdin),
+        stdout: Stdio::from(ends.stdout),
+        stderr: Stdio::from(ends.stderr),
         channel_fd: ends.channel.as_raw_fd(),
         tool_log_fd: ends.tool_log.as_raw_fd(),
-        hardening: plan.hardening,
+        cgroup_procs,
     };
-    // SAFETY: ChildSetup::run only makes async-signal-safe calls on pre-built data.
-    unsafe { command.pre_exec(setup.into_closure()) };
-    let mut pids = live::lock();
-    let child = command.spawn().map_err(|source| SandboxError::Spawn {
-        program: plan.program.clone(),
-        source,
-    })?;
-    let registration = live::Registration::new(&mut pids, child.id().unwrap_or(0));
-    drop(pids);
+    let (child, registration) =
+        spawn_leader(&plan.program, &plan.args, &plan.env, plan.hardening, io)?;
     let session = child.id().map_or(0, |pid| pid as i32);
     let mut keep_alive: Vec<Box<dyn Send + Sync>> = plan.keep_alive.into_iter().collect();
     if let Some(after_spawn) = plan.after_spawn {
@@ -289,9 +276,9 @@ pub fn start(
             }
         }
     }
-    // The write ends now live in the child (the Command held the stdio ones and is dropped
-    // here too); ours must close or EOF would never come.
-    drop((command, ends.channel, ends.tool_log));
+    // The write ends now live in the child (the Command, gone with spawn_leader, held the stdio
+    // ones); ours must close or EOF would never come.
+    drop((ends.channel, ends.tool_log));
     Ok(Started {
         kind: sandbox.kind(),
         isolation: sandbox.isolation(),
@@ -310,6 +297,53 @@ pub fn start(
             armed: true,
         },
     })
+}
+
+/// What a sandbox's first process starts with besides its program: its stdio, the channels that
+/// go on fds 3 and 4, and the cgroup it joins.
+pub(super) struct LeaderIo {
+    pub stdin: Stdio,
+    pub stdout: Stdio,
+    pub stderr: Stdio,
+    pub channel_fd: std::os::fd::RawFd,
+    pub tool_log_fd: std::os::fd::RawFd,
+    pub cgroup_procs: Vec<std::ffi::CString>,
+}
+
+/// Spawns a sandbox's first process (a cold sandbox's, or a template): a cleared environment,
+/// a session of its own, its cgroup, the channels on fds 3 and 4, then `hardening`; recorded
+/// as live so the orphan reaper leaves it to tokio.
+pub(super) fn spawn_leader(
+    program: &std::path::Path,
+    args: &[std::ffi::OsString],
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
+    hardening: Option<super::Hardening>,
+    io: LeaderIo,
+) -> Result<(Child, live::Registration), SandboxError> {
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(io.stdin)
+        .stdout(io.stdout)
+        .stderr(io.stderr)
+        .kill_on_drop(true);
+    let setup = ChildSetup {
+        cgroup_procs: io.cgroup_procs,
+        channel_fd: io.channel_fd,
+        tool_log_fd: io.tool_log_fd,
+        hardening,
+    };
+    // SAFETY: ChildSetup::run only makes async-signal-safe calls on pre-built data.
+    unsafe { command.pre_exec(setup.into_closure()) };
+    let mut pids = live::lock();
+    let child = command.spawn().map_err(|source| SandboxError::Spawn {
+        program: program.to_owned(),
+        source,
+    })?;
+    let registration = live::Registration::new(&mut pids, child.id().unwrap_or(0));
+    Ok((child, registration))
 }
 
 /// What a template's fork hands over once its child is isolated (`sandbox::template`).

@@ -20,11 +20,18 @@ pub const ERROR_PREFIX: &[u8] = b"error: ";
 /// The longest message either side sends.
 pub const MAX_MESSAGE: usize = 512;
 
-/// Control buffer for one fd, aligned for cmsghdr.
+/// The most fds one message carries (an execution's pipes, status socket and ruleset).
+pub const MAX_FDS: usize = 8;
+
+/// Control buffer for up to `MAX_FDS` fds, aligned for cmsghdr.
 #[repr(C, align(8))]
 struct Control([u8; 64]);
 
-pub fn send(socket: RawFd, payload: &[u8], fd: Option<RawFd>) -> io::Result<()> {
+/// Sends `payload` with `fds` (at most [`MAX_FDS`]); allocates nothing.
+pub fn send(socket: RawFd, payload: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
     let mut control = Control([0; 64]);
     let mut iov = libc::iovec {
         iov_base: payload.as_ptr().cast_mut().cast(),
@@ -34,22 +41,27 @@ pub fn send(socket: RawFd, payload: &[u8], fd: Option<RawFd>) -> io::Result<()> 
     let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
     message.msg_iov = &mut iov;
     message.msg_iovlen = 1;
-    if let Some(fd) = fd {
-        let fd_size = std::mem::size_of::<RawFd>() as u32;
+    if !fds.is_empty() {
+        let size = std::mem::size_of_val(fds) as u32;
         message.msg_control = control.0.as_mut_ptr().cast();
         // SAFETY: CMSG_SPACE and CMSG_LEN are arithmetic; the buffer holds one cmsghdr with
-        // room for one fd and outlives the call.
+        // room for MAX_FDS fds and outlives the call.
         unsafe {
-            message.msg_controllen = libc::CMSG_SPACE(fd_size) as usize;
+            message.msg_controllen = libc::CMSG_SPACE(size) as usize;
             let header = libc::CMSG_FIRSTHDR(&message);
             (*header).cmsg_level = libc::SOL_SOCKET;
             (*header).cmsg_type = libc::SCM_RIGHTS;
-            (*header).cmsg_len = libc::CMSG_LEN(fd_size) as usize;
-            std::ptr::write_unaligned(libc::CMSG_DATA(header).cast::<RawFd>(), fd);
+            (*header).cmsg_len = libc::CMSG_LEN(size) as usize;
+            std::ptr::copy_nonoverlapping(
+                fds.as_ptr(),
+                libc::CMSG_DATA(header).cast::<RawFd>(),
+                fds.len(),
+            );
         }
     }
     // SAFETY: a msghdr over buffers that outlive the call.
-    if unsafe { libc::sendmsg(socket, &message, libc::MSG_NOSIGNAL) } < 0 {
+    let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+    if unsafe { libc::sendmsg(socket, &message, flags) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

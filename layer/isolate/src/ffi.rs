@@ -49,7 +49,7 @@ pub unsafe extern "C" fn pyexec_confine(
             listener_socket: Some(status),
         };
         spec.confine(fds).map_err(|error| ("confining", error))?;
-        fdpass::send(status, fdpass::ISOLATED, None).map_err(|error| ("reporting", error))?;
+        fdpass::send(status, fdpass::ISOLATED, &[]).map_err(|error| ("reporting", error))?;
         Ok(0)
     });
     answer(status, confined)
@@ -69,7 +69,7 @@ fn handshake(status: RawFd) -> Step<()> {
         return Err(("starting a session", io::Error::last_os_error()));
     }
     let pidfd = fdpass::own_pidfd().map_err(|error| ("opening a pidfd", error))?;
-    fdpass::send(status, fdpass::PID, Some(pidfd.as_raw_fd()))
+    fdpass::send(status, fdpass::PID, &[pidfd.as_raw_fd()])
         .map_err(|error| ("sending the pidfd", error))?;
     drop(pidfd);
     let mut buffer = [0u8; fdpass::MAX_MESSAGE];
@@ -89,7 +89,7 @@ fn answer(status: RawFd, result: Step<c_int>) -> c_int {
         Ok(value) => value,
         Err((step, error)) => {
             let message = format!("error: {step}: {error}");
-            let _ = fdpass::send(status, message.as_bytes(), None);
+            let _ = fdpass::send(status, message.as_bytes(), &[]);
             -1
         }
     }

@@ -72,7 +72,7 @@ impl Spec {
         // Last: from here on, a signal to another pid waits for the service's answer.
         if let (Some(program), Some(socket)) = (&self.signal_guard, fds.listener_socket) {
             let listener = install_filter(program, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER)?;
-            let sent = fdpass::send(socket, fdpass::LISTENER, Some(listener));
+            let sent = fdpass::send(socket, fdpass::LISTENER, &[listener]);
             // SAFETY: closing the listener this function created; the service has its copy.
             unsafe { libc::close(listener) };
             sent?;

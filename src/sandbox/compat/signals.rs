@@ -9,7 +9,7 @@
 //! (`SCM_RIGHTS`), as only the child can install the filter on itself.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -26,26 +26,8 @@ pub struct ListenerChannel {
 
 impl ListenerChannel {
     pub fn new() -> io::Result<Self> {
-        let mut fds = [0; 2];
-        // SAFETY: socketpair fills two fds on success.
-        let result = unsafe {
-            libc::socketpair(
-                libc::AF_UNIX,
-                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-                0,
-                fds.as_mut_ptr(),
-            )
-        };
-        if result != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: both fds are new and owned by nobody else.
-        unsafe {
-            Ok(Self {
-                parent: OwnedFd::from_raw_fd(fds[0]),
-                child: OwnedFd::from_raw_fd(fds[1]),
-            })
-        }
+        let (parent, child) = crate::sandbox::pipes::seqpacket_pair()?;
+        Ok(Self { parent, child })
     }
 }
 

@@ -2,34 +2,15 @@
 //! so every message arrives whole and alone, with its fds (`SCM_RIGHTS`).
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-/// The most fds one message carries (an execution's pipes, status socket and ruleset).
-const MAX_FDS: usize = 8;
 /// The longest message the service receives (the forks' and templates' own are short).
 const MAX_RECEIVED: usize = 4096;
 
-/// Two connected ends; the first stays with the service, the second goes to the other side.
-pub fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: socketpair fills two fds on success.
-    let result = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    if result != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both fds are new and owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
+pub use crate::sandbox::pipes::seqpacket_pair as pair;
 
 /// One message: its bytes (empty when the other side is gone) and the fd it carried.
 #[derive(Debug)]
@@ -55,7 +36,9 @@ impl Socket {
         let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
         loop {
             let mut ready = self.0.writable().await?;
-            match ready.try_io(|socket| send_with_fds(socket.as_raw_fd(), payload, &raw)) {
+            let sent = ready
+                .try_io(|socket| pyexec_isolate::fdpass::send(socket.as_raw_fd(), payload, &raw));
+            match sent {
                 Ok(result) => return result,
                 Err(_would_block) => continue,
             }
@@ -82,42 +65,6 @@ impl Socket {
             }
         }
     }
-}
-
-fn send_with_fds(socket: RawFd, payload: &[u8], fds: &[RawFd]) -> io::Result<()> {
-    assert!(fds.len() <= MAX_FDS, "at most {MAX_FDS} fds per message");
-    let mut control = [0u64; 8];
-    let mut iov = libc::iovec {
-        iov_base: payload.as_ptr().cast_mut().cast(),
-        iov_len: payload.len(),
-    };
-    // SAFETY: an all-zero msghdr is valid; its pointers are set to live buffers below.
-    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
-    message.msg_iov = &mut iov;
-    message.msg_iovlen = 1;
-    if !fds.is_empty() {
-        let size = std::mem::size_of_val(fds) as u32;
-        message.msg_control = control.as_mut_ptr().cast();
-        // SAFETY: CMSG_* are arithmetic over the control buffer, which has room for MAX_FDS.
-        unsafe {
-            message.msg_controllen = libc::CMSG_SPACE(size) as usize;
-            let header = libc::CMSG_FIRSTHDR(&message);
-            (*header).cmsg_level = libc::SOL_SOCKET;
-            (*header).cmsg_type = libc::SCM_RIGHTS;
-            (*header).cmsg_len = libc::CMSG_LEN(size) as usize;
-            std::ptr::copy_nonoverlapping(
-                fds.as_ptr(),
-                libc::CMSG_DATA(header).cast::<RawFd>(),
-                fds.len(),
-            );
-        }
-    }
-    // SAFETY: a msghdr over buffers that outlive the call.
-    let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
-    if unsafe { libc::sendmsg(socket, &message, flags) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 fn set_nonblocking(fd: RawFd) -> io::Result<()> {

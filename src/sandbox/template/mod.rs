@@ -21,11 +21,10 @@ use std::time::Duration;
 use pyexec_isolate::fdpass;
 use serde_json::json;
 use thiserror::Error;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-use super::child_setup::ChildSetup;
 use super::pipes::{drain, ChildPipe, Completion};
-use super::process::{ForkedSandbox, Started, Streams};
+use super::process::{spawn_leader, ForkedSandbox, LeaderIo, Started, Streams};
 use super::{compat, harness_options, live, Runner, SandboxError};
 use crate::limits::Limits;
 use control::Socket;
@@ -89,31 +88,17 @@ pub fn spawn(
     let (service_end, template_end) = control::pair().map_err(SandboxError::Pipe)?;
     let log = ChildPipe::new().map_err(SandboxError::Pipe)?;
     let stderr = log.write.try_clone().map_err(SandboxError::Pipe)?;
-    let mut command = Command::new(&plan.program);
-    command
-        .args(&plan.args)
-        .env_clear()
-        .envs(plan.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(stderr))
-        .kill_on_drop(true);
-    let setup = ChildSetup {
-        cgroup_procs: Vec::new(),
+    let io = LeaderIo {
+        stdin: Stdio::null(),
+        stdout: Stdio::null(),
+        stderr: Stdio::from(stderr),
         channel_fd: template_end.as_raw_fd(),
         tool_log_fd: log.write.as_raw_fd(),
-        hardening: plan.hardening,
+        cgroup_procs: Vec::new(),
     };
-    // SAFETY: ChildSetup::run only makes async-signal-safe calls on pre-built data.
-    unsafe { command.pre_exec(setup.into_closure()) };
-    let mut pids = live::lock();
-    let child = command.spawn().map_err(|source| SandboxError::Spawn {
-        program: plan.program.clone(),
-        source,
-    })?;
-    let registration = live::Registration::new(&mut pids, child.id().unwrap_or(0));
-    drop(pids);
-    drop((command, template_end));
+    let (child, registration) =
+        spawn_leader(&plan.program, &plan.args, &plan.env, plan.hardening, io)?;
+    drop((template_end, log.write));
     let (_finish, finishing) = tokio::sync::oneshot::channel();
     let log_task = tokio::spawn(async move {
         let _keep_open = _finish;
