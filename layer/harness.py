@@ -46,6 +46,8 @@ FRAME_OVERHEAD = 4096
 # Longest wait, once the frame is in, for the script's process to finish exiting (see
 # _cpu_ms_after_frame): it costs about a millisecond, a few tens with a heap of gigabytes.
 EXIT_WAIT_S = 0.1
+# How long a supervisor waits for room under the process limit to fork the script's process.
+FORK_RETRY_S = 10
 
 # Bound before any user code runs: the child keeps using these even if a script rebinds or
 # monkeypatches the modules (builtins included) they come from.
@@ -126,7 +128,7 @@ def supervise(options):
     # The script's process is forked now, before its job exists: it waits for the job on stdin,
     # so handing a job to a warm sandbox costs no fork.
     read_end, write_end = os.pipe()
-    pid = os.fork()
+    pid = _fork_when_allowed()
     if pid == 0:
         os.close(read_end)
         _run_child(write_end, options.max_result_bytes)
@@ -148,6 +150,22 @@ def supervise(options):
     os.close(RESULT_FD)
     # Skip interpreter teardown: with pandas loaded it costs a tenth of a second for nothing.
     _exit(0)
+
+
+def _fork_when_allowed():
+    """os.fork(), waiting out a full process limit: a spare execution is forked while another
+    runs, whose processes may fill a shared uid's RLIMIT_NPROC for a moment (a fork bomb,
+    until its teardown kills it). Gives up after FORK_RETRY_S."""
+    deadline = time.monotonic() + FORK_RETRY_S
+    delay = 0.005
+    while True:
+        try:
+            return os.fork()
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
 
 class _Options:

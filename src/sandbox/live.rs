@@ -13,6 +13,40 @@ use tokio::sync::watch;
 /// Pids of sandbox processes spawned by tokio and not yet waited for.
 static PIDS: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
 
+/// Process groups of executions that have been handed their job and are not torn down yet.
+static RUNNING: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+/// The process groups of the executions running now (see [`Running`]).
+pub fn running_sessions() -> BTreeSet<i32> {
+    RUNNING
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+}
+
+/// Marks an execution's process group as running until dropped (after its teardown).
+#[derive(Debug)]
+pub struct Running(i32);
+
+impl Running {
+    pub fn new(session: i32) -> Self {
+        RUNNING
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(session);
+        Self(session)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.0);
+    }
+}
+
 /// Held while spawning a sandbox and recording its pid, and while the reaper looks for
 /// orphans, so the reaper never sees one of ours before it is recorded.
 pub fn lock() -> MutexGuard<'static, BTreeSet<u32>> {

@@ -420,6 +420,7 @@ impl Started {
     pub async fn run(mut self, job: &Job) -> Execution {
         // From here on, the execution's own teardown ends the sandbox.
         self.unrun.armed = false;
+        let running = live::Running::new(self.session);
         // Where executions take turns, the job waits for the previous one's cleanup.
         let turn = match &self.turn_taker {
             Some(areas) => Some(areas.take_turn().await),
@@ -480,6 +481,7 @@ impl Started {
             session: self.session,
             keep_alive: self.keep_alive,
             turn,
+            running,
         }));
         execution
     }
@@ -515,6 +517,7 @@ struct Remains {
     session: i32,
     keep_alive: KeepAlive,
     turn: Option<Turn>,
+    running: live::Running,
 }
 
 /// After the answer: reap the killed sandbox, see its process group empty, then remove its
@@ -531,6 +534,7 @@ async fn teardown(mut remains: Remains) {
         // shared places for the next execution), and the pid last.
         drop(remains.keep_alive);
         drop(remains.turn);
+        drop(remains.running);
         drop(remains.leader);
     })
     .await;

@@ -96,7 +96,7 @@ impl CompatSandbox {
             ProcessLimit::OwnUid
         } else {
             ProcessLimit::SharedUid {
-                already_running: rlimits::own_threads(),
+                already_running: rlimits::uid_tasks_staying(),
             }
         }
     }

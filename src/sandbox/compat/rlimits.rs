@@ -42,17 +42,34 @@ pub fn for_execution(limits: &Limits, processes: ProcessLimit) -> Vec<Rlimit> {
     .collect()
 }
 
-/// The number of threads of the current process (what RLIMIT_NPROC counts for a shared uid).
-pub fn own_threads() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("Threads:"))
-                .and_then(|count| count.trim().parse().ok())
+/// What RLIMIT_NPROC already counts for a shared uid and will still count when this execution
+/// runs: every task of the uid (the service's threads, the templates, spare executions) but
+/// those of executions running now, which will be gone by then (a spare is prepared while
+/// another execution runs).
+pub fn uid_tasks_staying() -> u64 {
+    let running = crate::sandbox::live::running_sessions();
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    crate::procfs::pids()
+        .into_iter()
+        .filter(|pid| {
+            crate::procfs::Stat::of(*pid).is_some_and(|stat| !running.contains(&stat.pgrp))
         })
-        .unwrap_or(64)
+        .filter_map(|pid| tasks_of_uid(pid, uid))
+        .sum()
+}
+
+/// The number of threads of `pid` when its real uid is `uid`.
+fn tasks_of_uid(pid: i32, uid: libc::uid_t) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|value| value.parse::<u64>().ok())
+    };
+    (field("Uid:")? == u64::from(uid)).then(|| field("Threads:").unwrap_or(1))
 }
 
 #[cfg(test)]
