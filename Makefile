@@ -64,7 +64,8 @@ lint:
 lint-deploy: tools
 	tools/lint-deploy.sh
 
-# Pool on and off side by side: latency percentiles, throughput under load, peak memory.
+# Cold path (TEMPLATES=0) beside the template path, for nsjail and compat: spaced latency,
+# throughput under load, memory, and Lambda invocations with the service frozen in between.
 bench: deps layer
 	$(CARGO) bench --locked --bench service
 

@@ -1,32 +1,54 @@
-//! `make bench`: the release service measured with the pool on and off, side by side.
+//! `make bench`: the release service's cold path (`TEMPLATES=0`: a fresh sandbox and
+//! interpreter per request) beside its template path (the default: every request forks from a
+//! template that has numpy and pandas imported), for the nsjail sandbox and for compat.
 //!
-//! Sequential latency (p50/p95/p99) of the seed's numpy/pandas script and of a hello world,
-//! spaced so the pool can refill; hello-world requests per second under 8 and 32 concurrent
-//! clients; and the peak resident memory of the service with all its sandboxes. Figures are
-//! printed, never asserted: timings on a shared machine are for reading, not for failing.
+//! For each sandbox and path: spaced latency of the seed's numpy/pandas script and of a hello
+//! world; throughput and latency from 8 and 32 clients sending back to back; the memory of the
+//! service and everything it started, idle and at its peak under load; and, through the Lambda
+//! entry point under the Runtime Interface Emulator, spaced invocations with the whole process
+//! tree frozen in between as Lambda freezes an idle environment. Figures are printed, never
+//! asserted: timings on a shared machine are for reading, not for failing.
+//! `BENCH_SCALE=0.3 make bench` gives a quicker, noisier look.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+#[path = "service/freezer.rs"]
+mod freezer;
+#[path = "service/http.rs"]
+mod http;
+#[path = "service/lambda.rs"]
+mod lambda;
+#[path = "../tests/lambda_support/mod.rs"]
+mod lambda_support;
+#[path = "service/memory.rs"]
+mod memory;
+#[path = "service/report.rs"]
+mod report;
 
-use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::binary::{Launch, Output, Running};
-use common::ports::free_addr;
-use common::procs::descendants;
-use common::wait;
-use serde_json::{json, Value};
+use lambda::FrozenPlan;
+use lambda_support::common;
+use report::{percentile_ms, Figures, Kind, P50_P95_P99, P50_P99};
 
+/// The seed's example: imports numpy and pandas, so it goes to the data template.
 const SEED: &str = "def main():\n    import numpy as np\n    import pandas as pd\n    print(\"Processing data...\")\n    data = np.array([1, 2, 3, 4, 5])\n    return {\"mean\": float(np.mean(data)), \"sum\": int(np.sum(data))}";
+/// Imports nothing, so it goes to the plain template.
 const HELLO: &str = "def main():\n    print('hi')\n    return {'sum': 1 + 2}\n";
 
-/// Request counts and spacing, overridable for a quicker look (`BENCH_SCALE=0.3 make bench`).
+/// Counts and durations; `BENCH_SCALE` scales them (at least 5 requests, 2 s windows).
+#[derive(Debug)]
 struct Plan {
-    seed_requests: usize,
-    seed_spacing: Duration,
-    hello_requests: usize,
-    hello_spacing: Duration,
-    load_duration: Duration,
+    /// Requests of each script before anything is measured (first-touch costs: page cache,
+    /// a template's first forks).
+    warm_up: usize,
+    spaced_seed: usize,
+    spaced_hello: usize,
+    /// Between an answer and the next spaced request.
+    spacing: Duration,
+    /// How long each load phase sends.
+    window: Duration,
+    frozen: FrozenPlan,
 }
 
 impl Plan {
@@ -34,20 +56,22 @@ impl Plan {
         let scale: f64 = std::env::var("BENCH_SCALE")
             .ok()
             .and_then(|s| s.parse().ok())
+            .filter(|s: &f64| *s > 0.0)
             .unwrap_or(1.0);
         let count = |n: f64| ((n * scale).round() as usize).max(5);
         Self {
-            seed_requests: count(40.0),
-            seed_spacing: Duration::from_millis(900),
-            hello_requests: count(60.0),
-            hello_spacing: Duration::from_millis(200),
-            load_duration: Duration::from_secs_f64((10.0 * scale).max(3.0)),
+            warm_up: 3,
+            spaced_seed: count(30.0),
+            spaced_hello: count(40.0),
+            spacing: Duration::from_millis(250),
+            window: Duration::from_secs_f64((8.0 * scale).max(2.0)),
+            frozen: FrozenPlan {
+                invocations: count(20.0),
+                frozen_for: Duration::from_secs(1),
+            },
         }
     }
 }
-
-/// One configuration's figures, by metric name.
-type Figures = Vec<(String, f64)>;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -57,239 +81,168 @@ async fn main() {
         println!("the benchmark runs under `cargo bench` only (make bench)");
         return;
     }
-    let plan = Plan::from_env();
-    let off = measure("pool off", &[("TEMPLATES", "0")], &plan).await;
-    let on = measure("pool on", &[], &plan).await;
-    print_table(&off, &on);
+    let plan = Arc::new(Plan::from_env());
+    let began = Instant::now();
+    eprintln!("plan: {plan:?}");
+    eprintln!("load average at start: {}", load_average());
+    let mut tables = Vec::new();
+    for sandbox in ["nsjail", "compat"] {
+        let cold = measure(sandbox, false, &plan).await;
+        let template = measure(sandbox, true, &plan).await;
+        tables.push((sandbox, cold, template));
+    }
+    for (sandbox, cold, template) in &tables {
+        let title = format!("sandbox: {sandbox} (SANDBOX={sandbox})");
+        report::print_table(&title, cold, template);
+    }
+    println!();
+    println!(
+        "{} spaced numpy/pandas and {} hello requests, {:?} apart; load phases of {:?}; \
+         {} frozen invocations, {:?} frozen before each.",
+        plan.spaced_seed,
+        plan.spaced_hello,
+        plan.spacing,
+        plan.window,
+        plan.frozen.invocations,
+        plan.frozen.frozen_for
+    );
+    println!(
+        "took {:.0} s; load average at the end: {}",
+        began.elapsed().as_secs_f64(),
+        load_average()
+    );
 }
 
-async fn measure(label: &str, env: &[(&str, &str)], plan: &Plan) -> Figures {
-    eprintln!("== {label}: starting the release service");
-    let service = Service::start(env).await;
-    let mut figures = Figures::new();
-    let memory = MemoryWatch::start(service.pid());
-
-    eprintln!(
-        "== {label}: numpy/pandas seed, {} sequential requests",
-        plan.seed_requests
-    );
-    let seed = service
-        .sequential(SEED, plan.seed_requests, plan.seed_spacing)
-        .await;
-    push_percentiles(&mut figures, "numpy/pandas latency", &seed);
-    eprintln!(
-        "== {label}: hello world, {} sequential requests",
-        plan.hello_requests
-    );
-    let hello = service
-        .sequential(HELLO, plan.hello_requests, plan.hello_spacing)
-        .await;
-    push_percentiles(&mut figures, "hello latency", &hello);
-    for clients in [8, 32] {
-        eprintln!("== {label}: hello world, {clients} concurrent clients");
-        let (rate, overloaded) = service.throughput(clients, plan.load_duration).await;
-        figures.push((format!("hello req/s, {clients} clients"), rate));
-        figures.push((
-            format!("  OVERLOADED answers, {clients} clients"),
-            overloaded as f64,
-        ));
-    }
-    figures.push((
-        "peak RSS, service + sandboxes (MiB)".into(),
-        memory.stop().await,
-    ));
-    drop(service);
+/// One sandbox on one path: the HTTP figures, then the frozen Lambda ones.
+async fn measure(sandbox: &'static str, templates: bool, plan: &Arc<Plan>) -> Figures {
+    let path = if templates { "template" } else { "cold" };
+    let label = format!("{sandbox} {path}");
+    let env = [
+        ("SANDBOX", sandbox),
+        ("TEMPLATES", if templates { "1" } else { "0" }),
+    ];
+    eprintln!("== {label}: HTTP");
+    let (for_http, http_label) = (Arc::clone(plan), label.clone());
+    let mut figures = guarded(&label, async move {
+        let mut figures = Figures::default();
+        match http::Service::start(&env).await {
+            Ok(service) => measure_http(&service, &for_http, &mut figures).await,
+            Err(reason) => figures.notes.push(format!("{http_label}: {reason}")),
+        }
+        figures
+    })
+    .await;
+    eprintln!("== {label}: Lambda, frozen between invocations");
+    // template.yaml's settings: one event at a time per execution environment.
+    let lambda_env = [
+        env[0],
+        env[1],
+        ("MAX_CONCURRENCY", "1"),
+        ("RUST_LOG", "warn"),
+    ];
+    let (for_lambda, lambda_label) = (Arc::clone(plan), label.clone());
+    let lambda = guarded(&label, async move {
+        let mut figures = Figures::default();
+        let frozen = &for_lambda.frozen;
+        lambda::measure(&lambda_label, &lambda_env, frozen, SEED, &mut figures).await;
+        figures
+    })
+    .await;
+    figures.rows.extend(lambda.rows);
+    figures.notes.extend(lambda.notes);
     figures
 }
 
-fn push_percentiles(figures: &mut Figures, name: &str, samples: &[Duration]) {
-    let mut millis: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
-    millis.sort_by(f64::total_cmp);
-    for (label, q) in [("p50", 0.50), ("p95", 0.95), ("p99", 0.99)] {
-        let index = ((millis.len() as f64 - 1.0) * q).round() as usize;
-        figures.push((format!("{name} {label} (ms)"), millis[index]));
-    }
-}
-
-fn print_table(off: &Figures, on: &Figures) {
-    let on: HashMap<&str, f64> = on.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    println!();
-    println!(
-        "{:<42} {:>12} {:>12} {:>14}",
-        "metric", "pool off", "pool on", "off/on"
-    );
-    println!("{}", "-".repeat(83));
-    for (name, off_value) in off {
-        let on_value = on.get(name.as_str()).copied().unwrap_or(f64::NAN);
-        let ratio = if on_value > 0.0 {
-            off_value / on_value
-        } else {
-            f64::NAN
-        };
-        println!("{name:<42} {off_value:>12.1} {on_value:>12.1} {ratio:>13.2}x");
-    }
-    println!();
-    println!("latency: lower is better, so off/on is the speed-up; req/s: higher is better,");
-    println!("so off/on below 1 means the pool serves more. Targets: numpy/pandas p50 >= 20x,");
-    println!("hello p50 >= 3x, req/s under load no worse with the pool (off/on <= 1).");
-}
-
-/// How long the release binary may take to listen (its sandbox self-test included).
-const LISTENING_WITHIN: Duration = Duration::from_secs(30);
-/// How long the pool, when on, may take to fill before the measuring starts.
-const WARM_WITHIN: Duration = Duration::from_secs(60);
-
-/// The release binary, serving on a free port, killed with its sandboxes on drop.
-struct Service {
-    process: Running,
-    base: String,
-    client: reqwest::Client,
-}
-
-impl Service {
-    async fn start(env: &[(&str, &str)]) -> Self {
-        let addr = free_addr();
-        let process = Launch::service()
-            .env("PORT", addr.port().to_string())
-            .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
-            .output(Output::StderrShown)
-            .start_listening(addr, LISTENING_WITHIN);
-        let service = Self {
-            process,
-            base: format!("http://{addr}"),
-            client: reqwest::Client::new(),
-        };
-        service.wait_until_warm().await;
-        service
-    }
-
-    fn pid(&self) -> u32 {
-        self.process.pid()
-    }
-
-    /// Waits until /health is ok and the pool, if on, has a warm sandbox of each kind, as it
-    /// would have in service.
-    async fn wait_until_warm(&self) {
-        let warm = wait::until_async(WARM_WITHIN, || async {
-            let health: Value = self
-                .client
-                .get(format!("{}/health", self.base))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            let pool = &health["pool"];
-            let filled = pool.is_null()
-                || (pool["plain"].as_u64() >= Some(1) && pool["data"].as_u64() >= Some(1));
-            (health["ok"] == true && filled).then_some(())
-        })
-        .await;
-        assert!(
-            warm.is_some(),
-            "the service was not ready within {WARM_WITHIN:?}; is the layer built (make layer)?"
-        );
-    }
-
-    async fn execute(&self, script: &str) -> (u16, Value) {
-        let reply = self
-            .client
-            .post(format!("{}/execute", self.base))
-            .json(&json!({ "script": script }))
-            .send()
-            .await
-            .expect("the service answers");
-        let status = reply.status().as_u16();
-        (status, reply.json().await.expect("JSON body"))
-    }
-
-    async fn sequential(&self, script: &str, count: usize, spacing: Duration) -> Vec<Duration> {
-        let mut samples = Vec::with_capacity(count);
-        for _ in 0..count {
-            let started = Instant::now();
-            let (status, body) = self.execute(script).await;
-            samples.push(started.elapsed());
-            assert_eq!(status, 200, "benchmark request failed: {body}");
-            // Deliberate: the spacing is part of what is measured (the latency of a request
-            // that finds the pool refilled), not a wait for anything.
-            tokio::time::sleep(spacing).await;
+/// Runs one part of a configuration in a task of its own: should it fail (a service that
+/// died under it, a request answered wrongly), its rows show dashes, a note says why, and the
+/// rest of the run goes on. The service it started is killed as the task unwinds.
+async fn guarded(label: &str, part: impl Future<Output = Figures> + Send + 'static) -> Figures {
+    match tokio::spawn(part).await {
+        Ok(figures) => figures,
+        Err(error) => {
+            let reason = match error.try_into_panic() {
+                Ok(panic) => panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default(),
+                Err(error) => error.to_string(),
+            };
+            let reason: String = reason.chars().take(400).collect();
+            let mut figures = Figures::default();
+            figures
+                .notes
+                .push(format!("{label}: failed, not measured: {reason}"));
+            figures
         }
-        samples
     }
+}
 
-    /// Requests per second answered 200 by `clients` looping clients, and OVERLOADED count.
-    async fn throughput(&self, clients: usize, duration: Duration) -> (f64, usize) {
-        let deadline = Instant::now() + duration;
-        let loops = (0..clients).map(|_| async move {
-            let (mut ok, mut overloaded) = (0usize, 0usize);
-            while Instant::now() < deadline {
-                match self.execute(HELLO).await {
-                    (200, _) => ok += 1,
-                    (503, _) => overloaded += 1,
-                    (status, body) => panic!("unexpected answer {status}: {body}"),
-                }
+async fn measure_http(service: &http::Service, plan: &Plan, figures: &mut Figures) {
+    for _ in 0..plan.warm_up {
+        service.spaced(SEED, 1, Duration::ZERO).await;
+        service.spaced(HELLO, 1, Duration::ZERO).await;
+    }
+    service.wait_until_idle().await;
+    let idle = memory::tree(service.pid());
+
+    eprintln!("   spaced: {} numpy/pandas", plan.spaced_seed);
+    let seed = service.spaced(SEED, plan.spaced_seed, plan.spacing).await;
+    figures.percentiles("numpy/pandas spaced", &seed, P50_P95_P99);
+    eprintln!("   spaced: {} hello", plan.spaced_hello);
+    let hello = service.spaced(HELLO, plan.spaced_hello, plan.spacing).await;
+    figures.percentiles("hello spaced", &hello, P50_P95_P99);
+
+    let mut peak = None;
+    for (name, script) in [("numpy/pandas", SEED), ("hello", HELLO)] {
+        for clients in [8, 32] {
+            eprintln!("   load: {name}, {clients} clients, {:?}", plan.window);
+            service.wait_until_idle().await;
+            // The peak is read under the first load only (8 clients, numpy/pandas): one fixed
+            // load for both paths, so the two peaks compare.
+            let watch = peak
+                .is_none()
+                .then(|| memory::PeakWatch::start(service.pid()));
+            let load = service.load(script, clients, plan.window).await;
+            if let Some(watch) = watch {
+                peak = Some(watch.stop());
             }
-            (ok, overloaded)
-        });
-        let started = Instant::now();
-        let results = futures::future::join_all(loops).await;
-        let elapsed = started.elapsed().as_secs_f64();
-        let ok: usize = results.iter().map(|r| r.0).sum();
-        (ok as f64 / elapsed, results.iter().map(|r| r.1).sum())
-    }
-}
-
-/// Samples the resident memory of a process and all its descendants every 200 ms (a scan of
-/// /proc costs CPU the service would otherwise have; sampled too often, it skews the latencies).
-struct MemoryWatch {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<u64>,
-}
-
-impl MemoryWatch {
-    fn start(root: u32) -> Self {
-        let (stop, mut stopped) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(async move {
-            let mut peak = 0;
-            loop {
-                peak = peak.max(tree_rss_kib(root));
-                // The sampling interval, not a wait for anything: between two samples the
-                // stop signal ends the watch at once.
-                tokio::select! {
-                    _ = &mut stopped => return peak,
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                }
+            let label = format!("{name}, {clients} clients");
+            figures.push(
+                format!("{label}: req/s"),
+                Kind::Higher,
+                Some(load.per_second),
+            );
+            for (q, value) in P50_P99 {
+                let ms = percentile_ms(&load.latencies, *value);
+                figures.push(format!("{label}: {q} (ms)"), Kind::Lower, ms);
             }
-        });
-        Self { stop, task }
+            let errors = Some(load.errors as f64);
+            figures.push(format!("{label}: errors"), Kind::Count, errors);
+        }
     }
-
-    async fn stop(self) -> f64 {
-        let _ = self.stop.send(());
-        self.task.await.unwrap_or(0) as f64 / 1024.0
-    }
+    let peak = peak.unwrap_or_default();
+    figures.push("idle RSS sum (MiB)", Kind::Lower, Some(idle.rss_mib));
+    figures.push("idle PSS sum (MiB)", Kind::Lower, Some(idle.pss_mib));
+    let under = "numpy/pandas 8 clients";
+    figures.push(
+        format!("peak RSS sum, {under} (MiB)"),
+        Kind::Lower,
+        Some(peak.rss_mib),
+    );
+    figures.push(
+        format!("peak PSS sum, {under} (MiB)"),
+        Kind::Lower,
+        Some(peak.pss_mib),
+    );
 }
 
-/// Sum of VmRSS (KiB) over `root` and its descendants. Shared pages count once per process,
-/// so this overstates a little; the same way for both configurations.
-fn tree_rss_kib(root: u32) -> u64 {
-    std::iter::once(root)
-        .chain(descendants(root))
-        .map(rss_kib)
-        .sum()
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmRSS:"))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse().ok())
-        })
-        .unwrap_or(0)
+/// The 1, 5 and 15 minute load averages: whether something else competed for the two cores.
+fn load_average() -> String {
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    loadavg
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -1,0 +1,134 @@
+//! The Lambda entry point under the AWS Lambda Runtime Interface Emulator, frozen between
+//! invocations as Lambda freezes an idle execution environment: what a spaced invocation costs
+//! when nothing of the service (its templates, its background teardown) could run in between.
+//!
+//! The emulator starts the service itself; the emulator and every process below it go into a
+//! freezer cgroup. After each answer (and a short settle, as Lambda freezes once the response
+//! is out) the tree is frozen, left frozen for a while, and thawed right before the next
+//! invocation is sent; the latency is measured by the client from the thaw to the answer.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::freezer::Freezer;
+use crate::lambda_support::events;
+use crate::lambda_support::rie::Rie;
+use crate::report::{percentile_ms, Figures, Kind};
+
+/// Between the answer and the freeze: Lambda freezes once the response is sent, not at the
+/// instant the client has it.
+const SETTLE: Duration = Duration::from_millis(5);
+
+/// What the frozen sequence is run with.
+#[derive(Debug)]
+pub struct FrozenPlan {
+    pub invocations: usize,
+    pub frozen_for: Duration,
+}
+
+/// The figures of one configuration (`env` for the service, `label` naming it in notes), or
+/// dashes with a note saying why.
+pub async fn measure(
+    label: &str,
+    env: &[(&str, &str)],
+    plan: &FrozenPlan,
+    script: &str,
+    out: &mut Figures,
+) {
+    let names = [
+        "Lambda frozen: first invocation, init incl. (ms)",
+        "Lambda frozen: numpy/pandas p50 (ms)",
+        "Lambda frozen: numpy/pandas p95 (ms)",
+        "Lambda frozen: warm_start true (count)",
+        "Lambda frozen: invocations",
+    ];
+    match run(env, plan, script).await {
+        Ok(run) => {
+            let first = run.first.as_secs_f64() * 1000.0;
+            out.push(names[0], Kind::Lower, Some(first));
+            let p50 = percentile_ms(&run.latencies, 0.50);
+            out.push(names[1], Kind::Lower, p50);
+            let p95 = percentile_ms(&run.latencies, 0.95);
+            out.push(names[2], Kind::Lower, p95);
+            out.push(names[3], Kind::Count, Some(run.warm as f64));
+            out.push(names[4], Kind::Count, Some(run.latencies.len() as f64));
+            if run.not_frozen > 0 {
+                let n = run.not_frozen;
+                out.notes
+                    .push(format!("{label}: {n} freezes took over 2 s to complete"));
+            }
+        }
+        Err(reason) => {
+            for name in names {
+                out.push(name, Kind::Lower, None);
+            }
+            out.notes
+                .push(format!("Lambda-freeze rows skipped: {reason}"));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Run {
+    first: Duration,
+    latencies: Vec<Duration>,
+    warm: usize,
+    not_frozen: usize,
+}
+
+async fn run(env: &[(&str, &str)], plan: &FrozenPlan, script: &str) -> Result<Run, String> {
+    let rie_path = crate::lambda_support::repo_root().join(".tools/bin/aws-lambda-rie");
+    if !rie_path.is_file() {
+        return Err(format!("{} is missing (make tools)", rie_path.display()));
+    }
+    // Before the emulator, so a missing hierarchy is said without starting anything.
+    let freezer = Freezer::create(&format!("pyexec-bench-{}", std::process::id()))?;
+    let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    let rie = Rie::start(&env);
+    // Declared after `rie`, dropped before it: the tree is thawed and moved out before the
+    // emulator's drop kills it (a frozen process cannot die until thawed).
+    let freezer = freezer;
+    let event = events::with_body(
+        "function-url-execute-numpy.json",
+        &json!({ "script": script }),
+    );
+    let pid = rie.process().pid();
+    // The emulator starts the service on the first invocation, so moving it now puts the whole
+    // tree inside from birth; moved again after that invocation in case it did not.
+    freezer.adopt_tree(pid).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let (status, body) = events::decode_response(&rie.invoke(&event).await);
+    let first = started.elapsed();
+    assert_eq!(status, 200, "the first invocation failed: {body}");
+    let late = freezer.adopt_tree(pid).map_err(|e| e.to_string())?;
+    if late > 0 {
+        eprintln!("   {late} processes were moved into the freezer after the first invocation");
+    }
+    let mut run = Run {
+        first,
+        latencies: Vec::with_capacity(plan.invocations),
+        warm: 0,
+        not_frozen: 0,
+    };
+    for _ in 0..plan.invocations {
+        tokio::time::sleep(SETTLE).await;
+        if !freezer.freeze().await.map_err(|e| e.to_string())? {
+            run.not_frozen += 1;
+        }
+        // Deliberate: the time frozen is the scenario (an idle execution environment), not a
+        // wait for anything.
+        tokio::time::sleep(plan.frozen_for).await;
+        let thawed = Instant::now();
+        freezer.thaw().map_err(|e| e.to_string())?;
+        let payload = rie.invoke(&event).await;
+        run.latencies.push(thawed.elapsed());
+        let (status, body) = events::decode_response(&payload);
+        assert_eq!(status, 200, "a frozen-sequence invocation failed: {body}");
+        if body["usage"]["warm_start"] == true {
+            run.warm += 1;
+        }
+    }
+    drop(freezer);
+    Ok(run)
+}

@@ -1,0 +1,81 @@
+//! The memory of the service and everything it started (templates, sandboxes, scripts): RSS
+//! and PSS summed over the service's pid and its descendants, from /proc/<pid>/smaps_rollup.
+//!
+//! RSS counts a page shared by several processes once per process, so forks of a template
+//! that share its pandas overstate; PSS splits each shared page among its sharers, so its sum
+//! is what the tree really holds. Both are given: the gap between them is the sharing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::common::procs::descendants;
+
+/// How often the peak is sampled. Reading smaps_rollup walks each process's page tables, which
+/// costs the CPU the measured load also wants; 100 ms keeps that to a few percent.
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+/// RSS and PSS sums, in MiB.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Memory {
+    pub rss_mib: f64,
+    pub pss_mib: f64,
+}
+
+/// The tree's memory right now.
+pub fn tree(root: u32) -> Memory {
+    let (mut rss, mut pss) = (0u64, 0u64);
+    for pid in std::iter::once(root).chain(descendants(root)) {
+        // A process that ended between the listing and the read counts as nothing.
+        if let Ok(rollup) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) {
+            rss += field_kib(&rollup, "Rss:");
+            pss += field_kib(&rollup, "Pss:");
+        }
+    }
+    Memory {
+        rss_mib: rss as f64 / 1024.0,
+        pss_mib: pss as f64 / 1024.0,
+    }
+}
+
+fn field_kib(rollup: &str, name: &str) -> u64 {
+    rollup
+        .lines()
+        .find(|line| line.starts_with(name))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Samples [`tree`] on a thread of its own (not the runtime's, whose two workers drive the
+/// load) until stopped; the peak of each sum, which may come from different samples.
+#[derive(Debug)]
+pub struct PeakWatch {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Memory>,
+}
+
+impl PeakWatch {
+    pub fn start(root: u32) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut peak = Memory::default();
+            while !stopped.load(Ordering::Relaxed) {
+                let now = tree(root);
+                peak.rss_mib = peak.rss_mib.max(now.rss_mib);
+                peak.pss_mib = peak.pss_mib.max(now.pss_mib);
+                // The sampling interval, not a wait for anything.
+                std::thread::sleep(SAMPLE_EVERY);
+            }
+            peak
+        });
+        Self { stop, thread }
+    }
+
+    pub fn stop(self) -> Memory {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
+}
