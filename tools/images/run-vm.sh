@@ -34,9 +34,10 @@ install -m 0755 "$HERE/vm/init.sh" "$work/tree/vm-check/init.sh"
 install -m 0644 "$HERE/vm/check.py" "$work/tree/vm-check/check.py"
 {
     jq -r '.env | to_entries[] | "export \(.key)=\(.value | @sh)"' "$image/image.json"
-    # Cloud Run sets PORT. No warm pool: the check runs plain Python only, and each warm
-    # sandbox costs seconds of emulated CPU.
-    echo "export PORT=8080 RUST_LOG=info"
+    # Cloud Run sets PORT. Templates on (forks are moved into their cgroup v2 leaf), but no
+    # spare forks: the check then proves that every execution's cgroup is gone afterwards,
+    # which a spare waiting in its own cgroup would blur.
+    echo "export PORT=8080 RUST_LOG=info SPARE_FORKS=0"
     jq -r '"set -- \(.entrypoint | map(@sh) | join(" "))"' "$image/image.json"
 } >"$work/tree/vm-check/env.sh"
 
