@@ -65,8 +65,9 @@ lint-deploy: tools
 	tools/lint-deploy.sh
 
 # Cold path (TEMPLATES=0) beside the template path, for nsjail and compat: spaced latency,
-# throughput under load, memory, and Lambda invocations with the service frozen in between.
-bench: deps layer
+# throughput under load, memory, and Lambda invocations with the service frozen in between
+# (under the Runtime Interface Emulator, which `tools` installs).
+bench: deps layer tools
 	$(CARGO) bench --locked --bench service
 
 clean:
