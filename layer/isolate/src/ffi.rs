@@ -88,8 +88,8 @@ fn answer(status: RawFd, result: Step<c_int>) -> c_int {
     match result {
         Ok(value) => value,
         Err((step, error)) => {
-            let message = format!("error: {step}: {error}");
-            let _ = fdpass::send(status, message.as_bytes(), &[]);
+            let message = [fdpass::ERROR_PREFIX, format!("{step}: {error}").as_bytes()].concat();
+            let _ = fdpass::send(status, &message, &[]);
             -1
         }
     }
