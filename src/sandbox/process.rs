@@ -212,16 +212,7 @@ impl Leader {
             Self::Spawned { child, .. } => {
                 let _ = child.start_kill();
             }
-            // SAFETY: pidfd_send_signal on a pidfd we own: it can only reach that process.
-            Self::Forked(pidfd) => unsafe {
-                libc::syscall(
-                    libc::SYS_pidfd_send_signal,
-                    pidfd.get_ref().as_raw_fd(),
-                    libc::SIGKILL,
-                    std::ptr::null::<libc::siginfo_t>(),
-                    0,
-                );
-            },
+            Self::Forked(pidfd) => kill_through_pidfd(pidfd.get_ref()),
         }
     }
 }
@@ -560,6 +551,20 @@ fn wait_until_group_is_gone(group: i32) {
         }
         kill_group(group);
         std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// SIGKILL through a pidfd: it can only reach the process it names, never a reused pid.
+pub(super) fn kill_through_pidfd(pidfd: &OwnedFd) {
+    // SAFETY: pidfd_send_signal on a pidfd we own, with no siginfo.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        );
     }
 }
 

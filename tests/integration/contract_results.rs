@@ -2,13 +2,10 @@
 //! return is a result (`null` included), every answer reports its CPU time, and an exception
 //! says whether module code or `main()` raised it.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use python_executor::sandbox::protocol;
 use serde_json::{json, Value};
 
-use crate::support::{layer_dir, Kind, Service};
+use crate::support::{bare_harness, Kind, Service};
 
 async fn every_json_value_is_a_result(kind: Kind) {
     let service = Service::start(kind).await;
@@ -84,27 +81,8 @@ async fn cpu_time_is_reported_for_every_outcome(kind: Kind) {
 /// The harness's report for `script`, run bare: no sandbox and no cgroup, so what the header
 /// says is all there is to know of the script's CPU time (as in compat on Lambda).
 fn bare_harness_report(script: &str) -> protocol::Report {
-    let layer = layer_dir();
-    let channel = tempfile::NamedTempFile::new().expect("channel file");
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(r#"exec "$0" -I -B "$1" 3>"$2""#)
-        .arg(layer.join("python/bin/python3"))
-        .arg(layer.join("harness/harness.py"))
-        .arg(channel.path())
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("the harness starts");
-    let job = json!({"script": script, "args": {}}).to_string();
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(job.as_bytes()).expect("job written");
-    drop(stdin);
-    assert!(child.wait().expect("the harness ends").success());
-    let bytes = std::fs::read(channel.path()).expect("channel read");
-    protocol::parse(&bytes)
-        .unwrap_or_else(|| panic!("no report: {}", String::from_utf8_lossy(&bytes)))
+    let cwd = tempfile::tempdir().expect("a working directory");
+    bare_harness(cwd.path(), &json!({"script": script, "args": {}}))
 }
 
 #[test]

@@ -2,41 +2,12 @@
 //! working directory before the job arrives, as a shared `/tmp` could hold them: input files
 //! are never written through a symlink nor over anything already there.
 
-use std::io::Write;
 use std::os::unix::fs::symlink;
-use std::path::Path;
-use std::process::{Command, Stdio};
 
 use python_executor::sandbox::protocol::{self, Frame};
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::support::layer_dir;
-
-/// Runs the harness in `cwd` with `job`; its report.
-fn run_in(cwd: &Path, job: &Value) -> protocol::Report {
-    let layer = layer_dir();
-    let channel = tempfile::NamedTempFile::new().expect("channel file");
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(r#"exec "$0" -I -B "$1" 3>"$2""#)
-        .arg(layer.join("python/bin/python3"))
-        .arg(layer.join("harness/harness.py"))
-        .arg(channel.path())
-        .current_dir(cwd)
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("the harness starts");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin
-        .write_all(job.to_string().as_bytes())
-        .expect("job written");
-    drop(stdin);
-    assert!(child.wait().expect("the harness ends").success());
-    let bytes = std::fs::read(channel.path()).expect("channel read");
-    protocol::parse(&bytes).expect("a report")
-}
+use crate::support::bare_harness;
 
 fn refused_where_files(report: &protocol::Report) {
     let Frame::Error { code, details, .. } = &report.frame else {
@@ -58,14 +29,14 @@ fn input_files_are_never_written_through_a_symlink() {
 
     let through_dir =
         json!({"script": script, "files": [{"path": "data/x.txt", "content": "evil"}]});
-    refused_where_files(&run_in(cwd.path(), &through_dir));
+    refused_where_files(&bare_harness(cwd.path(), &through_dir));
     assert!(
         !elsewhere.path().join("x.txt").exists(),
         "nothing written through the link"
     );
 
     let over_link = json!({"script": script, "files": [{"path": "taken.txt", "content": "evil"}]});
-    refused_where_files(&run_in(cwd.path(), &over_link));
+    refused_where_files(&bare_harness(cwd.path(), &over_link));
     assert_eq!(
         std::fs::read_to_string(&target).expect("target"),
         "original"
@@ -73,7 +44,7 @@ fn input_files_are_never_written_through_a_symlink() {
 
     // Without traps the same files are written, and the script runs.
     let clean = tempfile::tempdir().expect("clean cwd");
-    let report = run_in(clean.path(), &through_dir);
+    let report = bare_harness(clean.path(), &through_dir);
     assert!(
         matches!(report.frame, Frame::Result(_)),
         "{:?}",

@@ -341,3 +341,35 @@ impl Reply {
         &self.body["result"]
     }
 }
+
+/// Runs the layer's harness bare (no sandbox, no cgroup) in `cwd` with `job`; its report.
+pub fn bare_harness(
+    cwd: &std::path::Path,
+    job: &Value,
+) -> python_executor::sandbox::protocol::Report {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let layer = layer_dir();
+    let channel = tempfile::NamedTempFile::new().expect("channel file");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"exec "$0" -I -B "$1" 3>"$2""#)
+        .arg(layer.join("python/bin/python3"))
+        .arg(layer.join("harness/harness.py"))
+        .arg(channel.path())
+        .current_dir(cwd)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the harness starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(job.to_string().as_bytes())
+        .expect("job written");
+    drop(stdin);
+    assert!(child.wait().expect("the harness ends").success());
+    let bytes = std::fs::read(channel.path()).expect("channel read");
+    python_executor::sandbox::protocol::parse(&bytes)
+        .unwrap_or_else(|| panic!("no report: {}", String::from_utf8_lossy(&bytes)))
+}

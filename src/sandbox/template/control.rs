@@ -10,8 +10,6 @@ use tokio::io::Interest;
 /// The longest message the service receives (the forks' and templates' own are short).
 const MAX_RECEIVED: usize = 4096;
 
-pub use crate::sandbox::pipes::seqpacket_pair as pair;
-
 /// One message: its bytes (empty when the other side is gone) and the fd it carried.
 #[derive(Debug)]
 pub struct Message {

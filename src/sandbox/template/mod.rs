@@ -23,8 +23,8 @@ use serde_json::json;
 use thiserror::Error;
 use tokio::process::Child;
 
-use super::pipes::{drain, ChildPipe, Completion};
-use super::process::{spawn_leader, ForkedSandbox, LeaderIo, Started, Streams};
+use super::pipes::{drain, seqpacket_pair, ChildPipe, Completion};
+use super::process::{kill_through_pidfd, spawn_leader, ForkedSandbox, LeaderIo, Started, Streams};
 use super::{compat, harness_options, live, Runner, SandboxError};
 use crate::limits::Limits;
 use control::Socket;
@@ -85,7 +85,7 @@ pub fn spawn(
     preload: &[String],
 ) -> Result<(Template, TemplateProcess), SandboxError> {
     let plan = runner.sandbox.template_plan(limits, preload)?;
-    let (service_end, template_end) = control::pair().map_err(SandboxError::Pipe)?;
+    let (service_end, template_end) = seqpacket_pair().map_err(SandboxError::Pipe)?;
     let log = ChildPipe::new().map_err(SandboxError::Pipe)?;
     let stderr = log.write.try_clone().map_err(SandboxError::Pipe)?;
     let io = LeaderIo {
@@ -172,7 +172,7 @@ impl Template {
         let sandbox = &*self.runner.sandbox;
         let plan = sandbox.fork_plan(limits)?;
         let (streams, ends) = Streams::open(limits)?;
-        let (status_service, status_child) = control::pair().map_err(SandboxError::Pipe)?;
+        let (status_service, status_child) = seqpacket_pair().map_err(SandboxError::Pipe)?;
         let options: Vec<String> = harness_options(limits, &[])
             .into_iter()
             .map(|option| option.to_string_lossy().into_owned())
@@ -274,16 +274,7 @@ struct HandshakeGuard(Option<Handshake>);
 impl Drop for HandshakeGuard {
     fn drop(&mut self) {
         if let Some(child) = &self.0 {
-            // SAFETY: pidfd_send_signal on a pidfd we own.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_pidfd_send_signal,
-                    child.pidfd.as_raw_fd(),
-                    libc::SIGKILL,
-                    std::ptr::null::<libc::siginfo_t>(),
-                    0,
-                );
-            }
+            kill_through_pidfd(&child.pidfd);
         }
     }
 }
