@@ -6,6 +6,7 @@
 //! [`process::Execution`]; the layer above (`crate::answer`) turns it into the API's answer.
 
 pub mod cgroup;
+mod cgroup_favor;
 mod cgroup_v2;
 mod child_setup;
 pub mod compat;

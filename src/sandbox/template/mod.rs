@@ -201,7 +201,9 @@ impl Template {
         // Ours close now: the child holds the only write ends, so EOF comes when it is done.
         drop((fds, ends.tool_log));
         let status = Socket::new(status_service).map_err(io("watching a fork's status"))?;
+        let requested = std::time::Instant::now();
         let child = Handshake::new(status).await?;
+        let forked_us = requested.elapsed().as_micros() as u64;
         let mut handshake = HandshakeGuard(Some(child));
         let child = handshake.0.as_mut().expect("set above");
         let cgroups = self.runner.cgroups.as_ref();
@@ -209,6 +211,7 @@ impl Template {
         if let Some(cgroup) = &cgroup {
             cgroup.adopt(child.pid)?;
         }
+        let adopted_us = requested.elapsed().as_micros() as u64;
         child.go().await?;
         let mut keep_alive: Vec<Box<dyn Send + Sync>> = plan.keep_alive.into_iter().collect();
         while let Some(listener) = child.next_listener().await? {
@@ -217,6 +220,9 @@ impl Template {
             keep_alive.push(Box::new(guard));
         }
         let child = handshake.0.take().expect("set above");
+        let isolated_us = requested.elapsed().as_micros() as u64;
+        // Where a fork's time goes: the template's fork, the move into its cgroup, isolation.
+        tracing::debug!(forked_us, adopted_us, isolated_us, "fork handshake");
         Started::forked(ForkedSandbox {
             kind: sandbox.kind(),
             isolation: sandbox.isolation(),
