@@ -28,7 +28,6 @@ import json
 import linecache
 import os
 import resource
-import select
 import signal
 import sys
 import time
@@ -43,9 +42,6 @@ BROKEN_FRAME = (
 SCRIPT_FILENAME = "<script>"
 # The frame wraps the serialized result in a few dozen bytes of JSON; allow for that.
 FRAME_OVERHEAD = 4096
-# Longest wait, once the frame is in, for the script's process to finish exiting (see
-# _cpu_ms_after_frame): it costs about a millisecond, a few tens with a heap of gigabytes.
-EXIT_WAIT_S = 0.1
 # How long a supervisor waits for room under the process limit to fork the script's process.
 FORK_RETRY_S = 10
 
@@ -82,10 +78,12 @@ def _load_sibling(name):
     return module
 
 
+harness_collect = _load_sibling("harness_collect")
 harness_files = _load_sibling("harness_files")
 harness_isolation = _load_sibling("harness_isolation")
 harness_matplotlib = _load_sibling("harness_matplotlib")
 harness_template = _load_sibling("harness_template")
+harness_warm_up = _load_sibling("harness_warm_up")
 _write = os.write
 _exit = os._exit
 _getpid = os.getpid
@@ -115,26 +113,39 @@ def main():
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # Objects alive now (the harness, preloaded modules) are never collected: the script's
     # process then never touches their pages, and the fork stays copy-on-write cheap.
+    forked = options.template
+    if forked:
+        # Before the freeze: what the preloaded modules build on first use is built once.
+        harness_warm_up.warm(lambda result: _result_frame(result, options.max_result_bytes))
     gc.freeze()
-    if options.template:
+    if forked:
         # Never returns in the template; returns in each child it forks, isolated, with that
         # execution's options.
         options = _Options(harness_template.serve(RESULT_FD))
-    supervise(options)
+    supervise(options, warm_up=forked)
 
 
-def supervise(options):
-    """Forks the script's process, collects its frame, reports, and exits."""
+def supervise(options, warm_up=False):
+    """Forks the script's process, collects its frame, reports, and exits. With `warm_up`, the
+    script's process warms itself up while it waits for its job (harness_warm_up.py)."""
     # The script's process is forked now, before its job exists: it waits for the job on stdin,
     # so handing a job to a warm sandbox costs no fork.
     read_end, write_end = os.pipe()
+    # The script's process says on this pipe how much CPU its warm-up took, before its job.
+    warm_up_read, warm_up_write = os.pipe() if warm_up else (None, None)
     pid = _fork_when_allowed()
     if pid == 0:
         os.close(read_end)
-        _run_child(write_end, options.max_result_bytes)
+        if warm_up:
+            os.close(warm_up_read)
+        _run_child(write_end, options.max_result_bytes, warm_up_write)
     os.close(write_end)
+    if warm_up:
+        os.close(warm_up_write)
     _stdin_from_devnull()
-    frame, oversized, status = _collect(pid, read_end, options.max_result_bytes + FRAME_OVERHEAD)
+    frame, oversized, status = harness_collect.collect(pid, read_end, options.max_result_bytes + FRAME_OVERHEAD)
+    if warm_up:
+        status = harness_warm_up.without_warm_up_cpu(status, warm_up_read)
     # Only once the script reported: a script that failed or vanished returns no files.
     files = b""
     if frame and not oversized:
@@ -144,7 +155,7 @@ def supervise(options):
         "frame_bytes": len(frame),
         "frame_oversized": oversized,
         "files_bytes": len(files),
-        **_describe_status(status),
+        **harness_collect.describe_status(status),
     }
     _write_all(RESULT_FD, (_dumps(header) + "\n").encode() + frame + files)
     os.close(RESULT_FD)
@@ -183,122 +194,6 @@ class _Options:
         self.seccomp = options.get("--seccomp", "")
 
 
-def _collect(pid, read_end, limit):
-    """Reads the child's frame. Done at end of file once a frame is in (the child closes its
-    end right after writing, so the answer need not wait for its exit), or else when the child
-    exits (it may have written nothing, or a grandchild may hold the pipe open)."""
-    chunks, size, oversized = [], 0, False
-    exited = _exit_watch(pid)
-    poller = select.poll()
-    poller.register(read_end, select.POLLIN)
-    if exited is not None:
-        poller.register(exited, select.POLLIN)
-    while True:
-        # Without a pidfd (kernels before 5.3), check on the child every 10 ms instead.
-        events = dict(poller.poll(None if exited is not None else 10))
-        if read_end in events:
-            chunk = os.read(read_end, 65536)
-            if not chunk:
-                poller.unregister(read_end)
-                if size and not oversized:
-                    return b"".join(chunks), False, (None, _cpu_ms_after_frame(pid, exited))
-            elif oversized or size + len(chunk) > limit:
-                oversized = True
-                os.kill(pid, signal.SIGKILL)
-            else:
-                chunks.append(chunk)
-                size += len(chunk)
-        if (exited is not None and exited in events) or (exited is None and _has_exited(pid)):
-            break
-    _, status, usage = os.wait4(pid, 0)
-    if not oversized:
-        chunks.extend(_drain(read_end, limit - size))
-        oversized = sum(len(chunk) for chunk in chunks) > limit
-    return (b"" if oversized else b"".join(chunks)), oversized, (status, _rusage_ms(usage))
-
-
-def _exit_watch(pid):
-    """A pidfd that becomes readable when the child exits, so waiting costs no polling."""
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        return None
-
-
-def _has_exited(pid):
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
-
-
-def _drain(read_end, room):
-    """What the exited child left in the pipe, without waiting on grandchildren holding it."""
-    os.set_blocking(read_end, False)
-    chunks = []
-    try:
-        while room >= 0:
-            chunk = os.read(read_end, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            room -= len(chunk)
-    except BlockingIOError:
-        pass
-    return chunks
-
-
-def _cpu_ms_after_frame(pid, exited):
-    """The script's process closes its frame and exits at once; its exit takes about a
-    millisecond (more to free a large heap). Waiting that long gives its exact CPU time; past
-    EXIT_WAIT_S the answer goes out with the kernel's coarser figure of a process still
-    exiting. Waited for or not, how it exits no longer matters: its frame is in."""
-    if _exited_within(pid, exited, EXIT_WAIT_S):
-        return _rusage_ms(os.wait4(pid, 0)[2])
-    return _proc_cpu_ms(pid)
-
-
-def _exited_within(pid, exited, seconds):
-    if exited is not None:
-        poller = select.poll()
-        poller.register(exited, select.POLLIN)
-        return bool(poller.poll(seconds * 1000))
-    deadline = time.monotonic() + seconds
-    while not _has_exited(pid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.002)
-    return True
-
-
-def _rusage_ms(usage):
-    """CPU time of a process, its threads and the children it waited for."""
-    return int((usage.ru_utime + usage.ru_stime) * 1000)
-
-
-def _proc_cpu_ms(pid):
-    """The same figure for a process not yet reaped, in clock ticks (10 ms here)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            # Fields 14 to 17 (utime stime cutime cstime), counted after the command name,
-            # which may itself hold spaces and parentheses.
-            fields = stat.read().rsplit(b")", 1)[1].split()
-        ticks = sum(int(field) for field in fields[11:15])
-    except (OSError, IndexError, ValueError):
-        return None
-    return ticks * 1000 // os.sysconf("SC_CLK_TCK")
-
-
-def _describe_status(ended):
-    status, cpu_ms = ended
-    if status is None:  # reported before exiting; how it then exits no longer matters
-        return {"exit_code": None, "signal": None, "cpu_ms": cpu_ms}
-    # The script's own CPU time tells a CPU-limit SIGKILL from any other.
-    if os.WIFSIGNALED(status):
-        return {"exit_code": None, "signal": os.WTERMSIG(status), "cpu_ms": cpu_ms}
-    return {"exit_code": os.waitstatus_to_exitcode(status), "signal": None, "cpu_ms": cpu_ms}
-
-
 def _write_all(fd, data):
     view = memoryview(data)
     while view:
@@ -308,8 +203,11 @@ def _write_all(fd, data):
 # --- the child: everything below runs user code -------------------------------------------------
 
 
-def _run_child(frame_fd, max_result_bytes):
+def _run_child(frame_fd, max_result_bytes, warm_up_fd):
     os.close(RESULT_FD)
+    if warm_up_fd is not None:
+        encode = lambda result: _result_frame(result, max_result_bytes)  # noqa: E731
+        harness_warm_up.warm_before_job(encode, warm_up_fd)
     _cpu_limit_as_sigxcpu()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -344,7 +242,8 @@ def _stdin_from_devnull():
 def _cpu_limit_as_sigxcpu():
     """The sandbox sets the hard CPU limit one second above the real one; the soft limit at the
     real one makes the kernel send SIGXCPU there, which the service reports as a CPU timeout.
-    A fresh fork, this process has used no CPU yet: the limit counts from hand-over."""
+    A fresh fork, this process has used no CPU yet (its warm-up, if any, a few milliseconds,
+    well under the limit's one-second steps): the limit counts from hand-over."""
     _, hard = resource.getrlimit(resource.RLIMIT_CPU)
     if hard != resource.RLIM_INFINITY and hard > 1:
         resource.setrlimit(resource.RLIMIT_CPU, (hard - 1, hard))
