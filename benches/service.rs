@@ -192,6 +192,12 @@ async fn measure_http(service: &http::Service, plan: &Plan, figures: &mut Figure
     eprintln!("   spaced: {} hello", plan.spaced_hello);
     let hello = service.spaced(HELLO, plan.spaced_hello, plan.spacing).await;
     figures.percentiles("hello spaced", &hello, P50_P95_P99);
+    eprintln!(
+        "   spaced: {} GET /health (no sandbox: the floor)",
+        plan.spaced_hello
+    );
+    let health = service.spaced_health(plan.spaced_hello, plan.spacing).await;
+    figures.percentiles("GET /health spaced (floor)", &health, &P50_P95_P99[..1]);
 
     let mut peak = None;
     for (name, script) in [("numpy/pandas", SEED), ("hello", HELLO)] {

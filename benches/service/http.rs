@@ -139,10 +139,37 @@ impl Service {
     /// `count` requests one after another, `spacing` apart: each one's latency. A failure
     /// ends the benchmark: the figures of a broken service mean nothing.
     pub async fn spaced(&self, script: &str, count: usize, spacing: Duration) -> Vec<Duration> {
+        self.spaced_requests(count, spacing, || self.execute(script))
+            .await
+    }
+
+    /// `GET /health` the same way: the round trip with no sandbox in it, the floor under the
+    /// spaced figures on this machine.
+    pub async fn spaced_health(&self, count: usize, spacing: Duration) -> Vec<Duration> {
+        self.spaced_requests(count, spacing, || async {
+            let reply = self.client.get(format!("{}/health", self.base)).send();
+            match reply.await {
+                Ok(reply) => (reply.status().as_u16(), Value::Null),
+                Err(error) => (0, Value::from(format!("{error:?}"))),
+            }
+        })
+        .await
+    }
+
+    async fn spaced_requests<F, R>(
+        &self,
+        count: usize,
+        spacing: Duration,
+        request: F,
+    ) -> Vec<Duration>
+    where
+        F: Fn() -> R,
+        R: std::future::Future<Output = (u16, Value)>,
+    {
         let mut samples = Vec::with_capacity(count);
         for _ in 0..count {
             let started = Instant::now();
-            let (status, body) = self.execute(script).await;
+            let (status, body) = request().await;
             samples.push(started.elapsed());
             if status != 200 {
                 let state = if self.exited() {

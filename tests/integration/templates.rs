@@ -1,7 +1,7 @@
 //! Templates: nothing crosses from one request to the next (files, environment, monkeypatched
-//! modules, random state, processes), limits count from hand-over, a template that dies is
-//! replaced while requests keep getting answers, and bounded concurrency answers a burst with
-//! results or OVERLOADED, never a wrong answer.
+//! modules, random state, processes, the warm-up), limits count from hand-over, a template that
+//! dies is replaced while requests keep getting answers, and bounded concurrency answers a burst
+//! with results or OVERLOADED, never a wrong answer.
 
 use std::time::Duration;
 
@@ -180,6 +180,33 @@ async fn every_execution_draws_its_own_random_numbers(kind: Kind) {
     }
 }
 
+/// Looks for anything the harness's warm-up (layer/harness_warm_up.py) could have left: its
+/// functions, its namespace, its source.
+const WARM_UP_FINDER: &str = r#"
+import gc, linecache
+def main():
+    objects = gc.get_objects()
+    functions = [o for o in objects if callable(o)
+                 and getattr(getattr(o, "__code__", None), "co_filename", "") == "<warm-up>"]
+    namespaces = [o for o in objects if isinstance(o, dict) and o.get("__name__") == "__warm_up__"]
+    return {"functions": len(functions), "namespaces": len(namespaces),
+            "source": "<warm-up>" in linecache.cache}
+"#;
+
+async fn the_warm_up_leaves_nothing_behind(kind: Kind) {
+    let service = Service::start(kind).await;
+    service.wait_for_templates().await;
+    for script in [
+        WARM_UP_FINDER.to_owned(),
+        format!("import numpy\n{WARM_UP_FINDER}"),
+    ] {
+        let reply = service.run(&script).await;
+        assert_eq!(reply.body["usage"]["warm_start"], true, "{}", reply.body);
+        let nothing = json!({"functions": 0, "namespaces": 0, "source": false});
+        assert_eq!(reply.expect_result(), &nothing, "{script}");
+    }
+}
+
 /// The pids of this process's descendants whose command line has every one of `words`.
 fn descendants_running(words: &[&str]) -> Vec<i32> {
     crate::common::procs::descendants(std::process::id())
@@ -261,6 +288,7 @@ for_each_sandbox!(
     deadline_counts_from_hand_over,
     limits_hold_in_forked_executions,
     every_execution_draws_its_own_random_numbers,
+    the_warm_up_leaves_nothing_behind,
     a_killed_template_is_replaced,
     a_burst_gets_answers_or_overloaded,
     templates_can_be_turned_off,
