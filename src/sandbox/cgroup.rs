@@ -235,11 +235,16 @@ impl ExecCgroup {
     }
 
     /// Kills what is left, waits briefly for the kernel to let go, and removes the directories.
+    /// A cgroup whose last process is still being released refuses removal (EBUSY) a little
+    /// after its process list is empty: each directory is tried again until it goes.
     pub async fn destroy(mut self) {
         for _ in 0..100 {
             self.kill_all();
             if self.is_empty() {
-                break;
+                self.dirs.retain(|dir| fs::remove_dir(dir).is_err());
+                if self.dirs.is_empty() {
+                    return;
+                }
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
