@@ -35,11 +35,15 @@ def main(size=5):
 
 
 def warm(encode_result):
-    """Runs the fixed script; `encode_result(value)` is how a job's result is encoded."""
-    code = compile(WARM_UP_SCRIPT, "<warm-up>", "exec", dont_inherit=True)
+    """Runs the fixed script; `encode_result(value)` is how a job's result is encoded. Only a
+    speed-up: should a preloaded module fail on it, the process goes on unwarmed."""
     namespace = {"__name__": "__warm_up__", "__builtins__": builtins, "sys": sys}
-    exec(code, namespace)  # noqa: S102 - our own fixed script
-    encode_result(namespace["main"]())
+    try:
+        code = compile(WARM_UP_SCRIPT, "<warm-up>", "exec", dont_inherit=True)
+        exec(code, namespace)  # noqa: S102 - our own fixed script
+        encode_result(namespace["main"]())
+    except Exception:  # noqa: BLE001, S110 - a warm-up that fails changes nothing else
+        pass
     # main() and the namespace refer to each other: a cycle only a collection would free.
     # Cleared, it goes now, and no script can come across it (gc.get_objects()).
     namespace.clear()

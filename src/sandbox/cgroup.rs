@@ -55,10 +55,10 @@ impl CgroupRoot {
         if mount.join("cgroup.controllers").exists() {
             return super::cgroup_v2::prepare(mount);
         }
-        // Moves into execution cgroups would otherwise wait for RCU grace periods.
-        let _ = super::cgroup_favor::favor_migrations();
         let memory = ensure_dir(&mount.join("memory").join(SERVICE_DIR))?;
         let pids = ensure_dir(&mount.join("pids").join(SERVICE_DIR))?;
+        // Cgroups will be used: moves into them would otherwise wait for RCU grace periods.
+        let _ = super::cgroup_favor::favor_migrations();
         let cpuacct = ensure_dir(&mount.join("cpuacct").join(SERVICE_DIR)).ok();
         for parent in [&memory, &pids].into_iter().chain(cpuacct.as_ref()) {
             sweep_stale(parent);
