@@ -111,12 +111,12 @@ def main():
     # ignoring these also keeps compat mode's supervisor alive on a stray SIGINT or SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # Objects alive now (the harness, preloaded modules) are never collected: the script's
-    # process then never touches their pages, and the fork stays copy-on-write cheap.
     forked = options.template
     if forked:
         # Before the freeze: what the preloaded modules build on first use is built once.
         harness_warm_up.warm(lambda result: _result_frame(result, options.max_result_bytes))
+    # Objects alive now (the harness, preloaded modules) are never collected: the script's
+    # process then never touches their pages, and the fork stays copy-on-write cheap.
     gc.freeze()
     if forked:
         # Never returns in the template; returns in each child it forks, isolated, with that
@@ -143,7 +143,8 @@ def supervise(options, warm_up=False):
     if warm_up:
         os.close(warm_up_write)
     _stdin_from_devnull()
-    frame, oversized, status = harness_collect.collect(pid, read_end, options.max_result_bytes + FRAME_OVERHEAD)
+    frame_limit = options.max_result_bytes + FRAME_OVERHEAD
+    frame, oversized, status = harness_collect.collect(pid, read_end, frame_limit)
     if warm_up:
         status = harness_warm_up.without_warm_up_cpu(status, warm_up_read)
     # Only once the script reported: a script that failed or vanished returns no files.
