@@ -19,7 +19,7 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::OnceLock;
 
 /// The hierarchy's name: one for every service on the machine.
@@ -52,7 +52,7 @@ fn mount_detached() -> io::Result<OwnedFd> {
     // SAFETY: fsopen with a NUL-terminated name; the fd it returns is ours.
     let context =
         owned(unsafe { libc::syscall(libc::SYS_fsopen, c"cgroup".as_ptr(), FSOPEN_CLOEXEC) })?;
-    let context_fd = std::os::fd::AsRawFd::as_raw_fd(&context);
+    let context_fd = context.as_raw_fd();
     set(context_fd, FSCONFIG_SET_FLAG, c"none", None)?;
     set(context_fd, FSCONFIG_SET_STRING, c"name", Some(NAME))?;
     set(context_fd, FSCONFIG_SET_FLAG, c"favordynmods", None)?;
@@ -95,8 +95,9 @@ fn owned(result: libc::c_long) -> io::Result<OwnedFd> {
 mod tests {
     use super::*;
 
-    /// As root on a kernel with the option (this machine's), the hierarchy is mounted, with
-    /// the option, and stays for the life of the process.
+    /// As root on a kernel with the option (this machine's), the hierarchy is mounted (the
+    /// kernel accepted the option, or the mount would have failed) and stays for the life of
+    /// the process.
     #[test]
     fn mounts_the_option_when_root() {
         // SAFETY: geteuid has no preconditions.

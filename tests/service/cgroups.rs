@@ -1,6 +1,6 @@
 //! What executions leave in the cgroup hierarchy: nothing, once each is over, whatever it did
 //! (returned, left a process running, ran out of time), on the cold path and forked from a
-//! template alike.
+//! template alike, under nsjail and compat as root.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,9 +19,15 @@ const SCRIPTS: &[&str] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executions_leave_no_cgroup_behind() {
-    for templates in ["0", "1"] {
+    // Both sandboxes that use cgroups (Lambda's conditions have none).
+    for (sandbox, templates) in [
+        ("nsjail", "0"),
+        ("nsjail", "1"),
+        ("compat", "0"),
+        ("compat", "1"),
+    ] {
         let env = [
-            ("SANDBOX", "nsjail"),
+            ("SANDBOX", sandbox),
             ("TEMPLATES", templates),
             // Spares wait in cgroups of their own; without them every cgroup is a request's.
             ("SPARE_FORKS", "0"),
@@ -47,7 +53,7 @@ async fn executions_leave_no_cgroup_behind() {
         });
         assert!(
             left.is_some(),
-            "TEMPLATES={templates}: cgroups left after every execution ended: {:?}\n{}",
+            "{sandbox}, TEMPLATES={templates}: cgroups left after every execution ended: {:?}\n{}",
             execution_cgroups(Path::new("/sys/fs/cgroup"), &prefix, 3),
             service.log()
         );
