@@ -142,7 +142,10 @@ def supervise(options, warm_up=False):
     os.close(write_end)
     if warm_up:
         os.close(warm_up_write)
-    _stdin_from_devnull()
+    # The supervisor never writes to the script's streams, and must not hold them: the service
+    # reads them to end of file, which then comes when the script's process lets go of them,
+    # not when this process has exited (after its report).
+    _std_streams_from_devnull()
     frame_limit = options.max_result_bytes + FRAME_OVERHEAD
     frame, oversized, status = harness_collect.collect(pid, read_end, frame_limit)
     if warm_up:
@@ -228,6 +231,15 @@ def _run_child(frame_fd, max_result_bytes, warm_up_fd):
         # A process the script forked came back here, out of main() (returning or raising):
         # only the script's own process reports, or two frames would garble each other.
         _exit(0)
+    # Let go of stdout and stderr before reporting: the service has the whole output as soon
+    # as the report is in, instead of once this process has finished exiting (unmapping
+    # numpy and pandas takes milliseconds). Closed rather than pointed at /dev/null, which
+    # would need a free descriptor the script may have used up; nothing writes to them again.
+    for fd in (1, 2):
+        try:
+            _close(fd)
+        except OSError:
+            pass
     _write_all(frame_fd, frame.encode("utf-8", "surrogatepass"))
     # End of file tells the supervisor the frame is complete, without waiting for our exit.
     _close(frame_fd)
@@ -237,6 +249,13 @@ def _run_child(frame_fd, max_result_bytes, warm_up_fd):
 def _stdin_from_devnull():
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
+    os.close(devnull)
+
+
+def _std_streams_from_devnull():
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
     os.close(devnull)
 
 
