@@ -31,6 +31,7 @@ impl From<Settings> for Config {
         let templates = TemplateConfig {
             enabled: s.templates,
             preload: s.preload.0,
+            preload_on_demand: s.preload_on_demand.0,
             spare_forks: s.spare_forks,
         };
         let offload = OffloadConfig {

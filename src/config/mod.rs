@@ -99,6 +99,8 @@ pub struct TemplateConfig {
     pub enabled: bool,
     /// Modules the "data" template imports; scripts importing any of them are forked from it.
     pub preload: Vec<String>,
+    /// Modules the "data" template adds to `preload` once a script imports one of them.
+    pub preload_on_demand: Vec<String>,
     /// Executions each template keeps forked and isolated ahead of their request.
     pub spare_forks: usize,
 }
@@ -107,7 +109,8 @@ impl Default for TemplateConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            preload: vec!["numpy".into(), "pandas".into(), "matplotlib.pyplot".into()],
+            preload: vec!["numpy".into(), "pandas".into()],
+            preload_on_demand: vec!["matplotlib.pyplot".into()],
             spare_forks: 1,
         }
     }

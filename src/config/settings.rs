@@ -101,9 +101,12 @@ pub struct Settings {
     /// 1 forks every execution from a template that has its modules imported; 0 starts a fresh sandbox (and interpreter) per request
     #[arg(long, env, action = ArgAction::Set, default_value = "1", value_parser = Lenient(switch), help_heading = TEMPLATES)]
     pub templates: bool,
-    /// Modules the data template imports once, for every script that imports any of them (comma-separated)
-    #[arg(long, env, default_value = "numpy,pandas,matplotlib.pyplot", value_parser = Lenient(modules), help_heading = TEMPLATES)]
+    /// Modules the data template imports once, for every script that imports any of them (comma-separated, or none)
+    #[arg(long, env, default_value = "numpy,pandas", value_parser = Lenient(modules), help_heading = TEMPLATES)]
     pub preload: Modules,
+    /// Modules the data template adds to PRELOAD once a script imports one of them (comma-separated, or none): their memory is spent only where they are used
+    #[arg(long, env, default_value = "matplotlib.pyplot", value_parser = Lenient(modules), help_heading = TEMPLATES)]
+    pub preload_on_demand: Modules,
     /// Executions each template keeps forked and isolated ahead of their request (0: each request forks its own)
     #[arg(long, env, default_value = "1", value_parser = Lenient(spare_forks), help_heading = TEMPLATES)]
     pub spare_forks: usize,

@@ -88,6 +88,13 @@ fn template_settings() {
     assert!(!config.templates.enabled);
     assert_eq!(config.templates.preload, vec!["numpy", "scipy.stats"]);
     rejected("PRELOAD", "numpy;rm -rf");
+    assert_eq!(
+        config.templates.preload_on_demand,
+        vec!["matplotlib.pyplot"]
+    );
+    let nothing_on_demand = self::config(&[("PRELOAD_ON_DEMAND", "none")]).expect("valid");
+    assert!(nothing_on_demand.templates.preload_on_demand.is_empty());
+    rejected("PRELOAD_ON_DEMAND", "matplotlib pyplot");
     assert_eq!(config.templates.spare_forks, 1);
     let no_spares = self::config(&[("SPARE_FORKS", "0")]).expect("valid");
     assert_eq!(no_spares.templates.spare_forks, 0);

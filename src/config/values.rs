@@ -143,6 +143,10 @@ pub fn isolation(text: &str) -> Result<Isolation, String> {
 pub struct Modules(pub Vec<String>);
 
 pub fn modules(text: &str) -> Result<Modules, String> {
+    // A blank value means the default (see `Lenient`), so "none" says none.
+    if text.trim() == "none" {
+        return Ok(Modules(Vec::new()));
+    }
     let modules: Vec<String> = text
         .split(',')
         .map(str::trim)

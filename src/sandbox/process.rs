@@ -407,6 +407,12 @@ impl Started {
         }
     }
 
+    /// Keeps `token` for as long as the execution lasts, its teardown included (a lease on
+    /// the template it was forked from).
+    pub fn hold(&mut self, token: Box<dyn Send + Sync>) {
+        self.keep_alive.0.push(token);
+    }
+
     /// Hands over the job and sees the execution through to the end.
     pub async fn run(mut self, job: &Job) -> Execution {
         // From here on, the execution's own teardown ends the sandbox.

@@ -10,13 +10,13 @@
 //! own uid, cgroup, namespaces and scratch space, waiting for the job on its stdin.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use tokio::task::JoinHandle;
 
+use super::Serving;
 use crate::limits::Limits;
 use crate::sandbox::process::Started;
-use crate::sandbox::template::Template;
 use crate::sandbox::SandboxError;
 
 type Forking = JoinHandle<Result<Started, SandboxError>>;
@@ -36,10 +36,10 @@ impl Spares {
     }
 
     /// Starts forks from `template` until `wanted` are kept (done or in progress).
-    pub fn fill(&self, template: &Arc<Template>, limits: &Limits) {
+    pub fn fill(&self, template: &Serving, limits: &Limits) {
         let mut forking = self.lock();
         while forking.len() < self.wanted {
-            let template = Arc::clone(template);
+            let template = template.clone();
             let limits = limits.clone();
             forking.push_back(tokio::spawn(async move { template.fork(&limits).await }));
         }
@@ -47,7 +47,7 @@ impl Spares {
 
     /// The oldest spare, once forked (waited for if it is still isolating itself), after
     /// starting its replacement; `None` when there is none or it died while it waited.
-    pub async fn take(&self, template: &Arc<Template>, limits: &Limits) -> Option<Started> {
+    pub async fn take(&self, template: &Serving, limits: &Limits) -> Option<Started> {
         let oldest = self.lock().pop_front();
         self.fill(template, limits);
         let forked = oldest?.await.ok()?;

@@ -21,4 +21,5 @@ mod http_clients;
 mod raw_http;
 mod seeds;
 mod templates;
+mod templates_growth;
 mod unavailable;

@@ -220,10 +220,15 @@ fn descendants_running(words: &[&str]) -> Vec<i32> {
         .collect()
 }
 
-/// The data template: the topmost process running it (its children, forked executions, have
-/// the same command line), and under nsjail the template inside the jail as well.
-fn data_template_processes() -> Vec<i32> {
-    let matching = descendants_running(&["--template", "--preload"]);
+/// The data template that imports exactly `preload`: the topmost process running it (its
+/// children, forked executions, have the same command line), and under nsjail the template
+/// inside the jail as well. Tests that look for their service's template give it a preload set
+/// of its own (a harmless standard module added), since services of other tests run beside it
+/// in this process.
+pub(crate) fn data_template_processes(preload: &str) -> Vec<i32> {
+    // Every argument is followed by a NUL, shown as a space: the whole argument matches.
+    let argument = format!("{preload} ");
+    let matching = descendants_running(&["--template", "--preload", &argument]);
     let parent = |pid: i32| crate::common::procs::parent_of(pid as u32).map(|ppid| ppid as i32);
     let comm = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
     let top: Vec<i32> = matching
@@ -238,9 +243,10 @@ fn data_template_processes() -> Vec<i32> {
 }
 
 async fn a_killed_template_is_replaced(kind: Kind) {
-    let service = Service::start(kind).await;
+    let preload = "numpy,pandas,colorsys";
+    let service = Service::start_with(kind, &[("PRELOAD", preload)]).await;
     service.wait_for_templates().await;
-    let data_template = data_template_processes();
+    let data_template = data_template_processes(preload);
     assert!(!data_template.is_empty(), "no data template found");
     let slow = "import time, numpy\ndef main():\n    time.sleep(1.5)\n    return 'done'\n";
     let in_flight = service.run(slow);
