@@ -13,9 +13,12 @@ def reads_shipped_config():
     a script), it is made to take the shipped directory as it is: its matplotlibrc is found
     through MATPLOTLIBRC (which matplotlib reads before it asks for its config directory), and
     once its package has loaded, its config and cache directories are the shipped one. It never
-    needs to write there: the cache is complete, and a cache it cannot save is only logged."""
+    needs to write there: the cache is complete, and a cache it cannot save is only logged.
+
+    Done even where this process could write there (a template started as root): the execution
+    that first imports matplotlib may be a child of it that runs under a uid of its own."""
     directory = os.environ.get("MPLCONFIGDIR", "")
-    if not os.path.isdir(directory) or os.access(directory, os.W_OK):
+    if not os.path.isdir(directory):
         return
     os.environ.setdefault("MATPLOTLIBRC", directory)
     sys.meta_path.insert(0, _ShippedMatplotlibConfig(directory))
