@@ -38,6 +38,8 @@ const HEALTHY_RUN: Duration = Duration::from_secs(30);
 /// How long a replaced template waits for its executions beyond their wall-clock limit
 /// (teardown, a queue of them) before it is ended regardless.
 const RETIRE_GRACE: Duration = Duration::from_secs(30);
+/// How many times a grown template may fail to start before its set gives the growth up.
+const GROWTH_ATTEMPTS: u32 = 3;
 /// Index of the data set in `Shared::sets`.
 const DATA: usize = 1;
 
@@ -50,6 +52,8 @@ pub struct Templates {
 struct Shared {
     runner: Runner,
     limits: Limits,
+    /// `PRELOAD`, what the data template imports until it grows.
+    preload: Vec<String>,
     /// Every module that sends a script to the data template: `PRELOAD` and `PRELOAD_ON_DEMAND`.
     data_modules: Vec<String>,
     on_demand: Vec<String>,
@@ -133,6 +137,7 @@ impl Templates {
                 set("plain", Vec::new()),
                 set("data", config.preload.clone()),
             ],
+            preload: config.preload.clone(),
             data_modules,
             on_demand: config.preload_on_demand.clone(),
         });
@@ -250,15 +255,23 @@ impl Set {
 async fn keep_running(shared: Arc<Shared>, index: usize, generation: u64) {
     let set = &shared.sets[index];
     let mut backoff = RESTART_BACKOFF;
+    let (mut served, mut failed_starts) = (false, 0);
     while set.is_wanted(generation) {
         let started_at = tokio::time::Instant::now();
         match run_once(&shared, set, generation).await {
             Ok(Ended::Replaced) => return,
-            Ok(Ended::Died) => {}
-            Err(error) => tracing::error!(template = set.name, %error, "template failed"),
+            Ok(Ended::Died) => served = true,
+            Err(error) => {
+                tracing::error!(template = set.name, %error, "template failed");
+                failed_starts += 1;
+            }
         }
         set.started.send_replace(true);
         if !set.is_wanted(generation) {
+            return;
+        }
+        if generation > 0 && !served && failed_starts >= GROWTH_ATTEMPTS {
+            give_up_growth(&shared, index, generation);
             return;
         }
         set.restarts.fetch_add(1, Ordering::Relaxed);
@@ -267,6 +280,27 @@ async fn keep_running(shared: Arc<Shared>, index: usize, generation: u64) {
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_RESTART_BACKOFF);
+    }
+}
+
+/// A grown template that never started (a module of `PRELOAD_ON_DEMAND` missing or broken):
+/// the set goes back to `PRELOAD`, through a generation of its own, which replaces whichever
+/// template still serves. Scripts importing those modules import them themselves.
+fn give_up_growth(shared: &Arc<Shared>, index: usize, generation: u64) {
+    let set = &shared.sets[index];
+    tracing::error!(
+        template = set.name,
+        modules = %shared.on_demand.join(","),
+        "the template preloading on-demand modules did not start; going on without them"
+    );
+    *set.lock_preload() = shared.preload.clone();
+    let next = generation + 1;
+    if set
+        .wanted
+        .compare_exchange(generation, next, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
+        tokio::spawn(keep_running(Arc::clone(shared), index, next));
     }
 }
 

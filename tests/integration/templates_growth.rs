@@ -92,8 +92,53 @@ async fn the_data_template_grows_on_demand(kind: Kind) {
     service.assert_still_healthy().await;
 }
 
+/// A module of `PRELOAD_ON_DEMAND` that cannot be imported: the script asking for it gets its
+/// own ModuleNotFoundError, the grown template fails to start a few times, and the set gives
+/// the growth up and goes on with `PRELOAD`, warm, without retrying for ever.
+async fn a_growth_that_cannot_start_is_given_up(kind: Kind) {
+    let settings = [("PRELOAD_ON_DEMAND", "pyexec_no_such_module")];
+    let service = Service::start_with(kind, &settings).await;
+    service.wait_for_templates().await;
+    let reply = service
+        .run("import pyexec_no_such_module\ndef main():\n    return 1\n")
+        .await;
+    reply.expect_error(422, "EXCEPTION");
+    assert_eq!(reply.body["exception_type"], "ModuleNotFoundError");
+    let restarts = || async {
+        let health = service.get("/health").await.body;
+        health["templates"]["data"]["restarts"].as_u64()
+    };
+    // Each failed start but the last is counted; then the attempts stop.
+    let tried = wait::until_async(Duration::from_secs(60), || async {
+        (restarts().await >= Some(2)).then_some(())
+    })
+    .await;
+    assert!(tried.is_some(), "the grown template was never tried");
+    // Long enough for another attempt, had the growth not been given up.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        restarts().await,
+        Some(2),
+        "the growth was retried after it was given up"
+    );
+    service.wait_for_templates().await;
+    let health = service.get("/health").await.body;
+    assert_eq!(
+        health["templates"]["data"]["preload"],
+        json!(["numpy", "pandas"])
+    );
+    let numpy = service
+        .run("import numpy\ndef main():\n    return int(numpy.arange(4).sum())\n")
+        .await;
+    assert_eq!(numpy.expect_result(), &json!(6));
+    assert_eq!(numpy.body["usage"]["warm_start"], true, "{}", numpy.body);
+}
+
 fn exists(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-for_each_sandbox!(the_data_template_grows_on_demand);
+for_each_sandbox!(
+    the_data_template_grows_on_demand,
+    a_growth_that_cannot_start_is_given_up,
+);
