@@ -239,16 +239,22 @@ impl ExecCgroup {
     /// after its process list is empty: each directory is tried again until it goes.
     pub async fn destroy(mut self) {
         for _ in 0..100 {
-            self.kill_all();
-            if self.is_empty() {
-                self.dirs.retain(|dir| fs::remove_dir(dir).is_err());
-                if self.dirs.is_empty() {
-                    return;
-                }
+            if self.try_remove() {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         self.remove_dirs();
+    }
+
+    /// Kills what is left and, once no process is listed, removes every directory the kernel
+    /// lets go of; true when none is left.
+    fn try_remove(&mut self) -> bool {
+        self.kill_all();
+        if self.is_empty() {
+            self.dirs.retain(|dir| fs::remove_dir(dir).is_err());
+        }
+        self.dirs.is_empty()
     }
 
     fn remove_dirs(&mut self) {
@@ -261,16 +267,13 @@ impl ExecCgroup {
 }
 
 impl Drop for ExecCgroup {
-    /// A cgroup never outlives its sandbox, even one dropped without `destroy` (at shutdown).
-    /// Killed processes take a moment to leave; wait briefly, as `destroy` would.
+    /// A cgroup never outlives its sandbox, even one dropped without `destroy` (a spare at
+    /// shutdown or when its template is replaced). Killed processes take a moment to leave, and
+    /// an emptied cgroup a moment more to be removable; wait briefly, as `destroy` would.
     fn drop(&mut self) {
-        if self.dirs.is_empty() {
-            return;
-        }
         for _ in 0..50 {
-            self.kill_all();
-            if self.is_empty() {
-                break;
+            if self.try_remove() {
+                return;
             }
             std::thread::sleep(Duration::from_millis(2));
         }

@@ -60,6 +60,46 @@ async fn executions_leave_no_cgroup_behind() {
     }
 }
 
+/// A spare dropped because its template was replaced (the data template growing by
+/// matplotlib) takes its cgroup with it: once the old template has retired, the only execution
+/// cgroups left are those of the two spares waiting, one per template.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_templates_spare_leaves_no_cgroup() {
+    for sandbox in ["nsjail", "compat"] {
+        let service = Binary::start(&[("SANDBOX", sandbox), ("TEMPLATES", "1")], None);
+        let plots = "import matplotlib.pyplot\ndef main():\n    return 1\n";
+        let (status, body) = service.execute(plots, None).await;
+        assert_eq!(status, 200, "{body}");
+        let grown = wait::until_async(Duration::from_secs(30), || async {
+            let health = service.health().await;
+            let preload = &health["templates"]["data"]["preload"];
+            let ready = health["templates"]["data"]["ready"] == true;
+            (ready && preload.to_string().contains("matplotlib")).then_some(())
+        })
+        .await;
+        assert!(grown.is_some(), "{sandbox}: the data template did not grow");
+        let prefix = format!("exec-{}-", service.pid());
+        let spares_only = wait::until(TEARDOWN_WITHIN, || {
+            let names = execution_cgroup_names(&prefix);
+            (names.len() == 2).then_some(())
+        });
+        assert!(
+            spares_only.is_some(),
+            "{sandbox}: execution cgroups other than the two spares': {:?}\n{}",
+            execution_cgroup_names(&prefix),
+            service.log()
+        );
+    }
+}
+
+/// The distinct names of the execution cgroups named `prefix...`, in every hierarchy.
+fn execution_cgroup_names(prefix: &str) -> std::collections::BTreeSet<String> {
+    execution_cgroups(Path::new("/sys/fs/cgroup"), prefix, 3)
+        .iter()
+        .filter_map(|path| Some(path.file_name()?.to_string_lossy().into_owned()))
+        .collect()
+}
+
 /// Directories named `prefix...` below `dir`, `depth` levels down at most.
 fn execution_cgroups(dir: &Path, prefix: &str, depth: usize) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
