@@ -81,7 +81,11 @@ fn cgroup_v2_limits_and_cleans_up_on_debian_12s_kernel() {
     let vm = VmRun::boot(&image);
     let health = &vm.get("health")["body"];
     println!("/health on cgroup v2: {health}");
-    assert_eq!(health["cgroup"], "v2", "{health}");
+    let console = images_support::tail(&vm.serial, 80);
+    assert_eq!(
+        health["cgroup"], "v2",
+        "{health}\n--- serial console ---\n{console}"
+    );
     assert_eq!(health["sandbox"], "nsjail", "{health}");
     assert!(has(health, "isolation", "cgroups"), "{health}");
 

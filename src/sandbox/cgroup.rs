@@ -213,13 +213,17 @@ impl ExecCgroup {
             let cpuacct = self.dirs.get(2)?;
             read_u64(&cpuacct.join("cpuacct.usage")).map(Duration::from_nanos)
         } else {
-            keyed(&self.dirs[0].join("cpu.stat"), "usage_usec").map(Duration::from_micros)
+            keyed(&self.dirs.first()?.join("cpu.stat"), "usage_usec").map(Duration::from_micros)
         }
     }
 
     /// SIGKILLs every process still in the cgroup (orphans a script left behind included).
     pub fn kill_all(&self) {
-        if !self.v1 && fs::write(self.dirs[0].join("cgroup.kill"), "1").is_ok() {
+        // Nothing to do once every directory is removed (a destroyed cgroup, then dropped).
+        let Some(first) = self.dirs.first() else {
+            return;
+        };
+        if !self.v1 && fs::write(first.join("cgroup.kill"), "1").is_ok() {
             return;
         }
         for dir in &self.dirs {
@@ -271,6 +275,9 @@ impl Drop for ExecCgroup {
     /// shutdown or when its template is replaced). Killed processes take a moment to leave, and
     /// an emptied cgroup a moment more to be removable; wait briefly, as `destroy` would.
     fn drop(&mut self) {
+        if self.dirs.is_empty() {
+            return;
+        }
         for _ in 0..50 {
             if self.try_remove() {
                 return;
@@ -341,5 +348,21 @@ mod tests {
     #[test]
     fn names_are_unique() {
         assert_ne!(unique_name(), unique_name());
+    }
+
+    /// A cgroup v2 execution cgroup has one directory; once `destroy` has removed it, the value
+    /// is dropped with none, and must not fail then. (Indexing the first directory there took
+    /// the service down at start on cgroup v2, which only the VM check runs.)
+    #[test]
+    fn a_cgroup_v2_without_directories_can_be_used_and_dropped() {
+        let mut emptied = ExecCgroup {
+            v1: false,
+            dirs: Vec::new(),
+            procs_files: Vec::new(),
+        };
+        emptied.kill_all();
+        assert_eq!(emptied.cpu(), None);
+        assert!(emptied.try_remove(), "nothing is left to remove");
+        drop(emptied);
     }
 }
