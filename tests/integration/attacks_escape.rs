@@ -2,6 +2,8 @@
 //! Each script tries to break a property of DESIGN.md section 3 and reports what happened; the
 //! test checks that every attempt failed, then that the service still works.
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
 use crate::support::{Kind, Service};
@@ -347,10 +349,19 @@ async fn tmp_is_private_and_vanishes(kind: Kind) {
         "nothing survives an execution but a fresh, empty outputs/"
     );
     assert!(!std::path::Path::new("/tmp/left-behind").exists());
-    // compat's scratch directory is a real host directory: it must be gone.
-    assert!(!std::path::Path::new(&first_tmp)
-        .join("left-behind")
-        .exists());
+    // compat's scratch directory is a real host directory: it must be gone once the first
+    // execution's teardown is over, which may finish after its answer (and so after the
+    // second's).
+    let left_behind = std::path::Path::new(&first_tmp).join("left-behind");
+    let gone = crate::common::wait::until_async(Duration::from_secs(10), || async {
+        (!left_behind.exists()).then_some(())
+    })
+    .await;
+    assert!(
+        gone.is_some(),
+        "{} outlived its execution",
+        left_behind.display()
+    );
     let _ = std::fs::remove_file(marker);
 }
 
