@@ -145,7 +145,7 @@ def supervise(options, warm_up=False):
     # The supervisor never writes to the script's streams, and must not hold them: the service
     # reads them to end of file, which then comes when the script's process lets go of them,
     # not when this process has exited (after its report).
-    _std_streams_from_devnull()
+    _to_devnull(0, 1, 2)
     frame_limit = options.max_result_bytes + FRAME_OVERHEAD
     frame, oversized, status = harness_collect.collect(pid, read_end, frame_limit)
     if warm_up:
@@ -216,7 +216,7 @@ def _run_child(frame_fd, max_result_bytes, warm_up_fd):
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     job = json.loads(sys.stdin.buffer.read())
-    _stdin_from_devnull()
+    _to_devnull(0)
     reporter = _getpid()
     try:
         frame = _execute(job, max_result_bytes)
@@ -246,15 +246,9 @@ def _run_child(frame_fd, max_result_bytes, warm_up_fd):
     _exit(0)
 
 
-def _stdin_from_devnull():
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-
-
-def _std_streams_from_devnull():
+def _to_devnull(*fds):
     devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
+    for fd in fds:
         os.dup2(devnull, fd)
     os.close(devnull)
 

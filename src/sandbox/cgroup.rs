@@ -275,9 +275,6 @@ impl Drop for ExecCgroup {
     /// shutdown or when its template is replaced). Killed processes take a moment to leave, and
     /// an emptied cgroup a moment more to be removable; wait briefly, as `destroy` would.
     fn drop(&mut self) {
-        if self.dirs.is_empty() {
-            return;
-        }
         for _ in 0..50 {
             if self.try_remove() {
                 return;

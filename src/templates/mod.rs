@@ -18,7 +18,7 @@
 mod routing;
 mod spares;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -73,9 +73,8 @@ struct Set {
     restarts: AtomicU64,
     /// Executions forked ahead of their request ([`spares`]).
     spares: spares::Spares,
-    /// Set once the set has grown by `PRELOAD_ON_DEMAND` (the data set only).
-    grown: AtomicBool,
-    /// The generation of template wanted; raised when the set grows. A task keeping an older
+    /// The generation of template wanted: 0 until the set grows by `PRELOAD_ON_DEMAND` (the
+    /// data set only, once), raised again if that growth is given up. A task keeping an older
     /// generation running stops restarting it.
     wanted: AtomicU64,
     /// The generation of the template serving; an older one retires once a newer serves.
@@ -124,7 +123,6 @@ impl Templates {
             started: watch::Sender::new(false),
             restarts: AtomicU64::new(0),
             spares: spares::Spares::new(config.spare_forks),
-            grown: AtomicBool::new(false),
             wanted: AtomicU64::new(0),
             serving: watch::Sender::new(0),
         };
@@ -163,10 +161,10 @@ impl Templates {
     pub async fn fork(&self, script: &str) -> Option<Result<Started, SandboxError>> {
         let shared = &self.shared;
         let index = usize::from(routing::imports_any(script, &shared.data_modules));
-        if index == DATA && routing::imports_any(script, &shared.on_demand) {
+        let set = &shared.sets[index];
+        if index == DATA && !set.has_grown() && routing::imports_any(script, &shared.on_demand) {
             self.grow();
         }
-        let set = &shared.sets[index];
         let serving = set.lock().clone()?;
         let started_at = std::time::Instant::now();
         if let Some(spare) = set.spares.take(&serving, &shared.limits).await {
@@ -185,11 +183,15 @@ impl Templates {
     fn grow(&self) {
         let shared = &self.shared;
         let set = &shared.sets[DATA];
-        if set.grown.swap(true, Ordering::AcqRel) {
+        // Under the preload set's lock, so the set grows once: extended, then wanted.
+        let mut preload = set.lock_preload();
+        if set.has_grown() {
             return;
         }
-        set.lock_preload().extend(shared.on_demand.iter().cloned());
-        let generation = set.wanted.fetch_add(1, Ordering::AcqRel) + 1;
+        preload.extend(shared.on_demand.iter().cloned());
+        let generation = 1;
+        set.wanted.store(generation, Ordering::Release);
+        drop(preload);
         tracing::info!(
             template = set.name,
             modules = %shared.on_demand.join(","),
@@ -230,6 +232,11 @@ impl Set {
 
     fn lock_preload(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
         self.preload.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the set has grown (or tried to): only then is a generation past 0 wanted.
+    fn has_grown(&self) -> bool {
+        self.wanted.load(Ordering::Acquire) > 0
     }
 
     fn is_wanted(&self, generation: u64) -> bool {

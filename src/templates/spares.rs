@@ -6,8 +6,9 @@
 //!
 //! Why ahead of time at all: on a small VM, a request that forks for itself pays for the fork of
 //! a 150 MB template, the copy-on-write faults that follow, several cross-CPU wake-ups and the
-//! isolation steps; 5 to 20 ms, where handing a job to a waiting process costs a few. A spare is an execution like any other: its
-//! own uid, cgroup, namespaces and scratch space, waiting for the job on its stdin.
+//! isolation steps; 5 to 20 ms, where handing a job to a waiting process costs a few. A spare
+//! is an execution like any other: its own uid, cgroup, namespaces and scratch space, waiting
+//! for the job on its stdin.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
