@@ -45,7 +45,13 @@ def serve(control_fd):
         message, fds, _, _ = socket.recv_fds(control, MAX_MESSAGE, MAX_FDS)
         if not message:
             os._exit(0)  # the service is gone
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            # EAGAIN or ENOMEM: this execution has no process. Its status socket closes with
+            # the fds below, which tells the service (it starts the execution another way);
+            # the template goes on serving.
+            pid = -1
         if pid == 0:
             control.close()
             return _become_execution(library, message, fds)

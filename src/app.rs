@@ -126,8 +126,15 @@ async fn health(State(app): State<Arc<App>>) -> Response {
     });
     let version = env!("CARGO_PKG_VERSION");
     match &app.executor {
-        Ok(executor) => Json(json!({
-            "ok": true,
+        Ok(executor) => {
+            let healthy = executor.healthy();
+            let status = if healthy {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            let body = Json(json!({
+            "ok": healthy,
             "sandbox": executor.kind().as_str(),
             "isolation": executor.isolation().names(),
             "cgroup": executor.cgroup_version(),
@@ -138,8 +145,9 @@ async fn health(State(app): State<Arc<App>>) -> Response {
                 "running": executor.admission().in_use(),
                 "capacity": executor.admission().capacity(),
             },
-        }))
-        .into_response(),
+            }));
+            (status, body).into_response()
+        }
         Err(unavailable) => {
             let mut body = json!({
                 "ok": false,

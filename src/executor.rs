@@ -2,7 +2,7 @@
 //! fresh one), hand it the job, interpret what happened.
 
 use crate::admission::Admission;
-use crate::answer::{interpret, sandbox_failed};
+use crate::answer::{interpret, sandbox_failed, shared_places_unclean};
 use crate::api::{ApiError, ExecuteRequest, ExecuteResponse};
 use crate::config::Config;
 use crate::limits::Limits;
@@ -81,7 +81,16 @@ impl Executor {
         &self.admission
     }
 
+    /// Whether scripts can run now (see `Sandbox::healthy`); on Lambda, an environment that is
+    /// not is ended after its invocation so the platform replaces it.
+    pub fn healthy(&self) -> bool {
+        self.runner.sandbox.healthy()
+    }
+
     pub async fn execute(&self, request: ExecuteRequest) -> Result<ExecuteResponse, ApiError> {
+        if !self.healthy() {
+            return Err(shared_places_unclean());
+        }
         let permit = self.admission.admit().await?;
         let job = Job {
             script: request.script,

@@ -36,10 +36,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .context("could not start the service")?;
     let abort = app.executor.as_ref().ok().map(|executor| executor.abort());
+    let executor = app.executor.as_ref().ok().cloned();
     let router = app::router(Arc::new(app));
     if on_lambda {
         tracing::info!("serving the Lambda Runtime API");
-        return lambda::run(router)
+        let healthy = move || executor.as_ref().is_none_or(|executor| executor.healthy());
+        return lambda::run(router, healthy)
             .await
             .map_err(|error| anyhow::anyhow!("the Lambda runtime stopped: {error}"));
     }

@@ -11,6 +11,8 @@ pub struct Stat {
     pub pgrp: i32,
     /// CPU time of the process and of its children it has waited for, in clock ticks.
     pub cpu_ticks: u64,
+    /// CPU time of the process alone, in clock ticks.
+    pub own_cpu_ticks: u64,
 }
 
 impl Stat {
@@ -27,11 +29,13 @@ impl Stat {
         // Counted from the state, field 3 of proc(5): utime, stime, cutime, cstime are 14-17.
         let number = |index: usize| fields.get(index)?.parse::<u64>().ok();
         let cpu_ticks = (11..=14).map(number).sum::<Option<u64>>().unwrap_or(0);
+        let own_cpu_ticks = (11..=12).map(number).sum::<Option<u64>>().unwrap_or(0);
         Some(Self {
             state: fields.first()?.chars().next()?,
             ppid: fields.get(1)?.parse().ok()?,
             pgrp: fields.get(2)?.parse().ok()?,
             cpu_ticks,
+            own_cpu_ticks,
         })
     }
 
@@ -52,6 +56,19 @@ pub fn private_resident_bytes(pid: i32) -> Option<u64> {
             .unwrap_or(0)
     };
     Some((kib("RssAnon:") + kib("RssShmem:")) * 1024)
+}
+
+/// Whether `pid` ignores SIGCHLD (then the kernel reaps its children itself, and their CPU
+/// time is added to no one's), from the `SigIgn` mask of `/proc/<pid>/status`.
+pub fn ignores_sigchld(pid: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (libc::SIGCHLD - 1)) != 0)
 }
 
 /// Clock ticks per second, for `Stat::cpu_ticks`.
@@ -94,6 +111,7 @@ mod tests {
         assert_eq!((stat.state, stat.ppid, stat.pgrp), ('S', 7, 42));
         let line = "9 (p) R 1 9 9 0 -1 0 0 0 0 0 30 12 5 3 20 0 1 0 0 0 0";
         assert_eq!(Stat::parse(line).expect("parses").cpu_ticks, 50);
+        assert_eq!(Stat::parse(line).expect("parses").own_cpu_ticks, 42);
         let tricky = Stat::parse("42 (a) b) (c) Z 9 1 1").expect("parses");
         assert_eq!((tricky.state, tricky.ppid, tricky.pgrp), ('Z', 9, 1));
         assert!(tricky.is_zombie());

@@ -6,7 +6,13 @@
 //! tokio waits for the sandboxes it spawned; a blanket `waitpid(-1)` would steal their statuses.
 //! So the reaper lists our children in /proc and waits only for those that are not live
 //! sandboxes (`sandbox::live`), holding the same lock the spawner holds while it records a pid.
+//!
+//! What an orphan of a watched sandbox spent is recorded for the sandbox's process group
+//! ([`ReapedWatch`]): reaped here, its CPU time would otherwise vanish from the watch's sums
+//! (`sandbox::watch`).
 
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
@@ -32,31 +38,73 @@ pub fn spawn() -> std::io::Result<JoinHandle<()>> {
     }))
 }
 
+/// CPU ticks of reaped orphans, by the process group of a watched sandbox.
+static REAPED_TICKS: Mutex<BTreeMap<i32, u64>> = Mutex::new(BTreeMap::new());
+
+/// Records what orphans of one process group spend, for as long as it lives.
+#[derive(Debug)]
+pub struct ReapedWatch(i32);
+
+impl ReapedWatch {
+    pub fn new(group: i32) -> Self {
+        reaped_ticks_table().insert(group, 0);
+        Self(group)
+    }
+}
+
+impl Drop for ReapedWatch {
+    fn drop(&mut self) {
+        reaped_ticks_table().remove(&self.0);
+    }
+}
+
+/// The CPU ticks of the orphans of `group` reaped here since its watch began.
+pub fn reaped_ticks(group: i32) -> u64 {
+    reaped_ticks_table().get(&group).copied().unwrap_or(0)
+}
+
+fn reaped_ticks_table() -> std::sync::MutexGuard<'static, BTreeMap<i32, u64>> {
+    REAPED_TICKS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Waits for every exited child that is not a live sandbox; returns how many were reaped.
 pub fn reap_orphans() -> usize {
     let ours = live::lock();
     // SAFETY: getpid cannot fail.
     let me = unsafe { libc::getpid() };
     let mut reaped = 0;
-    for pid in children_of(me) {
-        if ours.contains(&pid) {
+    for (pid, group) in children_of(me) {
+        if ours.contains(&(pid as u32)) {
             continue;
         }
         let mut status = 0;
+        // SAFETY: a zeroed rusage for wait4 to fill.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         // SAFETY: WNOHANG on one pid: never blocks, never touches another child.
-        if unsafe { libc::waitpid(pid as i32, &mut status, libc::WNOHANG) } > 0 {
+        if unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) } > 0 {
             reaped += 1;
+            if let Some(ticks) = reaped_ticks_table().get_mut(&group) {
+                *ticks += cpu_ticks(&usage);
+            }
         }
     }
     reaped
 }
 
-/// The pids whose parent is `parent`.
-fn children_of(parent: i32) -> Vec<u32> {
+/// A reaped process's CPU time (its own and its waited-for children's) in clock ticks.
+fn cpu_ticks(usage: &libc::rusage) -> u64 {
+    let micros = |time: libc::timeval| time.tv_sec as u64 * 1_000_000 + time.tv_usec as u64;
+    let total = micros(usage.ru_utime) + micros(usage.ru_stime);
+    total * crate::procfs::ticks_per_second() / 1_000_000
+}
+
+/// The pids whose parent is `parent`, with their process groups.
+fn children_of(parent: i32) -> Vec<(i32, i32)> {
     crate::procfs::pids()
         .into_iter()
-        .filter(|&pid| Stat::of(pid).is_some_and(|stat| stat.ppid == parent))
-        .map(|pid| pid as u32)
+        .filter_map(|pid| Some((pid, Stat::of(pid)?)))
+        .filter(|(_, stat)| stat.ppid == parent)
+        .map(|(pid, stat)| (pid, stat.pgrp))
         .collect()
 }
 

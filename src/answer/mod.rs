@@ -24,6 +24,18 @@ const NSJAIL_OWN_FAILURE: i32 = 255;
 /// Accounting rounds: a process SIGKILLed at its hard CPU limit may report a little less used.
 const CPU_LIMIT_SLACK_MS: u64 = 500;
 
+/// Nothing ran: the places executions share (compat on Lambda) are still being emptied of what
+/// a previous script left there.
+pub fn shared_places_unclean() -> ApiError {
+    let mut error = ApiError::new(
+        ErrorCode::Overloaded,
+        "the sandbox's shared scratch space is being cleaned after a previous script; please \
+         retry shortly",
+    );
+    error.retry_after_s = Some(1);
+    error
+}
+
 pub fn interpret(execution: &Execution, limits: &Limits) -> Result<ExecuteResponse, ApiError> {
     let report = protocol::parse(&execution.channel.bytes);
     let usage = usage(execution, report.as_ref().map(|r| &r.header));
@@ -32,6 +44,9 @@ pub fn interpret(execution: &Execution, limits: &Limits) -> Result<ExecuteRespon
         error.details.extend(context(execution, usage));
         Err(error)
     };
+    if execution.refused {
+        return Err(shared_places_unclean());
+    }
     if execution.aborted {
         return fail(ApiError::new(
             ErrorCode::SandboxError,

@@ -5,16 +5,33 @@
 mod stage;
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use axum::response::Response;
 use axum::Router;
-use lambda_http::{service_fn, Request, Service};
+use lambda_http::lambda_runtime::{layers::TracingLayer, LambdaInvocation, Runtime};
+use lambda_http::tower::{BoxError, Layer};
+use lambda_http::{service_fn, Adapter, Request, Service};
 
 pub use stage::strip_stage;
 
-/// Serves `router` to the Lambda Runtime API until the platform stops the process.
-pub async fn run(router: Router) -> Result<(), lambda_http::Error> {
-    lambda_http::run(handler(router)).await
+/// Serves `router` to the Lambda Runtime API until the platform stops the process, or until
+/// `healthy` says after an invocation that this environment can run no more scripts: then the
+/// process exits once that invocation's response is posted, and Lambda starts a fresh
+/// environment for the next one (nothing runs between invocations here that could heal it).
+pub async fn run(
+    router: Router,
+    healthy: impl Fn() -> bool + Send + Sync + 'static,
+) -> Result<(), lambda_http::Error> {
+    Runtime::new(Adapter::from(handler(router)))
+        .layer(TracingLayer::new())
+        .layer(ExitWhenUnhealthy {
+            healthy: std::sync::Arc::new(healthy),
+        })
+        .run()
+        .await
 }
 
 /// What `lambda_http` calls for each event, already converted to an HTTP request: the router,
@@ -27,4 +44,57 @@ pub fn handler(
         let mut router = router.clone();
         async move { router.call(strip_stage(request)).await }
     })
+}
+
+/// The outermost layer of the runtime: its inner service has posted the response when it
+/// resolves.
+#[derive(Clone)]
+struct ExitWhenUnhealthy {
+    healthy: std::sync::Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl<S> Layer<S> for ExitWhenUnhealthy {
+    type Service = ExitWhenUnhealthyService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ExitWhenUnhealthyService {
+            inner,
+            healthy: self.healthy.clone(),
+        }
+    }
+}
+
+struct ExitWhenUnhealthyService<S> {
+    inner: S,
+    healthy: std::sync::Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl<S> Service<LambdaInvocation> for ExitWhenUnhealthyService<S>
+where
+    S: Service<LambdaInvocation, Response = (), Error = BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = ();
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, invocation: LambdaInvocation) -> Self::Future {
+        let posted = self.inner.call(invocation);
+        let healthy = self.healthy.clone();
+        Box::pin(async move {
+            posted.await?;
+            if !healthy() {
+                tracing::error!(
+                    "this environment can run no more scripts (its shared scratch space could \
+                     not be emptied in time): exiting so Lambda replaces it"
+                );
+                std::process::exit(1);
+            }
+            Ok(())
+        })
+    }
 }

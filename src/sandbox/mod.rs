@@ -179,6 +179,12 @@ pub trait Sandbox: Send + Sync + fmt::Debug {
     fn exclusive(&self) -> bool {
         false
     }
+
+    /// Whether executions can start now: false while compat's shared places hold what a scrub
+    /// could not remove in its budget (see `compat::scrub`).
+    fn healthy(&self) -> bool {
+        true
+    }
 }
 
 /// The sandbox itself failed (as opposed to the script). Logged in full, never shown to clients.

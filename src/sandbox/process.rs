@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use super::cgroup::{CgroupReport, ExecCgroup};
 use super::child_setup::ChildSetup;
-use super::compat::scrub::{SharedAreas, Turn};
+use super::compat::scrub::{SharedAreas, Turn, Unclean};
 use super::isolation::Isolation;
 use super::live;
 use super::pipes::{drain, Captured, ChildPipe, Completion};
@@ -67,6 +67,8 @@ pub struct Execution {
     pub watched: Observed,
     /// The sandbox was started ahead of time by the pool.
     pub warm_start: bool,
+    /// The job was never handed over: the places executions take turns on were not clean.
+    pub refused: bool,
 }
 
 /// A stream being drained, and the signal that tells it to stop waiting for EOF.
@@ -418,9 +420,13 @@ impl Started {
         // From here on, the execution's own teardown ends the sandbox.
         self.unrun.armed = false;
         let running = live::Running::new(self.session);
-        // Where executions take turns, the job waits for the previous one's cleanup.
+        // Where executions take turns, the job waits for the previous one's end, and is
+        // refused while a scrub could not empty the places (see `compat::scrub`).
         let turn = match &self.turn_taker {
-            Some(areas) => Some(areas.take_turn().await),
+            Some(areas) => match areas.take_turn().await {
+                Ok(turn) => Some(turn),
+                Err(Unclean) => return self.refused(running),
+            },
             None => None,
         };
         // A pooled sandbox used CPU before its job (starting Python, preloading pandas); the
@@ -471,13 +477,50 @@ impl Started {
             cgroup,
             watched: watch.observed(),
             warm_start: false,
+            refused: false,
+        };
+        // The execution pays for what it left in the shared places, before its answer.
+        if let Some(turn) = turn {
+            end_turn(turn, self.session, job.limits.cpu).await;
+        }
+        tokio::spawn(teardown(Remains {
+            leader: self.leader,
+            cgroup: self.cgroup,
+            session: self.session,
+            keep_alive: self.keep_alive,
+            running,
+        }));
+        execution
+    }
+
+    /// The execution that never got its job: the sandbox ends unused.
+    fn refused(mut self, running: live::Running) -> Execution {
+        self.kill();
+        let empty = || Captured {
+            bytes: Vec::new(),
+            truncated: false,
+        };
+        let execution = Execution {
+            kind: self.kind,
+            isolation: self.isolation,
+            exit: None,
+            timed_out: false,
+            aborted: false,
+            stdout: empty(),
+            stderr: empty(),
+            channel: empty(),
+            tool_log: empty(),
+            wall: Duration::ZERO,
+            cgroup: None,
+            watched: Observed::default(),
+            warm_start: false,
+            refused: true,
         };
         tokio::spawn(teardown(Remains {
             leader: self.leader,
             cgroup: self.cgroup,
             session: self.session,
             keep_alive: self.keep_alive,
-            turn,
             running,
         }));
         execution
@@ -513,51 +556,73 @@ struct Remains {
     cgroup: Option<ExecCgroup>,
     session: i32,
     keep_alive: KeepAlive,
-    turn: Option<Turn>,
     running: live::Running,
 }
 
+/// Ends an execution's turn on the shared places once none of its processes is left (nothing
+/// can write there any more), within the execution's CPU limit (see `compat::scrub`). A process
+/// that outlives the kill keeps the turn, and the places are unclean, for good.
+async fn end_turn(turn: Turn, session: i32, budget: Duration) {
+    let _ = tokio::task::spawn_blocking(move || {
+        if wait_until_group_is_gone(session, GROUP_EXIT_WAIT) {
+            turn.end(budget);
+        } else {
+            tracing::error!(
+                group = session,
+                "a process of an execution survived its kill: the shared places stay unclean"
+            );
+            turn.abandon();
+        }
+    })
+    .await;
+}
+
 /// After the answer: reap the killed sandbox, see its process group empty, then remove its
-/// cgroup, scratch space and hold on its uid, and end its turn (which empties the shared
-/// places), and forget its pid, now that tokio has waited for it.
+/// cgroup, scratch space and hold on its uid, and forget its pid, now that tokio has waited
+/// for it. None of that is let go while a process of the execution still exists: a uid handed
+/// on would give the next execution a neighbour.
 async fn teardown(mut remains: Remains) {
     let _ = remains.leader.wait().await;
     if let Some(cgroup) = remains.cgroup.take() {
         cgroup.destroy().await;
     }
     let _ = tokio::task::spawn_blocking(move || {
-        wait_until_group_is_gone(remains.session);
-        // In this order: scratch space and uid go first, then the turn (whose end empties the
-        // shared places for the next execution), and the pid last.
+        if !wait_until_group_is_gone(remains.session, GROUP_EXIT_WAIT) {
+            tracing::error!(
+                group = remains.session,
+                "processes of a sandbox survived their execution's kill; its uid and scratch \
+                 space are held until they are gone"
+            );
+            wait_until_group_is_gone(remains.session, Duration::MAX);
+        }
+        // In this order: scratch space and uid go first, and the pid last.
         drop(remains.keep_alive);
-        drop(remains.turn);
         drop(remains.running);
         drop(remains.leader);
     })
     .await;
 }
 
-/// How long killed processes get to disappear before teardown goes on regardless.
+/// How long killed processes get to disappear before that is reported.
 const GROUP_EXIT_WAIT: Duration = Duration::from_secs(5);
 
-/// Waits until no live process is left in the sandbox's process group (killing again, in case
-/// one was being forked when the first kill came), so that nothing of it outlives teardown.
-fn wait_until_group_is_gone(group: i32) {
+/// Waits up to `wait` until no live process is left in the sandbox's process group (killing
+/// again, in case one was being forked when the first kill came); whether none is left.
+fn wait_until_group_is_gone(group: i32, wait: Duration) -> bool {
     if group <= 0 {
-        return;
+        return true;
     }
-    let deadline = Instant::now() + GROUP_EXIT_WAIT;
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(1);
     while crate::procfs::group_has_live_members(group) {
-        if Instant::now() > deadline {
-            tracing::warn!(
-                group,
-                "processes of a sandbox survived their execution's kill"
-            );
-            return;
+        if started.elapsed() > wait {
+            return false;
         }
         kill_group(group);
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
+    true
 }
 
 /// SIGKILL through a pidfd: it can only reach the process it names, never a reused pid.

@@ -5,8 +5,15 @@
 //!
 //! It samples every [`INTERVAL`]: a limit can be overshot by what the sandbox does within one
 //! interval, which the per-process rlimits (address space, CPU) still bound.
+//!
+//! CPU time must not vanish with the processes that spent it, or a script could use every core
+//! for its whole wall-clock limit in short-lived processes. A process's time is counted while
+//! it runs and as a zombie; once reaped, it lives on where the kernel put it: in the waiting
+//! parent's children's time (a member), or, for an orphan the service reaped, in what the
+//! reaper recorded for the sandbox's group (`crate::reaper`). A child its parent let the kernel
+//! reap (SIGCHLD ignored) leaves nothing anywhere: its last sample is kept.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use super::cgroup::ExecCgroup;
@@ -42,6 +49,18 @@ pub struct Watch {
     /// CPU the sandbox had used before its job (a warm one imported pandas).
     cpu_before: Duration,
     observed: Observed,
+    /// Each member at the last sample: its parent and its own CPU ticks.
+    last_seen: HashMap<i32, Seen>,
+    /// Ticks of members reaped by the kernel itself, as last seen.
+    auto_reaped_ticks: u64,
+    /// Keeps what the reaper records for this sandbox's group while the watch lasts.
+    _reaped: crate::reaper::ReapedWatch,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    ppid: i32,
+    own_ticks: u64,
 }
 
 impl Watch {
@@ -52,6 +71,9 @@ impl Watch {
             cpu_limit: limits.cpu,
             cpu_before: Duration::ZERO,
             observed: Observed::default(),
+            last_seen: HashMap::new(),
+            auto_reaped_ticks: 0,
+            _reaped: crate::reaper::ReapedWatch::new(leader),
         };
         let members = if cgroup.is_some() {
             Vec::new()
@@ -97,35 +119,62 @@ impl Watch {
         }
         let memory: u64 = members
             .iter()
-            .filter_map(|&pid| procfs::private_resident_bytes(pid))
+            .filter(|(_, stat)| !stat.is_zombie())
+            .filter_map(|&(pid, _)| procfs::private_resident_bytes(pid))
             .sum();
         let peak = self.observed.peak_memory_bytes.unwrap_or(0).max(memory);
         self.observed.peak_memory_bytes = Some(peak);
         (memory > self.memory_limit).then_some(Tripped::Memory)
     }
 
-    fn cpu_now(&self, cgroup: Option<&ExecCgroup>, members: &[i32]) -> Option<Duration> {
+    fn cpu_now(
+        &mut self,
+        cgroup: Option<&ExecCgroup>,
+        members: &[(i32, Stat)],
+    ) -> Option<Duration> {
         if let Some(cgroup) = cgroup {
             return cgroup.cpu();
         }
-        let ticks: u64 = members
-            .iter()
-            .filter_map(|&pid| Stat::of(pid))
-            .map(|stat| stat.cpu_ticks)
-            .sum();
+        self.account_for_the_vanished(members);
+        let ticks: u64 = members.iter().map(|(_, stat)| stat.cpu_ticks).sum::<u64>()
+            + self.auto_reaped_ticks
+            + crate::reaper::reaped_ticks(self.leader);
         Some(Duration::from_millis(
             ticks * 1000 / procfs::ticks_per_second(),
         ))
     }
 
-    /// The sandbox's live processes: its process group (compat; orphans included, whose
-    /// parent is now the service) and everything below its leader (nsjail's jail, which has a
-    /// session of its own).
-    fn members(&self) -> Vec<i32> {
+    /// Keeps the last sample of every member the kernel reaped by itself (its parent, still a
+    /// member, ignores SIGCHLD), and remembers this sample's members for the next.
+    fn account_for_the_vanished(&mut self, members: &[(i32, Stat)]) {
+        let present: HashSet<i32> = members.iter().map(|(pid, _)| *pid).collect();
+        for (pid, seen) in &self.last_seen {
+            if !present.contains(pid)
+                && present.contains(&seen.ppid)
+                && procfs::ignores_sigchld(seen.ppid)
+            {
+                self.auto_reaped_ticks += seen.own_ticks;
+            }
+        }
+        self.last_seen = members
+            .iter()
+            .map(|(pid, stat)| {
+                let seen = Seen {
+                    ppid: stat.ppid,
+                    own_ticks: stat.own_cpu_ticks,
+                };
+                (*pid, seen)
+            })
+            .collect();
+    }
+
+    /// The sandbox's processes, zombies included: its process group (compat; orphans
+    /// included, whose parent is now the service) and everything below its leader (nsjail's
+    /// jail, which has a session of its own).
+    fn members(&self) -> Vec<(i32, Stat)> {
         let table: Vec<(i32, Stat)> = procfs::pids()
             .into_iter()
             .filter_map(|pid| Some((pid, Stat::of(pid)?)))
-            .filter(|(_, stat)| !stat.is_zombie())
             .collect();
         let mut members: HashSet<i32> = table
             .iter()
@@ -140,8 +189,12 @@ impl Watch {
                 }
             }
             if members.len() == before {
-                return members.into_iter().collect();
+                break;
             }
         }
+        table
+            .into_iter()
+            .filter(|(pid, _)| members.contains(pid))
+            .collect()
     }
 }

@@ -4,12 +4,14 @@
 //! responses against the OpenAPI document ([`openapi`]).
 //!
 //! A crate mounts this module with `#[path = "../common/mod.rs"] mod common;`. Lambda's
-//! conditions ([`lambda_conditions`]) are used by the integration suite's Lambda profile.
+//! conditions ([`lambda_conditions`]) are used by the integration suite's Lambda profile, and
+//! [`hidden_cgroups`] by its profile of nsjail in a container without `--privileged`.
 
 // Each crate that mounts this module uses only part of it.
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod hidden_cgroups;
 pub mod lambda_conditions;
 pub mod openapi;
 pub mod ports;

@@ -192,7 +192,7 @@ def main():
     service.assert_still_healthy().await;
 }
 
-for_each_sandbox!(
+for_each_limits_profile!(
     memory_limit_holds_across_processes,
     cpu_limit_holds_across_processes,
     process_limit_stops_a_fork_bomb,

@@ -11,6 +11,7 @@ mod attacks_escape;
 mod attacks_neighbours;
 mod attacks_resources;
 mod attacks_result_channel;
+mod attacks_shared_limits;
 mod contract;
 mod contract_results;
 mod document;

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::support::{Kind, Service};
 
-const NUMPY_PANDAS_SEED: &str = "def main():\n    import numpy as np\n    import pandas as pd\n    print(\"Processing data...\")\n    data = np.array([1, 2, 3, 4, 5])\n    return {\"mean\": float(np.mean(data)), \"sum\": int(np.sum(data))}";
+pub const NUMPY_PANDAS_SEED: &str = "def main():\n    import numpy as np\n    import pandas as pd\n    print(\"Processing data...\")\n    data = np.array([1, 2, 3, 4, 5])\n    return {\"mean\": float(np.mean(data)), \"sum\": int(np.sum(data))}";
 
 async fn numpy_pandas_example(kind: Kind) {
     let service = Service::start(kind).await;

@@ -111,6 +111,45 @@ pub fn in_lambda_profile<F: std::future::Future<Output = ()>>(
         });
 }
 
+/// Runs a test under nsjail with the cgroup hierarchy hidden (a container without
+/// `--privileged`): here if this process already runs so, otherwise by running this very test
+/// again that way (see `hidden_cgroups`).
+pub fn in_hidden_cgroups_profile<F: std::future::Future<Output = ()>>(
+    test_path: &str,
+    test: impl FnOnce() -> F,
+) {
+    if !crate::common::hidden_cgroups::active() {
+        crate::common::hidden_cgroups::rerun_with_cgroups_hidden(test_path);
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(test());
+}
+
+/// As [`for_each_sandbox`], plus nsjail with the cgroup hierarchy hidden, where the limits
+/// fall back to rlimits and the service's own watch: for tests of limits.
+#[macro_export]
+macro_rules! for_each_limits_profile {
+    ($($name:ident),* $(,)?) => {
+        $crate::for_each_sandbox!($($name),*);
+        mod nsjail_hidden_cgroups {
+            $(
+                #[test]
+                fn $name() {
+                    $crate::support::in_hidden_cgroups_profile(
+                        concat!(module_path!(), "::", stringify!($name)),
+                        || super::$name($crate::support::Kind::Nsjail),
+                    )
+                }
+            )*
+        }
+    };
+}
+
 /// Generates one `#[tokio::test]` per sandbox kind for each named `async fn(Kind)`.
 #[macro_export]
 macro_rules! for_each_sandbox {

@@ -35,14 +35,25 @@ impl Spec {
     pub fn enter(&self) -> io::Result<()> {
         // The open-files limit comes last (in `confine`): until exec, a child of the service
         // still holds every fd of the service, so fds created below may get high numbers.
-        apply_rlimits(&self.rlimits, |limit| !is_open_files(limit))?;
+        apply_rlimits(&self.rlimits, |limit| {
+            !is_open_files(limit) && !is_processes(limit)
+        })?;
+        // Under memory pressure the kernel kills the script, never its template or the service:
+        // the score is inherited by every process after. Only where this process may write its
+        // own /proc files: as root (which also keeps the script from lowering it again), or in
+        // a new user namespace (below). An undumpable process of an unprivileged uid (Lambda)
+        // cannot, and must not be made dumpable to (a script of that uid runs beside it).
+        let _ = write_file(c"/proc/self/oom_score_adj", OOM_SCORE_ADJ);
         if let Some(identity) = self.identity {
             become_user(identity)?;
         }
         if let Some(namespaces) = &self.namespaces {
             enter_namespaces(namespaces)?;
         }
-        Ok(())
+        // The kernel counts RLIMIT_NPROC per user and user namespace: set in an execution's own
+        // nested namespace, it counts that execution's processes alone, never its template's,
+        // its spares' or a neighbour's, which share the jail's uid.
+        apply_rlimits(&self.rlimits, is_processes)
     }
 
     /// The second half: fresh mounts and no capabilities (in namespaces), working directory,
@@ -85,6 +96,13 @@ fn is_open_files(limit: &Rlimit) -> bool {
     limit.resource == libc::RLIMIT_NOFILE
 }
 
+fn is_processes(limit: &Rlimit) -> bool {
+    limit.resource == libc::RLIMIT_NPROC
+}
+
+/// The highest `oom_score_adj`: the first process the OOM killer picks.
+const OOM_SCORE_ADJ: &[u8] = b"1000";
+
 fn apply_rlimits(rlimits: &[Rlimit], which: impl Fn(&Rlimit) -> bool) -> io::Result<()> {
     for limit in rlimits.iter().filter(|limit| which(limit)) {
         let value = libc::rlimit {
@@ -115,14 +133,15 @@ fn become_user(identity: Identity) -> io::Result<()> {
 fn enter_namespaces(namespaces: &Namespaces) -> io::Result<()> {
     // SAFETY: unshare with flags only.
     check(unsafe { libc::unshare(libc::CLONE_NEWUSER) })?;
-    // An undumpable process's /proc files belong to root, so it could not write its own maps:
-    // dumpable for these three writes only. Nothing that could exploit it sees this process:
-    // inside the jail, every script runs in a PID namespace nested below it.
+    // An undumpable process's /proc files belong to root, so it could not write its own maps
+    // (nor its OOM score): dumpable for these writes only. Nothing that could exploit it sees
+    // this process: inside the jail, every script runs in a PID namespace nested below it.
     set_dumpable(true)?;
     let id = namespaces.id;
     let mapped = write_file(c"/proc/self/uid_map", format!("{id} {id} 1\n").as_bytes())
         .and_then(|()| write_file(c"/proc/self/setgroups", b"deny"))
-        .and_then(|()| write_file(c"/proc/self/gid_map", format!("{id} {id} 1\n").as_bytes()));
+        .and_then(|()| write_file(c"/proc/self/gid_map", format!("{id} {id} 1\n").as_bytes()))
+        .and_then(|()| write_file(c"/proc/self/oom_score_adj", OOM_SCORE_ADJ));
     set_dumpable(false)?;
     mapped?;
     let flags = libc::CLONE_NEWNS

@@ -17,6 +17,7 @@ mod child;
 pub mod landlock;
 pub mod rlimits;
 pub mod scrub;
+mod scrub_fs;
 pub mod signals;
 
 use std::collections::HashSet;
@@ -224,6 +225,12 @@ impl Sandbox for CompatSandbox {
 
     fn exclusive(&self) -> bool {
         self.shared_areas.is_some()
+    }
+
+    fn healthy(&self) -> bool {
+        self.shared_areas
+            .as_ref()
+            .is_none_or(|areas| areas.is_clean())
     }
 
     fn plan(&self, limits: &Limits, preload: &[String]) -> Result<LaunchPlan, SandboxError> {

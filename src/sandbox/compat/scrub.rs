@@ -1,55 +1,108 @@
 //! Where compat cannot give each execution a private place to write (no mount namespace, no
 //! Landlock, the script under the service's own uid: AWS Lambda), nothing may outlive an
 //! execution there either. The service takes one turn per execution on the places the uid can
-//! write (`/tmp` on Lambda, and `/var/tmp`, `/dev/shm` wherever they are writable), and after
-//! each execution, once every process of the sandbox is gone, empties them of everything that
-//! was not there when the service started. The next execution starts only then.
+//! write (`/tmp` on Lambda, and `/var/tmp`, `/dev/shm` wherever they are writable), and at the
+//! end of each execution, once every process of the sandbox is gone, empties them of everything
+//! that was not there when the service started.
 //!
-//! Emptying must survive whatever a script did to the tree: `chmod 0` and read-only
-//! directories (the owner may always chmod them back), names with any bytes (only `*at` calls
-//! relative to open directories, never joined paths), symlinks (never followed), FIFOs and
-//! devices (unlinked, never opened), and trees deeper than any fd budget (each directory's
-//! entries are moved up to the top level before it is removed, so depth costs no fds).
+//! Whoever made the mess pays for it: the scrub runs inside the execution that wrote the
+//! files, before its answer, within a budget of time and entries ([`Budget`], checked at every
+//! entry). The time a script can spend writing entries is bounded by its CPU limit, and removing
+//! one costs no more than making one, so the execution's CPU limit is its scrub's budget. A scrub
+//! that cannot finish in it leaves the places *unclean*: no turn is given until a background
+//! scrub has emptied them (callers are told to retry meanwhile), and on Lambda, where nothing
+//! runs between invocations, the runtime ends the environment so the platform starts a clean one
+//! (see [`SharedAreas::is_clean`]). The next caller never waits for a previous caller's files.
+//! How the tree is taken apart is [`super::scrub_fs`]'s.
 
 use std::collections::HashSet;
-use std::ffi::{CStr, CString};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ffi::{CString, OsString};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use super::scrub_fs::{self, Entry};
+
 /// The places a script's uid can write that outlive it, where they exist and are writable.
 const CANDIDATES: [&str; 4] = ["/tmp", "/var/tmp", "/dev/shm", "/run/lock"];
-/// A bound on one scrub, so a pathological tree cannot stall the service forever.
-const SCRUB_BUDGET: Duration = Duration::from_secs(30);
+/// What the scrub at the start of a turn may take: only something other than an execution
+/// could have written since the last one ended, which costs a listing.
+const TURN_START_BUDGET: Duration = Duration::from_millis(50);
+/// The most entries one scrub handles, whatever its time allows.
+const MAX_SCRUBBED_ENTRIES: usize = 8_000_000;
+/// A background scrub of unclean places works in slices this long, logging between them.
+const BACKGROUND_SLICE: Duration = Duration::from_secs(5);
 
 /// The shared places and the turn every execution takes on them.
 #[derive(Debug)]
 pub struct SharedAreas {
     areas: Vec<Area>,
     turn: Arc<Mutex<()>>,
-    /// Names for entries moved up while flattening a tree.
+    /// Names for directories moved up while flattening a tree.
     moved: AtomicU64,
+    /// Set while the places hold what a scrub could not remove within its budget.
+    unclean: AtomicBool,
 }
 
 #[derive(Debug)]
 struct Area {
     path: PathBuf,
-    /// Name, device and inode of what was there at start: not the scripts', so never removed.
-    /// (The name too: a script may delete such an entry and get its inode number reused.)
-    found_at_start: HashSet<(CString, (u64, u64))>,
+    /// Held open for the life of the service: one `getdents64` away from a listing.
+    directory: OwnedFd,
+    /// Name and inode of what was there at start: not the scripts', so never removed. (The
+    /// name too: a script may delete such an entry and get its inode number reused.)
+    found_at_start: HashSet<(CString, u64)>,
 }
 
 /// One execution's turn: held from hand-over until its leftovers are gone.
 #[derive(Debug)]
 pub struct Turn {
     areas: Arc<SharedAreas>,
-    _turn: OwnedMutexGuard<()>,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+/// The shared places are not clean: no execution may start on them now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unclean;
+
+/// How much one scrub may do: time, then entries, checked at every entry.
+#[derive(Debug)]
+pub struct Budget {
+    deadline: Instant,
+    entries_left: usize,
+}
+
+impl Budget {
+    pub fn new(time: Duration) -> Self {
+        Self {
+            deadline: Instant::now() + time,
+            entries_left: MAX_SCRUBBED_ENTRIES,
+        }
+    }
+
+    /// Spends `entries`; false once the time or the entries are used up.
+    fn spend(&mut self, entries: usize) -> bool {
+        self.entries_left = self.entries_left.saturating_sub(entries);
+        self.entries_left > 0 && Instant::now() < self.deadline
+    }
+
+    fn entries_left(&self) -> usize {
+        self.entries_left
+    }
+}
+
+/// How a scrub ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scrubbed {
+    /// Nothing of the executions is left (or only what cannot be removed at all).
+    Clean { removed: usize },
+    /// The budget ran out first.
+    Unfinished { removed: usize },
 }
 
 impl SharedAreas {
@@ -65,16 +118,17 @@ impl SharedAreas {
             if areas.iter().any(|area| area.path == path) || !writable(&path) {
                 continue;
             }
-            let found_at_start = entries(&path).into_iter().map(Entry::key).collect();
-            areas.push(Area {
-                path,
-                found_at_start,
-            });
+            areas.extend(Area::open(path));
         }
+        Self::of(areas)
+    }
+
+    fn of(areas: Vec<Area>) -> Self {
         Self {
             areas,
             turn: Arc::new(Mutex::new(())),
             moved: AtomicU64::new(0),
+            unclean: AtomicBool::new(false),
         }
     }
 
@@ -82,96 +136,99 @@ impl SharedAreas {
         self.areas.iter().map(|area| area.path.as_path()).collect()
     }
 
-    /// Waits for the previous execution's scrub, then holds the places for this one, emptied
-    /// once more: whatever appeared since (written by anything but an execution, which would
-    /// have held a turn) never reaches this one either. Nothing there costs one listing.
-    pub async fn take_turn(self: &Arc<Self>) -> Turn {
+    /// Whether executions may take turns here; false while a scrub could not finish (then the
+    /// places hold leftovers, and on Lambda the environment should be replaced).
+    pub fn is_clean(&self) -> bool {
+        !self.unclean.load(Ordering::Acquire)
+    }
+
+    /// Waits for the previous execution's turn, then holds the places for this one, emptied of
+    /// whatever appeared since (written by anything but an execution, which would have held a
+    /// turn). Refused at once while the places are unclean.
+    pub async fn take_turn(self: &Arc<Self>) -> Result<Turn, Unclean> {
+        if !self.is_clean() {
+            return Err(Unclean);
+        }
         let guard = Arc::clone(&self.turn).lock_owned().await;
-        self.scrub();
-        Turn {
+        if !self.is_clean() {
+            return Err(Unclean);
+        }
+        let mut turn = Turn {
             areas: Arc::clone(self),
-            _turn: guard,
+            guard: Some(guard),
+        };
+        match self.scrub(&mut Budget::new(TURN_START_BUDGET)) {
+            Scrubbed::Clean { .. } => Ok(turn),
+            Scrubbed::Unfinished { .. } => {
+                turn.finish_in_background();
+                Err(Unclean)
+            }
         }
     }
 
-    /// Removes everything that was not there at start. Returns how many entries were removed.
-    pub fn scrub(&self) -> usize {
-        let deadline = Instant::now() + SCRUB_BUDGET;
+    /// Removes everything that was not there at start, within `budget`.
+    pub fn scrub(&self, budget: &mut Budget) -> Scrubbed {
         let mut removed = 0;
         for area in &self.areas {
-            removed += self.scrub_area(area, deadline);
+            let (count, finished) = self.scrub_area(area, budget);
+            removed += count;
+            if !finished {
+                return Scrubbed::Unfinished { removed };
+            }
         }
-        removed
+        Scrubbed::Clean { removed }
     }
 
-    fn scrub_area(&self, area: &Area, deadline: Instant) -> usize {
-        let Some(top) = open_directory(libc::AT_FDCWD, &path_cstring(&area.path)) else {
-            return 0;
-        };
-        let mut removed = 0;
-        // Each pass removes files and empties directories one level down into the top level;
-        // it ends when a pass finds nothing new to remove.
+    /// Passes over one area until one finds nothing to remove; each removes files and empty
+    /// directories and empties the others one level down into the top level. Returns how many
+    /// entries it handled and whether it finished within the budget.
+    fn scrub_area(&self, area: &Area, budget: &mut Budget) -> (usize, bool) {
+        let top = area.directory.as_raw_fd();
+        let mut handled = 0;
         loop {
-            let leftovers: Vec<Entry> = entries(&area.path)
-                .into_iter()
-                .filter(|entry| {
-                    !area
-                        .found_at_start
-                        .contains(&(entry.name.clone(), entry.id))
-                })
-                .collect();
-            if leftovers.is_empty() || Instant::now() > deadline {
-                break;
-            }
             let mut progress = false;
-            for entry in leftovers {
-                progress |= self.remove_or_flatten(&top, &entry.name);
-                removed += 1;
+            let mut leftovers = false;
+            let mut within_budget = true;
+            scrub_fs::for_each_entry(top, |entry| {
+                if area.was_there(&entry) {
+                    return true;
+                }
+                leftovers = true;
+                let done = self.remove_top_level(top, &entry, budget);
+                handled += done;
+                progress |= done > 0;
+                within_budget = budget.spend(done.max(1));
+                within_budget
+            });
+            if !within_budget {
+                return (handled, false);
+            }
+            if !leftovers {
+                return (handled, true);
             }
             if !progress {
                 tracing::warn!(area = %area.path.display(), "entries left that cannot be removed");
-                break;
+                return (handled, true);
             }
         }
-        removed
     }
 
-    /// Removes one top-level entry; a directory first has its entries moved up beside it.
-    fn remove_or_flatten(&self, top: &OwnedFd, name: &CStr) -> bool {
-        let parent = top.as_raw_fd();
-        // SAFETY: *at calls relative to an open directory, with a NUL-terminated name.
-        unsafe {
-            if libc::unlinkat(parent, name.as_ptr(), 0) == 0 {
-                return true;
-            }
-            // A directory (or an entry we may not remove). Make it ours to read and change.
-            make_directory_ours(parent, name);
-            if libc::unlinkat(parent, name.as_ptr(), libc::AT_REMOVEDIR) == 0 {
-                return true;
-            }
+    /// Removes one top-level entry, or empties it when it is a directory; how many entries
+    /// that handled.
+    fn remove_top_level(&self, top: i32, entry: &Entry, budget: &Budget) -> usize {
+        if scrub_fs::remove_entry(top, &entry.name) {
+            return 1;
         }
-        let Some(directory) = open_directory(parent, name) else {
-            return false;
-        };
-        let mut moved_any = false;
-        for child in entries_of_fd(&directory) {
-            // Moving a directory rewrites its "..": it must be writable too.
-            make_directory_ours(directory.as_raw_fd(), &child.name);
-            let new_name = self.fresh_name();
-            // SAFETY: renameat between two open directories, NUL-terminated names.
-            moved_any |= unsafe {
-                libc::renameat(
-                    directory.as_raw_fd(),
-                    child.name.as_ptr(),
-                    parent,
-                    new_name.as_ptr(),
-                )
-            } == 0;
+        if !entry.may_be_directory() {
+            return 0;
         }
-        drop(directory);
-        // SAFETY: as above.
-        let removed = unsafe { libc::unlinkat(parent, name.as_ptr(), libc::AT_REMOVEDIR) } == 0;
-        moved_any || removed
+        let mut fresh_name = || self.fresh_name();
+        let allowed = budget.entries_left();
+        let emptied = scrub_fs::empty_directory(top, &entry.name, top, allowed, &mut fresh_name);
+        if emptied.complete && scrub_fs::remove_entry(top, &entry.name) {
+            return emptied.handled + 1;
+        }
+        emptied.handled
     }
 
     fn fresh_name(&self) -> CString {
@@ -184,126 +241,101 @@ impl SharedAreas {
     }
 }
 
-impl Drop for Turn {
-    /// After the execution, empty the shared places; the next turn starts when this one is
-    /// dropped. Teardown drops it only once none of the execution's processes is left
-    /// (`process::teardown`), so nothing can write there any more.
-    fn drop(&mut self) {
-        let removed = self.areas.scrub();
-        tracing::debug!(removed, "shared places emptied after the execution");
-    }
-}
-
-/// A directory entry: its name and identity.
-#[derive(Debug)]
-struct Entry {
-    name: CString,
-    id: (u64, u64),
-}
-
-impl Entry {
-    fn key(self) -> (CString, (u64, u64)) {
-        (self.name, self.id)
-    }
-}
-
-fn entries(path: &Path) -> Vec<Entry> {
-    let Ok(read) = std::fs::read_dir(path) else {
-        return Vec::new();
-    };
-    read.filter_map(Result::ok)
-        .filter_map(|entry| {
-            let metadata = entry.path().symlink_metadata().ok()?;
-            Some(Entry {
-                name: CString::new(entry.file_name().as_bytes()).ok()?,
-                id: (metadata.dev(), metadata.ino()),
-            })
+impl Area {
+    fn open(path: PathBuf) -> Option<Self> {
+        let name = CString::new(path.as_os_str().as_bytes()).ok()?;
+        let directory = scrub_fs::open_directory(libc::AT_FDCWD, &name)?;
+        let mut found_at_start = HashSet::new();
+        scrub_fs::for_each_entry(directory.as_raw_fd(), |entry| {
+            found_at_start.insert((entry.name, entry.inode));
+            true
+        });
+        Some(Self {
+            path,
+            directory,
+            found_at_start,
         })
-        .collect()
+    }
+
+    fn was_there(&self, entry: &Entry) -> bool {
+        // A set of a few names: the lookup clones nothing but this entry's key.
+        self.found_at_start
+            .contains(&(entry.name.clone(), entry.inode))
+    }
 }
 
-/// The entries of an open directory, read through its fd.
-fn entries_of_fd(directory: &OwnedFd) -> Vec<Entry> {
-    let path = PathBuf::from(format!("/proc/self/fd/{}", directory.as_raw_fd()));
-    entries(&path)
+impl Turn {
+    /// Ends the turn within `budget` (the execution's own time): empties the shared places and
+    /// lets the next execution have them. When the budget runs out first, the places are marked
+    /// unclean and a background scrub finishes them, still holding the turn.
+    pub fn end(mut self, budget: Duration) -> Scrubbed {
+        let scrubbed = self.areas.scrub(&mut Budget::new(budget));
+        match scrubbed {
+            Scrubbed::Clean { removed } => {
+                tracing::debug!(removed, "shared places emptied after the execution");
+                self.guard = None;
+            }
+            Scrubbed::Unfinished { removed } => {
+                tracing::warn!(
+                    removed,
+                    ?budget,
+                    "an execution left more in the shared places than its scrub could remove \
+                     in its budget: no execution runs until they are empty"
+                );
+                self.finish_in_background();
+            }
+        }
+        scrubbed
+    }
+
+    /// The places stay unclean, and the turn held, until a scrub without a budget is through.
+    fn finish_in_background(&mut self) {
+        self.areas.unclean.store(true, Ordering::Release);
+        let areas = Arc::clone(&self.areas);
+        let guard = self.guard.take();
+        std::thread::spawn(move || {
+            let mut removed = 0;
+            while let Scrubbed::Unfinished { removed: more } =
+                areas.scrub(&mut Budget::new(BACKGROUND_SLICE))
+            {
+                removed += more;
+                tracing::info!(removed, "still emptying the shared places");
+            }
+            areas.unclean.store(false, Ordering::Release);
+            tracing::info!("the shared places are empty again");
+            drop(guard);
+        });
+    }
+
+    /// Marks the places unclean and holds the turn for good: a process of the execution could
+    /// not be killed, and might still write there. (The service on Lambda is then replaced.)
+    pub fn abandon(mut self) {
+        self.areas.unclean.store(true, Ordering::Release);
+        std::mem::forget(self.guard.take());
+    }
 }
 
-/// `chmod 0700` on a directory (its owner may always do that), never on anything else: chmod
-/// follows symlinks, and a symlink's target is not the script's to change.
-fn make_directory_ours(parent: RawFd, name: &CStr) {
-    // SAFETY: fstatat and fchmodat relative to an open directory; `stat` is written by fstatat.
-    unsafe {
-        let mut stat: libc::stat = std::mem::zeroed();
-        let found = libc::fstatat(parent, name.as_ptr(), &mut stat, libc::AT_SYMLINK_NOFOLLOW);
-        if found == 0 && stat.st_mode & libc::S_IFMT == libc::S_IFDIR {
-            libc::fchmodat(parent, name.as_ptr(), 0o700, 0);
+impl Drop for Turn {
+    /// A turn dropped without [`Turn::end`] (its execution's task failed): emptied with the
+    /// default budget all the same.
+    fn drop(&mut self) {
+        if self.guard.is_some() {
+            let turn = Turn {
+                areas: Arc::clone(&self.areas),
+                guard: self.guard.take(),
+            };
+            turn.end(Duration::from_secs(10));
         }
     }
 }
 
-fn open_directory(parent: RawFd, name: &CStr) -> Option<OwnedFd> {
-    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: openat relative to an open directory (or the cwd), NUL-terminated name.
-    let fd = unsafe { libc::openat(parent, name.as_ptr(), flags) };
-    // SAFETY: a new fd owned by nobody else.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn path_cstring(path: &Path) -> CString {
-    CString::new(path.as_os_str().as_bytes()).unwrap_or_default()
-}
-
 fn writable(path: &Path) -> bool {
-    let path = path_cstring(path);
+    let Ok(path) = CString::new(OsString::from(path).as_bytes()) else {
+        return false;
+    };
     // SAFETY: access(2) on a NUL-terminated path. It also answers EROFS on a read-only mount.
     unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    fn areas_at(path: &Path) -> SharedAreas {
-        SharedAreas {
-            areas: vec![Area {
-                path: path.to_path_buf(),
-                found_at_start: entries(path).into_iter().map(Entry::key).collect(),
-            }],
-            turn: Arc::new(Mutex::new(())),
-            moved: AtomicU64::new(0),
-        }
-    }
-
-    #[test]
-    fn hostile_trees_are_removed_and_what_was_there_stays() {
-        let root = tempfile::tempdir().expect("tempdir");
-        let path = root.path();
-        std::fs::write(path.join("before"), "kept").expect("write");
-        let areas = areas_at(path);
-        // A deep chain, a locked directory, a read-only one, odd names, a FIFO, a symlink out.
-        let mut deep = path.join("deep");
-        for _ in 0..300 {
-            deep = deep.join("d");
-        }
-        std::fs::create_dir_all(&deep).expect("deep");
-        let locked = path.join("locked");
-        std::fs::create_dir_all(locked.join("inner")).expect("locked");
-        std::fs::write(locked.join("inner/file"), "x").expect("write");
-        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).expect("chmod");
-        let odd = path.join("new\nline \u{1b}[31m");
-        std::fs::create_dir(&odd).expect("odd");
-        std::fs::write(odd.join("f"), "x").expect("write");
-        let fifo = CString::new(path.join("fifo").as_os_str().as_bytes()).expect("path");
-        // SAFETY: mkfifo on a NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
-        std::os::unix::fs::symlink("/etc", path.join("link")).expect("symlink");
-        areas.scrub();
-        let left: Vec<String> = std::fs::read_dir(path)
-            .expect("read")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(left, ["before"]);
-        assert!(Path::new("/etc/passwd").exists(), "a symlink was followed");
-    }
-}
+mod tests;
