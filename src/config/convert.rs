@@ -33,6 +33,8 @@ impl From<Settings> for Config {
             preload: s.preload.0,
             preload_on_demand: s.preload_on_demand.0,
             spare_forks: s.spare_forks,
+            max_forks: s.template_max_forks,
+            max_age: s.template_max_age_s,
         };
         let offload = OffloadConfig {
             bucket: trimmed(s.result_bucket),

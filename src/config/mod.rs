@@ -103,6 +103,10 @@ pub struct TemplateConfig {
     pub preload_on_demand: Vec<String>,
     /// Executions each template keeps forked and isolated ahead of their request.
     pub spare_forks: usize,
+    /// A template forks at most this many executions before it is replaced.
+    pub max_forks: u32,
+    /// A template serves for at most this long before it is replaced.
+    pub max_age: Duration,
 }
 
 impl Default for TemplateConfig {
@@ -112,6 +116,8 @@ impl Default for TemplateConfig {
             preload: vec!["numpy".into(), "pandas".into()],
             preload_on_demand: vec!["matplotlib.pyplot".into()],
             spare_forks: 1,
+            max_forks: 5000,
+            max_age: Duration::from_secs(600),
         }
     }
 }

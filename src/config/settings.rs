@@ -110,6 +110,12 @@ pub struct Settings {
     /// Executions each template keeps forked and isolated ahead of their request (0: each request forks its own)
     #[arg(long, env, default_value = "1", value_parser = Lenient(spare_forks), help_heading = TEMPLATES)]
     pub spare_forks: usize,
+    /// A template is replaced after forking this many executions (its forks share its hash seed and memory layout); its replacement starts at half of it
+    #[arg(long, env, default_value = "5000", value_parser = Lenient(count), help_heading = TEMPLATES)]
+    pub template_max_forks: u32,
+    /// A template is replaced after this many seconds, as after TEMPLATE_MAX_FORKS
+    #[arg(long, env, default_value = "600", value_parser = Lenient(seconds), help_heading = TEMPLATES)]
+    pub template_max_age_s: Duration,
 
     /// Which sandbox runs scripts: nsjail, compat, or auto (nsjail where the platform allows namespaces)
     #[arg(long, env, default_value = "auto", value_parser = Lenient(EnumValueParser::<SandboxChoice>::new()), help_heading = SANDBOX)]

@@ -8,6 +8,9 @@ pub(super) struct ChildSetup {
     pub cgroup_procs: Vec<std::ffi::CString>,
     pub channel_fd: i32,
     pub tool_log_fd: i32,
+    /// Raise the OOM score (inherited by everything the sandbox starts): as root this also
+    /// keeps a script from lowering it; an unprivileged, undumpable child cannot write it.
+    pub first_for_oom: bool,
     pub hardening: Option<Hardening>,
 }
 
@@ -30,6 +33,9 @@ impl ChildSetup {
             for procs in &self.cgroup_procs {
                 join_cgroup(procs)?;
             }
+            if self.first_for_oom {
+                let _ = write_file(c"/proc/self/oom_score_adj", b"1000");
+            }
             // Park both ends above the targets first: either may already sit on fd 3 or 4.
             let channel = check(libc::fcntl(self.channel_fd, libc::F_DUPFD_CLOEXEC, 10))?;
             let tool_log = check(libc::fcntl(self.tool_log_fd, libc::F_DUPFD_CLOEXEC, 10))?;
@@ -48,12 +54,18 @@ impl ChildSetup {
 
 /// Moves the calling process into a cgroup by writing "0" to its `cgroup.procs`.
 unsafe fn join_cgroup(procs: &std::ffi::CStr) -> std::io::Result<()> {
-    // SAFETY: a valid NUL-terminated path and a static buffer.
+    // SAFETY: as `write_file`'s.
+    unsafe { write_file(procs, b"0") }
+}
+
+/// Writes `content` to the file at `path` in one write, with only system calls.
+unsafe fn write_file(path: &std::ffi::CStr, content: &[u8]) -> std::io::Result<()> {
+    // SAFETY: a valid NUL-terminated path and a live buffer.
     unsafe {
-        let fd = check(libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC))?;
-        let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+        let fd = check(libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC))?;
+        let written = libc::write(fd, content.as_ptr().cast(), content.len());
         libc::close(fd);
-        if written != 1 {
+        if written != content.len() as isize {
             return Err(std::io::Error::last_os_error());
         }
     }

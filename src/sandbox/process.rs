@@ -253,6 +253,7 @@ pub fn start(
         channel_fd: ends.channel.as_raw_fd(),
         tool_log_fd: ends.tool_log.as_raw_fd(),
         cgroup_procs,
+        first_for_oom: true,
     };
     let (child, registration) =
         spawn_leader(&plan.program, &plan.args, &plan.env, plan.hardening, io)?;
@@ -301,6 +302,9 @@ pub(super) struct LeaderIo {
     pub channel_fd: std::os::fd::RawFd,
     pub tool_log_fd: std::os::fd::RawFd,
     pub cgroup_procs: Vec<std::ffi::CString>,
+    /// Whether the kernel's OOM killer should pick this sandbox first (a script's; never a
+    /// template).
+    pub first_for_oom: bool,
 }
 
 /// Spawns a sandbox's first process (a cold sandbox's, or a template): a cleared environment,
@@ -326,6 +330,7 @@ pub(super) fn spawn_leader(
         cgroup_procs: io.cgroup_procs,
         channel_fd: io.channel_fd,
         tool_log_fd: io.tool_log_fd,
+        first_for_oom: io.first_for_oom,
         hardening,
     };
     // SAFETY: ChildSetup::run only makes async-signal-safe calls on pre-built data.

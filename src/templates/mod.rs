@@ -15,31 +15,23 @@
 //! the last execution forked from it has ended ([`Lease`]). A service whose scripts never plot
 //! never holds matplotlib.
 
+mod life;
 mod routing;
 mod spares;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
 use crate::config::TemplateConfig;
 use crate::limits::Limits;
 use crate::sandbox::process::Started;
-use crate::sandbox::template::{self, Template, TemplateProcess};
+use crate::sandbox::template::Template;
 use crate::sandbox::{Runner, SandboxError};
+use life::{Lifespan, Stage};
 
-/// The first wait before starting a template again; doubled after each quick failure.
-const RESTART_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(10);
-/// A template that served this long before dying is restarted without waiting.
-const HEALTHY_RUN: Duration = Duration::from_secs(30);
-/// How long a replaced template waits for its executions beyond their wall-clock limit
-/// (teardown, a queue of them) before it is ended regardless.
-const RETIRE_GRACE: Duration = Duration::from_secs(30);
-/// How many times a grown template may fail to start before its set gives the growth up.
-const GROWTH_ATTEMPTS: u32 = 3;
 /// Index of the data set in `Shared::sets`.
 const DATA: usize = 1;
 
@@ -57,6 +49,8 @@ struct Shared {
     /// Every module that sends a script to the data template: `PRELOAD` and `PRELOAD_ON_DEMAND`.
     data_modules: Vec<String>,
     on_demand: Vec<String>,
+    /// How long each template serves before it is replaced.
+    lifespan: Lifespan,
     /// `[plain, data]`.
     sets: [Set; 2],
 }
@@ -71,11 +65,15 @@ struct Set {
     /// Set once the first template of this set was ready (or failed to be).
     started: watch::Sender<bool>,
     restarts: AtomicU64,
+    /// How many times a template was replaced at the end of its span.
+    recycles: AtomicU64,
     /// Executions forked ahead of their request ([`spares`]).
     spares: spares::Spares,
-    /// The generation of template wanted: 0 until the set grows by `PRELOAD_ON_DEMAND` (the
-    /// data set only, once), raised again if that growth is given up. A task keeping an older
-    /// generation running stops restarting it.
+    /// Whether the set has grown by `PRELOAD_ON_DEMAND` (the data set only, once), or tried to.
+    grown: AtomicBool,
+    /// The generation of template wanted, raised by each replacement ([`life`]): growth,
+    /// growth given up, the end of a span. A task keeping an older generation running stops
+    /// restarting it.
     wanted: AtomicU64,
     /// The generation of the template serving; an older one retires once a newer serves.
     serving: watch::Sender<u64>,
@@ -87,6 +85,10 @@ struct Serving {
     template: Arc<Template>,
     /// The modules it imported.
     preload: Arc<[String]>,
+    generation: u64,
+    /// When it began to serve, and how many executions it forked since.
+    born: Instant,
+    forks: Arc<AtomicU64>,
     lease: Lease,
 }
 
@@ -103,6 +105,9 @@ pub struct TemplateStatus {
     pub ready: bool,
     /// How many times it died and was started again.
     pub restarts: u64,
+    /// How many times it was replaced at the end of its span (`TEMPLATE_MAX_FORKS`,
+    /// `TEMPLATE_MAX_AGE_S`).
+    pub recycles: u64,
     /// The modules the serving template imported (while none serves, those the next will).
     pub preload: Vec<String>,
 }
@@ -122,7 +127,9 @@ impl Templates {
             current: Mutex::new(None),
             started: watch::Sender::new(false),
             restarts: AtomicU64::new(0),
+            recycles: AtomicU64::new(0),
             spares: spares::Spares::new(config.spare_forks),
+            grown: AtomicBool::new(false),
             wanted: AtomicU64::new(0),
             serving: watch::Sender::new(0),
         };
@@ -138,9 +145,13 @@ impl Templates {
             preload: config.preload.clone(),
             data_modules,
             on_demand: config.preload_on_demand.clone(),
+            lifespan: Lifespan {
+                max_forks: config.max_forks.into(),
+                max_age: config.max_age,
+            },
         });
         for index in 0..shared.sets.len() {
-            tokio::spawn(keep_running(Arc::clone(&shared), index, 0));
+            tokio::spawn(life::keep_running(Arc::clone(&shared), index, 0));
         }
         Self { shared }
     }
@@ -166,6 +177,17 @@ impl Templates {
             self.grow();
         }
         let serving = set.lock().clone()?;
+        match shared
+            .lifespan
+            .stage(serving.born.elapsed(), serving.forks())
+        {
+            Stage::Young => {}
+            Stage::Due => life::recycle(shared, index, serving.generation),
+            Stage::Expired => {
+                life::recycle(shared, index, serving.generation);
+                return None;
+            }
+        }
         let started_at = std::time::Instant::now();
         if let Some(spare) = set.spares.take(&serving, &shared.limits).await {
             let waited_us = started_at.elapsed().as_micros() as u64;
@@ -183,21 +205,18 @@ impl Templates {
     fn grow(&self) {
         let shared = &self.shared;
         let set = &shared.sets[DATA];
-        // Under the preload set's lock, so the set grows once: extended, then wanted.
-        let mut preload = set.lock_preload();
-        if set.has_grown() {
+        if set.grown.swap(true, Ordering::AcqRel) {
             return;
         }
-        preload.extend(shared.on_demand.iter().cloned());
-        let generation = 1;
-        set.wanted.store(generation, Ordering::Release);
-        drop(preload);
-        tracing::info!(
-            template = set.name,
-            modules = %shared.on_demand.join(","),
-            "a script imported an on-demand module: starting a template that preloads it"
-        );
-        tokio::spawn(keep_running(Arc::clone(shared), DATA, generation));
+        let generation = set.wanted.load(Ordering::Acquire);
+        let extend = |preload: &mut Vec<String>| preload.extend(shared.on_demand.iter().cloned());
+        if life::start_next_generation(shared, DATA, generation, extend) {
+            tracing::info!(
+                template = set.name,
+                modules = %shared.on_demand.join(","),
+                "a script imported an on-demand module: starting a template that preloads it"
+            );
+        }
     }
 
     pub fn status(&self) -> TemplatesStatus {
@@ -206,6 +225,7 @@ impl Templates {
             TemplateStatus {
                 ready: serving.is_some(),
                 restarts: set.restarts.load(Ordering::Relaxed),
+                recycles: set.recycles.load(Ordering::Relaxed),
                 preload: serving.unwrap_or_else(|| set.lock_preload().clone()),
             }
         };
@@ -217,8 +237,24 @@ impl Templates {
 }
 
 impl Serving {
+    fn new(template: Arc<Template>, preload: &[String], generation: u64, lease: Lease) -> Self {
+        Self {
+            template,
+            preload: preload.iter().cloned().collect(),
+            generation,
+            born: Instant::now(),
+            forks: Arc::new(AtomicU64::new(0)),
+            lease,
+        }
+    }
+
+    fn forks(&self) -> u64 {
+        self.forks.load(Ordering::Relaxed)
+    }
+
     /// Forks an execution, which holds a lease on the template until its teardown is over.
     async fn fork(&self, limits: &Limits) -> Result<Started, SandboxError> {
+        self.forks.fetch_add(1, Ordering::Relaxed);
         let mut started = self.template.fork(limits).await?;
         started.hold(Box::new(self.lease.clone()));
         Ok(started)
@@ -234,9 +270,8 @@ impl Set {
         self.preload.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether the set has grown (or tried to): only then is a generation past 0 wanted.
     fn has_grown(&self) -> bool {
-        self.wanted.load(Ordering::Acquire) > 0
+        self.grown.load(Ordering::Acquire)
     }
 
     fn is_wanted(&self, generation: u64) -> bool {
@@ -255,139 +290,4 @@ impl Set {
             self.spares.clear();
         }
     }
-}
-
-/// Keeps one generation of a set's template running, starting it again whenever it dies, until
-/// a newer generation is wanted.
-async fn keep_running(shared: Arc<Shared>, index: usize, generation: u64) {
-    let set = &shared.sets[index];
-    let mut backoff = RESTART_BACKOFF;
-    let (mut served, mut failed_starts) = (false, 0);
-    while set.is_wanted(generation) {
-        let started_at = tokio::time::Instant::now();
-        match run_once(&shared, set, generation).await {
-            Ok(Ended::Replaced) => return,
-            Ok(Ended::Died) => served = true,
-            Err(error) => {
-                tracing::error!(template = set.name, %error, "template failed");
-                failed_starts += 1;
-            }
-        }
-        set.started.send_replace(true);
-        if !set.is_wanted(generation) {
-            return;
-        }
-        if generation > 0 && !served && failed_starts >= GROWTH_ATTEMPTS {
-            give_up_growth(&shared, index, generation);
-            return;
-        }
-        set.restarts.fetch_add(1, Ordering::Relaxed);
-        if started_at.elapsed() > HEALTHY_RUN {
-            backoff = RESTART_BACKOFF;
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_RESTART_BACKOFF);
-    }
-}
-
-/// A grown template that never started (a module of `PRELOAD_ON_DEMAND` missing or broken):
-/// the set goes back to `PRELOAD`, through a generation of its own, which replaces whichever
-/// template still serves. Scripts importing those modules import them themselves.
-fn give_up_growth(shared: &Arc<Shared>, index: usize, generation: u64) {
-    let set = &shared.sets[index];
-    tracing::error!(
-        template = set.name,
-        modules = %shared.on_demand.join(","),
-        "the template preloading on-demand modules did not start; going on without them"
-    );
-    *set.lock_preload() = shared.preload.clone();
-    let next = generation + 1;
-    if set
-        .wanted
-        .compare_exchange(generation, next, Ordering::AcqRel, Ordering::Acquire)
-        .is_ok()
-    {
-        tokio::spawn(keep_running(Arc::clone(shared), index, next));
-    }
-}
-
-/// How a template's life ended.
-enum Ended {
-    /// It exited or was killed: start another.
-    Died,
-    /// A newer generation took over, and it retired.
-    Replaced,
-}
-
-/// One template's life: start it, publish it once ready, and withdraw it when it exits or
-/// retire it when a newer generation takes over.
-async fn run_once(shared: &Shared, set: &Set, generation: u64) -> Result<Ended, SandboxError> {
-    let preload = set.lock_preload().clone();
-    let (template, mut process) = template::spawn(shared.runner.clone(), &shared.limits, &preload)?;
-    let template = Arc::new(template);
-    if let Err(error) = template.ready().await {
-        process.kill();
-        let (status, log) = process.exited().await;
-        tracing::error!(template = set.name, ?status, %log, "the template did not start");
-        return Err(error.into());
-    }
-    if !set.is_wanted(generation) {
-        // Superseded while it imported its modules: the newer generation serves.
-        process.kill();
-        process.exited().await;
-        return Ok(Ended::Replaced);
-    }
-    let (lease, mut leases_gone) = mpsc::channel(1);
-    let serving = Serving {
-        template: Arc::clone(&template),
-        preload: preload.iter().cloned().collect(),
-        lease: Lease { _held: lease },
-    };
-    tracing::info!(template = set.name, pid = process.pid(), preload = %preload.join(","), "template ready");
-    *set.lock() = Some(serving.clone());
-    // The spares of an older generation go with it: they hold its leases.
-    set.spares.clear();
-    set.spares.fill(&serving, &shared.limits);
-    drop(serving);
-    set.serving.send_replace(generation);
-    set.started.send_replace(true);
-    let mut serving = set.serving.subscribe();
-    tokio::select! {
-        () = template.closed() => {}
-        _ = process.exited() => {}
-        () = replaced(&mut serving, generation) => {
-            retire(shared, set, &mut process, &mut leases_gone).await;
-            return Ok(Ended::Replaced);
-        }
-    }
-    set.withdraw(&template);
-    process.kill();
-    let (status, log) = process.exited().await;
-    tracing::error!(template = set.name, ?status, %log, "template exited; starting a new one");
-    Ok(Ended::Died)
-}
-
-/// Resolves once a template newer than `generation` serves.
-async fn replaced(serving: &mut watch::Receiver<u64>, generation: u64) {
-    // The guard `wait_for` returns must not be held across an await: dropped here.
-    let _ = serving.wait_for(|serving| *serving > generation).await;
-}
-
-/// Ends a replaced template once the executions forked from it are over (those in flight
-/// finish: under nsjail they live in its jail), or after their longest run and a grace.
-async fn retire(
-    shared: &Shared,
-    set: &Set,
-    process: &mut TemplateProcess,
-    leases_gone: &mut mpsc::Receiver<()>,
-) {
-    let longest = shared.limits.wall + RETIRE_GRACE;
-    tokio::select! {
-        // `None` once every lease is dropped: no execution of this template is left.
-        _ = tokio::time::timeout(longest, leases_gone.recv()) => {}
-        _ = process.exited() => {}
-    }
-    process.kill();
-    process.exited().await;
-    tracing::info!(template = set.name, "the replaced template retired");
 }

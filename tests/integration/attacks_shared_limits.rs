@@ -132,6 +132,34 @@ def main(how):
     service.assert_still_healthy().await;
 }
 
+/// Under memory pressure the kernel's OOM killer picks a script before its template or the
+/// service, and the script cannot change that. On Lambda no one may raise it: the script's
+/// process is undumpable under an unprivileged uid, so its /proc files are root's (see
+/// docs/sandboxes.md); its score stays the platform's, and it cannot lower it either.
+async fn scripts_are_the_oom_killers_first_pick(kind: Kind) {
+    let service = Service::start(kind).await;
+    let script = r#"
+import errno
+def score():
+    with open("/proc/self/oom_score_adj") as f:
+        return int(f.read())
+def main():
+    before = score()
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("-1000")
+        lowered = "allowed"
+    except OSError as e:
+        lowered = errno.errorcode.get(e.errno, str(e.errno))
+    return {"score": before, "lowered": lowered, "after": score()}
+"#;
+    let found = service.run(script).await.expect_result().clone();
+    let expected = if kind == Kind::Lambda { 0 } else { 1000 };
+    assert_eq!(found["score"], expected, "{found}");
+    assert_eq!(found["after"], expected, "{found}");
+    assert_ne!(found["lowered"], "allowed", "{found}");
+}
+
 /// Entries in the service's /tmp that were not there at `before` (Lambda: the script's /tmp is
 /// the service's own; elsewhere it is private, and the service's holds nothing of it).
 fn new_tmp_entries(before: &[String]) -> usize {
@@ -196,4 +224,5 @@ for_each_limits_profile!(
     a_neighbour_holding_its_quota_takes_nothing_from_others,
     cpu_of_processes_gone_still_counts,
     a_mess_in_tmp_is_gone_with_its_answer,
+    scripts_are_the_oom_killers_first_pick,
 );

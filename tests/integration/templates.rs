@@ -289,7 +289,36 @@ async fn templates_can_be_turned_off(kind: Kind) {
     assert_eq!(reply.body["usage"]["warm_start"], false);
 }
 
+/// Forks share their template's hash seed (and memory layout); a template is replaced after
+/// `TEMPLATE_MAX_FORKS`, so executions further apart than that see different ones.
+async fn executions_a_span_apart_see_different_hash_seeds(kind: Kind) {
+    let settings = [("TEMPLATE_MAX_FORKS", "8"), ("SPARE_FORKS", "0")];
+    let service = Service::start_with(kind, &settings).await;
+    service.wait_for_templates().await;
+    let seed = "def main():\n    return hash('python-executor')\n";
+    let first = service.run(seed).await.expect_result().clone();
+    let second = service.run(seed).await.expect_result().clone();
+    assert_eq!(first, second, "forks of one template share its hash seed");
+    let mut differing = None;
+    for _ in 0..40 {
+        let reply = service.run(seed).await;
+        if reply.expect_result() != &first {
+            differing = Some(reply.body["result"].clone());
+            break;
+        }
+    }
+    assert!(
+        differing.is_some(),
+        "40 executions later, the hash seed is still {first}"
+    );
+    let health = service.get("/health").await;
+    let recycles = &health.body["templates"]["plain"]["recycles"];
+    assert!(recycles.as_u64().is_some_and(|n| n >= 1), "{}", health.body);
+    service.assert_still_healthy().await;
+}
+
 for_each_sandbox!(
+    executions_a_span_apart_see_different_hash_seeds,
     forked_executions_share_nothing,
     deadline_counts_from_hand_over,
     limits_hold_in_forked_executions,

@@ -9,7 +9,7 @@
 //! (`SCM_RIGHTS`), as only the child can install the filter on itself.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -116,7 +116,7 @@ fn answer_one(listener: RawFd, group: i32) {
         return; // the caller died in the meantime
     }
     let data = request.data;
-    let verdict = decide(data.nr as i64, &data.args, group);
+    let verdict = decide(data.nr as i64, &data.args, request.pid as i32, group);
     let mut response = libc::seccomp_notif_resp {
         id: request.id,
         val: 0,
@@ -132,10 +132,13 @@ fn answer_one(listener: RawFd, group: i32) {
     unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut response) };
 }
 
-/// The decision for one call, from its number and arguments: targets inside the sandbox's
-/// group pass, everything else is refused with EPERM, as the kernel would refuse a process it
-/// may not signal.
-fn decide(nr: i64, args: &[u64; 6], group: i32) -> Verdict {
+/// The decision for one call, from its number and arguments and the calling thread: targets
+/// inside the sandbox's group get the signal, everything else is refused with EPERM, as the
+/// kernel would refuse a process it may not signal. A target is pinned by a pidfd before it is
+/// checked, and the service sends the signal through it, so a pid that died and was reused in
+/// between can never redirect it outside the sandbox. A call aimed at the caller's own process
+/// runs as made: that target cannot be reused while it is making the call.
+fn decide(nr: i64, args: &[u64; 6], caller: i32, group: i32) -> Verdict {
     let denied = Verdict::Returned(-i64::from(libc::EPERM));
     let target = args[0] as u32 as i32;
     match nr {
@@ -144,49 +147,130 @@ fn decide(nr: i64, args: &[u64; 6], group: i32) -> Verdict {
         libc::SYS_kill if target < -1 && -target == group => Verdict::Continue,
         // tgkill, rt_sigqueueinfo, rt_tgsigqueueinfo: the first argument is the thread group.
         libc::SYS_tgkill | libc::SYS_rt_sigqueueinfo | libc::SYS_rt_tgsigqueueinfo
-            if is_member(target, group) =>
+            if target > 0 && is_thread_of(caller, target) =>
         {
             Verdict::Continue
         }
+        libc::SYS_tgkill if target > 0 => {
+            let (thread, signal) = (args[1] as u32 as i32, args[2] as u32 as i32);
+            tgkill_member(target, thread, signal, group)
+        }
+        // A queued signal carries data in the caller's memory, which the service cannot read
+        // (the caller is undumpable): to another process, refused.
         _ => denied,
     }
+}
+
+/// Whether thread `thread` belongs to process `process` (both alive: the caller is blocked in
+/// its system call).
+fn is_thread_of(thread: i32, process: i32) -> bool {
+    std::path::Path::new(&format!("/proc/{process}/task/{thread}")).exists()
 }
 
 fn is_member(pid: i32, group: i32) -> bool {
     pid > 0 && Stat::of(pid).is_some_and(|stat| stat.pgrp == group)
 }
 
-/// `kill(pid, signal)` for a pid in the group, sent by the service through a pidfd: the pidfd
-/// pins the process, so a pid that died and was reused between the check and the signal can
-/// never redirect the signal to a process outside the sandbox.
-fn kill_member(pid: i32, signal: i32, group: i32) -> Verdict {
-    // SAFETY: pidfd_open with integer arguments; the fd is closed below.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if pidfd < 0 {
-        return Verdict::Returned(-i64::from(last_errno()));
+/// A process pinned by a pidfd, once it was seen in the sandbox's group.
+struct Member(OwnedFd);
+
+impl Member {
+    /// `pid`, pinned, if it is in `group`; otherwise the errno to answer.
+    fn pin(pid: i32, group: i32) -> Result<Self, i32> {
+        // SAFETY: pidfd_open with integer arguments; the fd is owned below.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if pidfd < 0 {
+            return Err(last_errno());
+        }
+        // SAFETY: a new fd owned by nobody else.
+        let pinned = Self(unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) });
+        if is_member(pid, group) {
+            Ok(pinned)
+        } else {
+            Err(libc::EPERM)
+        }
     }
-    let verdict = if !is_member(pid, group) {
-        Verdict::Returned(-i64::from(libc::EPERM))
-    } else {
-        // SAFETY: pidfd_send_signal on the pidfd opened above, without siginfo.
+
+    /// Whether the pinned process still runs (then its pid is still its own).
+    fn is_alive(&self) -> bool {
+        let mut poll = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid pollfd, without waiting; readable means exited.
+        unsafe { libc::poll(&mut poll, 1, 0) == 0 }
+    }
+}
+
+/// `kill(pid, signal)` for a pid in the group, sent by the service through the pinned pidfd.
+fn kill_member(pid: i32, signal: i32, group: i32) -> Verdict {
+    let member = match Member::pin(pid, group) {
+        Ok(member) => member,
+        Err(errno) => return Verdict::Returned(-i64::from(errno)),
+    };
+    // SAFETY: pidfd_send_signal on a pidfd we own, without siginfo.
+    let sent = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            member.0.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    returned(sent)
+}
+
+/// `tgkill(process, thread, signal)` for a process in the group, sent by the service: through
+/// a pidfd of the thread itself where the kernel has them (6.9 and later), otherwise by tgkill
+/// while the pinned process is seen alive (its pid cannot have been reused then).
+fn tgkill_member(process: i32, thread: i32, signal: i32, group: i32) -> Verdict {
+    let member = match Member::pin(process, group) {
+        Ok(member) => member,
+        Err(errno) => return Verdict::Returned(-i64::from(errno)),
+    };
+    if !is_thread_of(thread, process) {
+        return Verdict::Returned(-i64::from(libc::ESRCH));
+    }
+    // SAFETY: pidfd_open with integer arguments; the fd is owned below.
+    let thread_fd = unsafe { libc::syscall(libc::SYS_pidfd_open, thread, PIDFD_THREAD) };
+    if thread_fd >= 0 {
+        // SAFETY: a new fd owned by nobody else.
+        let thread_fd = unsafe { OwnedFd::from_raw_fd(thread_fd as RawFd) };
+        // The thread's pidfd was opened after the check: the thread is still the process's.
+        if !is_thread_of(thread, process) || !member.is_alive() {
+            return Verdict::Returned(-i64::from(libc::ESRCH));
+        }
+        // SAFETY: pidfd_send_signal on a thread pidfd we own, without siginfo.
         let sent = unsafe {
             libc::syscall(
                 libc::SYS_pidfd_send_signal,
-                pidfd,
+                thread_fd.as_raw_fd(),
                 signal,
                 std::ptr::null::<libc::siginfo_t>(),
-                0,
+                PIDFD_SIGNAL_THREAD,
             )
         };
-        Verdict::Returned(if sent < 0 {
-            -i64::from(last_errno())
-        } else {
-            0
-        })
-    };
-    // SAFETY: closing the pidfd opened above.
-    unsafe { libc::close(pidfd as RawFd) };
-    verdict
+        return returned(sent);
+    }
+    if !member.is_alive() {
+        return Verdict::Returned(-i64::from(libc::ESRCH));
+    }
+    // SAFETY: tgkill with integer arguments, on a process pinned and seen alive just now.
+    returned(unsafe { libc::syscall(libc::SYS_tgkill, process, thread, signal) })
+}
+
+/// `pidfd_open`'s flag for a thread's own pidfd, and `pidfd_send_signal`'s to signal just it.
+const PIDFD_THREAD: libc::c_long = libc::O_EXCL as libc::c_long;
+const PIDFD_SIGNAL_THREAD: libc::c_long = 1;
+
+fn returned(result: libc::c_long) -> Verdict {
+    Verdict::Returned(if result < 0 {
+        -i64::from(last_errno())
+    } else {
+        0
+    })
 }
 
 fn last_errno() -> i32 {
@@ -201,30 +285,61 @@ mod tests {
 
     #[test]
     fn only_the_sandboxs_own_group_may_be_signalled() {
-        // SAFETY: getpgrp cannot fail.
-        let own_group = unsafe { libc::getpgrp() };
+        // SAFETY: getpgrp and gettid cannot fail.
+        let (own_group, me) = unsafe { (libc::getpgrp(), libc::gettid()) };
+        let process = std::process::id() as i32;
         let denied = Verdict::Returned(-i64::from(libc::EPERM));
-        let args = |first: i32| [first as u32 as u64, 0, 0, 0, 0, 0];
-        // This test process is in `own_group`; pid 1 is not.
-        assert_eq!(decide(libc::SYS_tgkill, &args(1), own_group), denied);
-        assert_eq!(decide(libc::SYS_kill, &args(-1), own_group), denied);
+        let args =
+            |first: i32, second: i32| [first as u32 as u64, second as u32 as u64, 0, 0, 0, 0];
+        // This test process is in `own_group`; pid 1 is not. The caller is a thread of ours,
+        // or pid 1's (a target of its own elsewhere).
+        let other_caller = 1;
+        assert_eq!(decide(libc::SYS_tgkill, &args(1, 1), me, own_group), denied);
+        assert_eq!(decide(libc::SYS_kill, &args(-1, 0), me, own_group), denied);
         assert_eq!(
-            decide(libc::SYS_kill, &args(-own_group), own_group),
+            decide(libc::SYS_kill, &args(-own_group, 0), me, own_group),
             Verdict::Continue
         );
         assert_eq!(
-            decide(libc::SYS_kill, &args(-own_group), own_group + 1),
+            decide(libc::SYS_kill, &args(-own_group, 0), me, own_group + 1),
             denied
         );
-        let me = std::process::id() as i32;
+        // To its own process, a call runs as made.
         assert_eq!(
-            decide(libc::SYS_tgkill, &args(me), own_group),
+            decide(libc::SYS_tgkill, &args(process, me), me, own_group),
             Verdict::Continue
         );
-        assert_eq!(decide(libc::SYS_kill, &args(1), own_group), denied);
-        // Signal 0 to ourselves through the pidfd path: allowed, and harmless.
         assert_eq!(
-            decide(libc::SYS_kill, &args(me), own_group),
+            decide(libc::SYS_rt_sigqueueinfo, &args(process, 0), me, own_group),
+            Verdict::Continue
+        );
+        // To another member, tgkill and kill go through a pidfd (signal 0: harmless), and a
+        // queued signal with data is refused.
+        assert_eq!(
+            decide(
+                libc::SYS_tgkill,
+                &args(process, me),
+                other_caller,
+                own_group
+            ),
+            Verdict::Returned(0)
+        );
+        assert_eq!(
+            decide(libc::SYS_tgkill, &args(process, 1), other_caller, own_group),
+            Verdict::Returned(-i64::from(libc::ESRCH))
+        );
+        assert_eq!(
+            decide(
+                libc::SYS_rt_sigqueueinfo,
+                &args(process, 0),
+                other_caller,
+                own_group
+            ),
+            denied
+        );
+        assert_eq!(decide(libc::SYS_kill, &args(1, 0), me, own_group), denied);
+        assert_eq!(
+            decide(libc::SYS_kill, &args(process, 0), me, own_group),
             Verdict::Returned(0)
         );
     }

@@ -95,6 +95,7 @@ pub fn spawn(
         channel_fd: template_end.as_raw_fd(),
         tool_log_fd: log.write.as_raw_fd(),
         cgroup_procs: Vec::new(),
+        first_for_oom: false,
     };
     let (child, registration) =
         spawn_leader(&plan.program, &plan.args, &plan.env, plan.hardening, io)?;
@@ -203,6 +204,7 @@ impl Template {
         let status = Socket::new(status_service).map_err(io("watching a fork's status"))?;
         let requested = std::time::Instant::now();
         let child = Handshake::new(status).await?;
+        first_for_oom(child.pid);
         let forked_us = requested.elapsed().as_micros() as u64;
         let mut handshake = HandshakeGuard(Some(child));
         let child = handshake.0.as_mut().expect("set above");
@@ -297,6 +299,16 @@ fn unexpected(payload: &[u8]) -> TemplateError {
         return TemplateError::ForkExited;
     }
     TemplateError::ForkSaid(String::from_utf8_lossy(payload).into_owned())
+}
+
+/// Makes a fork the OOM killer's first pick, from outside: as root (CAP_SYS_RESOURCE), which
+/// also keeps the script from lowering it again. The child raises its own score too where it
+/// can (`pyexec_isolate`); an unprivileged service could add nothing here.
+fn first_for_oom(pid: i32) {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        let _ = std::fs::write(format!("/proc/{pid}/oom_score_adj"), "1000");
+    }
 }
 
 /// The pid, in the service's PID namespace, of the process a pidfd refers to.
