@@ -243,7 +243,7 @@ mod tests {
             max_forks: 10,
             max_age: Duration::from_secs(600),
         };
-        let minutes = |m| Duration::from_secs(m * 60);
+        let minutes = |m: u64| Duration::from_secs(m * 60);
         assert_eq!(span.stage(minutes(0), 0), Stage::Young);
         assert_eq!(span.stage(minutes(4), 4), Stage::Young);
         assert_eq!(span.stage(minutes(5), 0), Stage::Due);
