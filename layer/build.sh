@@ -13,8 +13,10 @@
 #                                                           matplotlibrc (MPLCONFIGDIR, read-only)
 # OUT_DIR/harness/harness*.py                               loads the script and calls main();
 #                                                           files in and out; matplotlib
-# OUT_DIR/harness/libpyexec_isolate.so                      the isolation steps of a template's
-#                                                           children (layer/isolate)
+# OUT_DIR/harness/libpyexec_isolate.so                      the isolation steps of templates,
+#                                                           their children and cold nsjail
+#                                                           sandboxes (layer/isolate)
+# OUT_DIR/harness/empty/                                    a template's working directory
 # OUT_DIR/etc/nsjail.cfg                                    the reviewed sandbox policy
 #
 # Idempotent: a stamp records the hash of every input, and an unchanged layer is not rebuilt.
@@ -104,6 +106,9 @@ chmod -R a+rX,go-w "$mpl_config"
 echo "layer: harness and policy"
 mkdir -p "$out/harness" "$out/etc"
 install -m 0644 "$here"/harness*.py "$out/harness/"
+# A template's working directory, HOME and TMPDIR: empty, and no one's to write (matplotlib
+# reads ./matplotlibrc, and a template imports for every caller after).
+install -d -m 0555 "$out/harness/empty"
 install -m 0644 "$here/nsjail.cfg" "$out/etc/nsjail.cfg"
 
 # The isolation steps every template's child runs (layer/isolate, the code the service runs for

@@ -102,8 +102,8 @@ def main():
     # above the limit (a parent's jobserver pipe, say) stays open otherwise.
     os.closerange(RESULT_FD + 1, 1 << 30)
     options = _Options(sys.argv[1:])
-    if options.seccomp:
-        harness_isolation.install_seccomp(options.seccomp)
+    if options.isolate:
+        harness_isolation.apply(options.isolate)
     harness_matplotlib.reads_shipped_config()
     for module in options.preload:
         __import__(module)
@@ -121,7 +121,7 @@ def main():
     if forked:
         # Never returns in the template; returns in each child it forks, isolated, with that
         # execution's options.
-        options = _Options(harness_template.serve(RESULT_FD))
+        options = _Options(harness_template.serve(RESULT_FD, harness_isolation.library()))
     supervise(options, warm_up=forked)
 
 
@@ -185,7 +185,7 @@ def _fork_when_allowed():
 
 class _Options:
     """`--preload a,b`, `--max-result-bytes N`, `--max-output-files N`, `--max-output-bytes N`,
-    `--seccomp PROGRAMS` and `--template`, as src/sandbox/mod.rs passes them."""
+    `--isolate SPEC` and `--template`, as src/sandbox/ passes them."""
 
     def __init__(self, argv):
         self.template = "--template" in argv
@@ -195,7 +195,7 @@ class _Options:
         self.max_result_bytes = int(options.get("--max-result-bytes", 5 * 1024 * 1024))
         self.max_output_files = int(options.get("--max-output-files", 32))
         self.max_output_bytes = int(options.get("--max-output-bytes", 8 * 1024 * 1024))
-        self.seccomp = options.get("--seccomp", "")
+        self.isolate = options.get("--isolate", "")
 
 
 def _write_all(fd, data):

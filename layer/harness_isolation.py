@@ -1,43 +1,39 @@
-"""How the harness isolates itself before any script exists: the service's system-call policy
-installed inside nsjail, and undumpability. Loaded by harness.py (see there); runs only trusted
-code, before the job arrives."""
+"""How the harness isolates itself before any script exists, through the isolation library the
+service's own code comes from (layer/isolate, `libpyexec_isolate.so`): a process the service
+starts and cannot reach between fork and exec (a template, a cold sandbox under nsjail)
+applies its spec here, first thing; a template's child runs the library's steps in
+harness_template.py. Loaded by harness.py; runs only trusted code, before the job arrives."""
 
+import ctypes
 import os
 
+# Exit status of a harness whose isolation failed: it never ran anything.
+ISOLATION_FAILED = 71
 
-def install_seccomp(programs):
-    """Installs the service's system-call policy (src/sandbox/seccomp), the one compat installs
-    before exec, before anything else runs here: nsjail has set no_new_privs, and no script has
-    reached this process yet. Each program is a comma-separated run of 16 hex digits per BPF
-    instruction (code, jt, jf, k). Failing to install it ends the sandbox: it never runs a
-    script without its policy."""
-    import ctypes
 
-    class SockFilter(ctypes.Structure):
-        _fields_ = [
-            ("code", ctypes.c_uint16),
-            ("jt", ctypes.c_uint8),
-            ("jf", ctypes.c_uint8),
-            ("k", ctypes.c_uint32),
-        ]
+def library():
+    """The isolation library, beside this file, with its entry points' signatures."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libpyexec_isolate.so")
+    loaded = ctypes.CDLL(path)
+    signatures = (
+        ("pyexec_apply", [ctypes.c_char_p, ctypes.c_size_t]),
+        ("pyexec_enter", [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int]),
+        ("pyexec_confine", [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int]),
+    )
+    for name, arguments in signatures:
+        function = getattr(loaded, name)
+        function.argtypes = arguments
+        function.restype = ctypes.c_int
+    return loaded
 
-    class SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    for program in programs.split(","):
-        chunks = [program[i : i + 16] for i in range(0, len(program), 16)]
-        instructions = (SockFilter * len(chunks))(
-            *(
-                SockFilter(int(c[0:4], 16), int(c[4:6], 16), int(c[6:8], 16), int(c[8:16], 16))
-                for c in chunks
-            )
-        )
-        fprog = SockFprog(len(chunks), instructions)
-        # PR_SET_SECCOMP (22), SECCOMP_MODE_FILTER (2)
-        if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:
-            os.write(2, b"harness: the sandbox's seccomp policy could not be installed\n")
-            os._exit(71)
+def apply(spec_hex):
+    """Applies the service's spec (`--isolate`, hex) to this process: its limits, working
+    directory, no_new_privs and system-call policy. Failing ends the sandbox: it never runs
+    anything without its isolation."""
+    spec = bytes.fromhex(spec_hex)
+    if library().pyexec_apply(spec, len(spec)) != 0:
+        os._exit(ISOLATION_FAILED)
 
 
 def set_dumpable(dumpable):
@@ -46,8 +42,6 @@ def set_dumpable(dumpable):
     becomes dumpable again: the script's process waits for a future caller's job, and a
     dumpable waiting process would hand its stdin to whoever runs before that caller."""
     try:
-        import ctypes
-
         ctypes.CDLL(None, use_errno=True).prctl(4, int(dumpable), 0, 0, 0)  # PR_SET_DUMPABLE
     except (OSError, AttributeError):
         pass

@@ -15,7 +15,6 @@ on as the execution's supervisor, and only then does the service hand it the job
 itself never reads a job, never runs a script, and receives nothing but what it forwards.
 """
 
-import ctypes
 import fcntl
 import json
 import os
@@ -33,9 +32,9 @@ MAX_FDS = 6
 ISOLATION_FAILED = 71
 
 
-def serve(control_fd):
-    """Runs the template; returns only in a forked child, isolated, with its harness options."""
-    library = _load_library()
+def serve(control_fd, library):
+    """Runs the template (`library` is the isolation library, harness_isolation.library());
+    returns only in a forked child, isolated, with its harness options."""
     control = socket.socket(fileno=control_fd)
     # Children are reaped by the kernel as they exit: the service watches each through a
     # pidfd, and the template never waits for one (nothing here runs between requests).
@@ -57,16 +56,6 @@ def serve(control_fd):
             return _become_execution(library, message, fds)
         for fd in fds:
             os.close(fd)
-
-
-def _load_library():
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libpyexec_isolate.so")
-    library = ctypes.CDLL(path)
-    for name, extra in (("pyexec_enter", []), ("pyexec_confine", [ctypes.c_int])):
-        function = getattr(library, name)
-        function.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int, *extra]
-        function.restype = ctypes.c_int
-    return library
 
 
 def _become_execution(library, message, fds):

@@ -1,7 +1,8 @@
 //! The full sandbox: nsjail with every namespace, the reviewed policy file, and per-request
 //! values passed as flags after `--config` (never templated into the policy). The system-call
-//! policy is the service's own (`sandbox::seccomp`), handed to the harness, which installs it
-//! inside the jail before anything else.
+//! policy is the service's own (`sandbox::seccomp`): the first process in the jail applies it
+//! through the isolation library (`pyexec_isolate`, the steps every other path runs), as the
+//! harness's `--isolate` spec, before anything else.
 
 use std::ffi::{CStr, CString, OsString};
 
@@ -19,6 +20,8 @@ const JAIL_PYTHON_DIR: &str = "/opt/python";
 const JAIL_HARNESS_DIR: &str = "/opt/harness";
 /// The unprivileged uid and gid the script runs as inside the jail ("nobody").
 const JAIL_ID: u32 = 65534;
+/// A template's working directory in the jail: empty, read-only (layer/build.sh).
+const JAIL_TEMPLATE_HOME: &CStr = c"/opt/harness/empty";
 /// The private /tmp of each execution forked from a template: the policy file's /tmp mount
 /// (layer/nsjail.cfg), which a cold sandbox gets from nsjail.
 const JAIL_TMP_OPTIONS: &CStr = c"size=64m,nr_inodes=4096,mode=1777";
@@ -39,6 +42,8 @@ pub struct NsjailSandbox {
     isolation: Isolation,
     /// The compiled system-call policy.
     seccomp: Option<Policy>,
+    /// A template's own policy: its children still make namespaces and mounts.
+    template_seccomp: Option<Policy>,
 }
 
 impl NsjailSandbox {
@@ -70,6 +75,10 @@ impl NsjailSandbox {
             seccomp: isolation
                 .seccomp
                 .then(|| Policy::build(SignalScope::Namespace))
+                .transpose()?,
+            template_seccomp: isolation
+                .seccomp
+                .then(|| Policy::for_template(true, None))
                 .transpose()?,
             isolation,
         })
@@ -139,9 +148,13 @@ impl Sandbox for NsjailSandbox {
     fn plan(&self, limits: &Limits, preload: &[String]) -> Result<LaunchPlan, SandboxError> {
         let mut args = self.command(self.flags(limits));
         args.extend(harness_options(limits, preload));
-        if let Some(policy) = &self.seccomp {
-            args.extend(["--seccomp".into(), policy.to_harness_argument().into()]);
-        }
+        // nsjail has set no_new_privs and dropped every capability; the policy is ours.
+        let spec = Spec {
+            no_new_privs: true,
+            seccomp: programs(self.seccomp.as_ref()),
+            ..Spec::default()
+        };
+        args.extend(isolate_option(&spec));
         Ok(nsjail_plan(self.nsjail.clone(), args))
     }
 
@@ -165,6 +178,14 @@ impl Sandbox for NsjailSandbox {
         let mut args = self.command(flags);
         args.extend(harness_options(limits, preload));
         args.push("--template".into());
+        // Before it imports anything: an empty directory no one writes, and its own policy.
+        let spec = Spec {
+            workdir: Some(CString::from(JAIL_TEMPLATE_HOME)),
+            no_new_privs: true,
+            seccomp: programs(self.template_seccomp.as_ref()),
+            ..Spec::default()
+        };
+        args.extend(isolate_option(&spec));
         Ok(nsjail_plan(self.nsjail.clone(), args))
     }
 
@@ -181,18 +202,16 @@ impl Sandbox for NsjailSandbox {
         }
         let spec = Spec {
             rlimits,
+            first_for_oom: true,
             identity: None,
+            retained_capabilities: 0,
             namespaces: Some(Namespaces {
                 id: JAIL_ID,
                 tmp_options: CString::from(JAIL_TMP_OPTIONS),
             }),
             workdir: Some(CString::from(c"/tmp")),
             no_new_privs: true,
-            seccomp: self
-                .seccomp
-                .as_ref()
-                .map(Policy::programs_for_isolation)
-                .unwrap_or_default(),
+            seccomp: programs(self.seccomp.as_ref()),
             signal_guard: None,
         };
         Ok(ForkPlan {
@@ -203,6 +222,23 @@ impl Sandbox for NsjailSandbox {
             keep_alive: None,
         })
     }
+}
+
+fn programs(policy: Option<&Policy>) -> Vec<Vec<libc::sock_filter>> {
+    policy
+        .map(Policy::programs_for_isolation)
+        .unwrap_or_default()
+}
+
+/// The harness's `--isolate` option: a spec it applies through the isolation library before
+/// anything else, in hex (an argument cannot hold every byte).
+fn isolate_option(spec: &Spec) -> [OsString; 2] {
+    let hex: String = spec
+        .encode()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    ["--isolate".into(), hex.into()]
 }
 
 /// Replaces the value that follows `flag`.

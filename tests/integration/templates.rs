@@ -317,7 +317,85 @@ async fn executions_a_span_apart_see_different_hash_seeds(kind: Kind) {
     service.assert_still_healthy().await;
 }
 
+fn status_field(status: &str, name: &str) -> String {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(name))
+        .map(|value| value.split_whitespace().next().unwrap_or("").to_owned())
+        .unwrap_or_default()
+}
+
+/// A template runs every module it preloads (and grows by) for every caller after, so it is
+/// confined before it imports anything: no_new_privs, its own system-call policy, no core
+/// dumps, no capability but those that switch its children to their uids (compat as root),
+/// an unprivileged uid, and an empty working directory no one can write.
+async fn a_template_is_confined_before_it_imports_anything(kind: Kind) {
+    // A preload set of its own, to find this service's data template among the tests' (the
+    // Lambda profile's run below this process too).
+    let own_module = match kind {
+        Kind::Nsjail => "stringprep",
+        Kind::Compat => "netrc",
+        Kind::Lambda => "shlex",
+    };
+    let preload = format!("numpy,pandas,{own_module}");
+    let service = Service::start_with(kind, &[("PRELOAD", &preload)]).await;
+    service.wait_for_templates().await;
+    let is_python = |pid: &i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|comm| comm.starts_with("python"))
+    };
+    let templates: Vec<i32> = data_template_processes(&preload)
+        .into_iter()
+        .filter(is_python)
+        .collect();
+    let describe = |pid: &i32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        format!(
+            "{pid}: ppid {} uid {}",
+            status_field(&status, "PPid:"),
+            status_field(&status, "Uid:")
+        )
+    };
+    let described: Vec<String> = templates.iter().map(describe).collect();
+    assert_eq!(templates.len(), 1, "templates found: {described:?}");
+    for pid in templates {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        assert_eq!(status_field(&status, "NoNewPrivs:"), "1", "{status}");
+        assert_eq!(status_field(&status, "Seccomp:"), "2", "{status}");
+        let (uid, capabilities) = match kind {
+            Kind::Nsjail => ("65534".to_owned(), "0000000000000000"),
+            Kind::Compat => ("60999".to_owned(), "00000000000000c0"),
+            // SAFETY: getuid cannot fail.
+            Kind::Lambda => (unsafe { libc::getuid() }.to_string(), "0000000000000000"),
+        };
+        assert_eq!(status_field(&status, "Uid:"), uid, "{status}");
+        assert_eq!(status_field(&status, "CapEff:"), capabilities, "{status}");
+        if kind == Kind::Compat {
+            assert_eq!(status_field(&status, "CapBnd:"), capabilities, "{status}");
+        }
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+        let core = limits
+            .lines()
+            .find(|line| line.starts_with("Max core file size"));
+        assert!(
+            core.is_some_and(|line| line.split_whitespace().nth(4) == Some("0")),
+            "{limits}"
+        );
+        // Only root may look at an undumpable process's working directory.
+        if kind != Kind::Lambda {
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).expect("cwd");
+            assert!(
+                cwd.ends_with("harness/empty"),
+                "{pid} works in {}",
+                cwd.display()
+            );
+        }
+    }
+    service.assert_still_healthy().await;
+}
+
 for_each_sandbox!(
+    a_template_is_confined_before_it_imports_anything,
     executions_a_span_apart_see_different_hash_seeds,
     forked_executions_share_nothing,
     deadline_counts_from_hand_over,

@@ -8,6 +8,10 @@
 //!
 //! Both return a negative number on failure, after telling the service which step failed and
 //! why; the caller then exits without running anything.
+//!
+//! A process the service starts (a template, or a cold sandbox under nsjail, whose first
+//! process the service cannot reach between fork and exec) applies its whole spec at once with
+//! [`pyexec_apply`], before it imports anything.
 
 use std::ffi::c_int;
 use std::io;
@@ -53,6 +57,30 @@ pub unsafe extern "C" fn pyexec_confine(
         Ok(0)
     });
     answer(status, confined)
+}
+
+/// Applies a whole spec to the calling process (no new PID namespace, no fds); on failure,
+/// says why on stderr and returns a negative number.
+///
+/// # Safety
+/// `spec` points to `length` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn pyexec_apply(spec: *const u8, length: usize) -> c_int {
+    // SAFETY: the caller's promise.
+    let bytes = unsafe { std::slice::from_raw_parts(spec, length) };
+    let applied = decode(bytes).and_then(|spec| {
+        spec.apply(Fds::default())
+            .map_err(|error| ("isolating", error))
+    });
+    match applied {
+        Ok(()) => 0,
+        Err((step, error)) => {
+            let message = format!("pyexec_isolate: {step}: {error}\n");
+            // SAFETY: write on stderr from a live buffer.
+            unsafe { libc::write(2, message.as_ptr().cast(), message.len()) };
+            -1
+        }
+    }
 }
 
 type Step<T> = Result<T, (&'static str, io::Error)>;

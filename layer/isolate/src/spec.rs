@@ -28,11 +28,19 @@ pub struct Namespaces {
     pub tmp_options: CString,
 }
 
-/// Everything one execution's process does to isolate itself before any script exists.
+/// Everything one execution's process (or a template) does to isolate itself before any
+/// script exists.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Spec {
     pub rlimits: Vec<Rlimit>,
+    /// Raise the OOM score, inherited by every process after: an execution's, never a
+    /// template's.
+    pub first_for_oom: bool,
     pub identity: Option<Identity>,
+    /// Capabilities (a bit per number) kept across the switch to `identity` and across exec,
+    /// as ambient capabilities: a template's, which its children need to switch to their own
+    /// uids. Every other spec drops every capability.
+    pub retained_capabilities: u64,
     pub namespaces: Option<Namespaces>,
     /// The working directory (compat's scratch; `/tmp` in namespaces).
     pub workdir: Option<CString>,
@@ -55,11 +63,13 @@ impl Spec {
             out.u32(limit.resource);
             out.u64(limit.value);
         }
+        out.flag(self.first_for_oom);
         out.flag(self.identity.is_some());
         if let Some(identity) = self.identity {
             out.u32(identity.uid);
             out.u32(identity.gid);
         }
+        out.u64(self.retained_capabilities);
         out.flag(self.namespaces.is_some());
         if let Some(namespaces) = &self.namespaces {
             out.u32(namespaces.id);
@@ -89,10 +99,12 @@ impl Spec {
             let value = input.u64()?;
             spec.rlimits.push(Rlimit { resource, value });
         }
+        spec.first_for_oom = input.flag()?;
         if input.flag()? {
             let (uid, gid) = (input.u32()?, input.u32()?);
             spec.identity = Some(Identity { uid, gid });
         }
+        spec.retained_capabilities = input.u64()?;
         if input.flag()? {
             let id = input.u32()?;
             let tmp_options = input.c_string()?;
@@ -130,10 +142,12 @@ mod tests {
                 resource: 0,
                 value: u64::MAX,
             }],
+            first_for_oom: true,
             identity: Some(Identity {
                 uid: 61000,
                 gid: 61001,
             }),
+            retained_capabilities: 0xc0,
             namespaces: Some(Namespaces {
                 id: 65534,
                 tmp_options: CString::new("size=64m").expect("no NUL"),

@@ -43,9 +43,18 @@ impl Spec {
         // own /proc files: as root (which also keeps the script from lowering it again), or in
         // a new user namespace (below). An undumpable process of an unprivileged uid (Lambda)
         // cannot, and must not be made dumpable to (a script of that uid runs beside it).
-        let _ = write_file(c"/proc/self/oom_score_adj", OOM_SCORE_ADJ);
+        if self.first_for_oom {
+            let _ = write_file(c"/proc/self/oom_score_adj", OOM_SCORE_ADJ);
+        }
         if let Some(identity) = self.identity {
+            let retained = self.retained_capabilities;
+            if retained != 0 {
+                keep_only(retained)?;
+            }
             become_user(identity)?;
+            if retained != 0 {
+                raise_as_ambient(retained)?;
+            }
         }
         if let Some(namespaces) = &self.namespaces {
             enter_namespaces(namespaces)?;
@@ -61,6 +70,10 @@ impl Spec {
     pub fn confine(&self, fds: Fds) -> io::Result<()> {
         if self.namespaces.is_some() {
             mount_fresh_tmp_and_proc(self.namespaces.as_ref())?;
+        }
+        // No capability survives into a script: neither a nested user namespace's nor those a
+        // template kept to switch its children to their uids.
+        if self.retained_capabilities == 0 {
             drop_capabilities()?;
         }
         if let Some(workdir) = &self.workdir {
@@ -214,6 +227,54 @@ fn drop_capabilities() -> io::Result<()> {
         let data = [CapData::default(); 2];
         let result = libc::syscall(libc::SYS_capset, &mut header, data.as_ptr());
         check(result as libc::c_int)?;
+    }
+    Ok(())
+}
+
+/// Before leaving root: every capability out of the bounding set but `retained` (which needs
+/// root's CAP_SETPCAP), and the permitted set kept through the uid change.
+fn keep_only(retained: u64) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    unsafe {
+        for capability in 0..=63u64 {
+            if retained & (1 << capability) == 0
+                && libc::prctl(libc::PR_CAPBSET_DROP, capability, 0, 0, 0) != 0
+            {
+                // Past the last capability this kernel knows: EINVAL, done.
+                break;
+            }
+        }
+        check(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0))?;
+    }
+    Ok(())
+}
+
+/// After the uid change: `retained` effective, permitted, inheritable and ambient, so it
+/// survives exec (an unprivileged program's permitted set after exec is its ambient set).
+fn raise_as_ambient(retained: u64) -> io::Result<()> {
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let word = |shift: u32| (retained >> shift) as u32;
+    let data = [0, 32].map(|shift| CapData {
+        effective: word(shift),
+        permitted: word(shift),
+        inheritable: word(shift),
+    });
+    // SAFETY: capset with a valid header and two data structs; prctl with integer arguments.
+    unsafe {
+        let result = libc::syscall(libc::SYS_capset, &mut header, data.as_ptr());
+        check(result as libc::c_int)?;
+        for capability in (0..=63u64).filter(|capability| retained & (1 << capability) != 0) {
+            check(libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                capability,
+                0,
+                0,
+            ))?;
+        }
     }
     Ok(())
 }

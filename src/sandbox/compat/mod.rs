@@ -45,6 +45,11 @@ use crate::limits::Limits;
 /// previous execution's teardown saw none of its processes left.
 const UID_BASE: u32 = 61_000;
 const UID_SPAN: u32 = 4_000;
+/// The uid a template runs as when the service is root: its own, below every execution's. It
+/// keeps only CAP_SETUID and CAP_SETGID, which its policy lets reach executions' uids alone.
+const TEMPLATE_UID: u32 = UID_BASE - 1;
+/// CAP_SETGID (6) and CAP_SETUID (7).
+const SETID_CAPABILITIES: u64 = (1 << 6) | (1 << 7);
 
 #[derive(Debug)]
 pub struct CompatSandbox {
@@ -53,6 +58,10 @@ pub struct CompatSandbox {
     /// Directories the script may read and execute from, besides the system's.
     runtime: Vec<PathBuf>,
     seccomp: Arc<Policy>,
+    /// A template's own policy, installed before it imports anything.
+    template_seccomp: Policy,
+    /// A template's working directory, HOME and TMPDIR: empty, and no one's to write.
+    template_home: PathBuf,
     /// The layers the platform allows (probed at start); only these are installed.
     isolation: Isolation,
     /// Per-execution uids, when the service is root.
@@ -72,6 +81,8 @@ impl CompatSandbox {
             SignalScope::GroupOnly
         };
         let seccomp = Policy::build(signals)?;
+        let execution_uids = as_root.then_some(UID_BASE..UID_BASE + UID_SPAN);
+        let template_seccomp = Policy::for_template(false, execution_uids)?;
         let shared_areas = (!as_root && !isolation.landlock).then(|| {
             let areas = SharedAreas::discover();
             tracing::info!(
@@ -86,6 +97,8 @@ impl CompatSandbox {
             harness: layer.harness_dir().join("harness.py"),
             runtime: vec![layer.python_dir(), layer.harness_dir()],
             seccomp: Arc::new(seccomp),
+            template_seccomp,
+            template_home: layer.harness_dir().join("empty"),
             isolation,
             uids: as_root.then(|| Arc::clone(&UIDS)),
             shared_areas,
@@ -162,7 +175,9 @@ impl CompatSandbox {
         let seccomp = self.isolation.seccomp.then_some(&*self.seccomp);
         let spec = Spec {
             rlimits,
+            first_for_oom: true,
             identity,
+            retained_capabilities: 0,
             namespaces: None,
             workdir: Some(
                 CString::new(scratch.path().as_os_str().as_bytes())
@@ -278,13 +293,17 @@ impl Sandbox for CompatSandbox {
         let mut args = self.interpreter_args();
         args.extend(harness_options(limits, preload));
         args.push("--template".into());
-        // The template's own rlimits are the service's: each child sets its execution's own.
         // Its environment is every execution's but HOME and TMPDIR (each child sets those).
+        let mut hardening = ChildHardening {
+            spec: self.template_spec()?,
+            landlock: None,
+            listener_socket: None,
+        };
         Ok(LaunchPlan {
             program: self.python.clone(),
             args,
-            env: self.environment(&std::env::temp_dir()),
-            hardening: None,
+            env: self.environment(&self.template_home),
+            hardening: Some(Box::new(move || hardening.run())),
             after_spawn: None,
             turn_taker: None,
             keep_alive: None,
@@ -308,6 +327,37 @@ impl Sandbox for CompatSandbox {
 }
 
 impl CompatSandbox {
+    /// How a template confines itself before it imports anything (and so before any module's
+    /// code runs): its own uid when the service is root (keeping only what switches its children
+    /// to theirs), an empty directory no one writes, no core dumps, no_new_privs and its
+    /// policy. Each child then sets its execution's limits, identity and policy on top.
+    fn template_spec(&self) -> Result<Spec, SandboxError> {
+        let as_root = self.uids.is_some();
+        let home = CString::new(self.template_home.as_os_str().as_bytes())
+            .map_err(|_| SandboxError::Failed("the layer's path has a NUL byte".into()))?;
+        Ok(Spec {
+            rlimits: vec![rlimits::Rlimit {
+                resource: libc::RLIMIT_CORE,
+                value: 0,
+            }],
+            first_for_oom: false,
+            identity: as_root.then_some(Identity {
+                uid: TEMPLATE_UID,
+                gid: TEMPLATE_UID,
+            }),
+            retained_capabilities: if as_root { SETID_CAPABILITIES } else { 0 },
+            namespaces: None,
+            workdir: Some(home),
+            no_new_privs: self.isolation.no_new_privs,
+            seccomp: if self.isolation.seccomp {
+                self.template_seccomp.programs_for_isolation()
+            } else {
+                Vec::new()
+            },
+            signal_guard: None,
+        })
+    }
+
     /// -I: ignore PYTHON* variables, the user site and the script's directory;
     /// -B: never write bytecode into the runtime.
     fn interpreter_args(&self) -> Vec<OsString> {

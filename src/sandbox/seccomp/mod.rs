@@ -1,7 +1,7 @@
 //! The system-call policy of every sandbox, compiled by `seccompiler` from the tables in
-//! [`rules`]. One policy for both: compat installs it in the child before exec, nsjail's harness
-//! installs the same programs first thing inside the jail (`--seccomp`), so the lists cannot
-//! disagree.
+//! [`rules`]. One policy for both: every path installs it through the isolation library
+//! (`pyexec_isolate::Spec`), so the lists cannot disagree. Templates have a policy of their own
+//! ([`Policy::for_template`]), under which their children still isolate themselves.
 //!
 //! `seccompiler` gives one filter a single "on match" action, so the policy is one filter per
 //! errno, plus the x32 guard ([`x32`]) and, in compat, the filter that hands signals to the
@@ -14,7 +14,6 @@ mod rules;
 mod x32;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op, SeccompCondition,
@@ -87,6 +86,31 @@ impl Policy {
         })
     }
 
+    /// A template's own policy (see `rules::eperm_for_template`): installed before it imports
+    /// anything, inherited by every child, which then installs [`Policy::build`]'s on top.
+    pub fn for_template(
+        namespaces: bool,
+        uids: Option<std::ops::Range<u32>>,
+    ) -> Result<Self, SeccompError> {
+        let arch = target_arch()?;
+        let mut eperm = rules::eperm_for_template(namespaces, uids)?;
+        eperm.extend(signal_denials(SignalScope::Namespace)?);
+        let filters = [
+            (libc::EACCES, rules::eacces()?),
+            (libc::ENOSYS, rules::enosys()),
+            (libc::EPERM, eperm),
+        ];
+        let mut programs = filters
+            .into_iter()
+            .map(|(errno, rules)| compile(rules, SeccompAction::Errno(errno as u32), arch))
+            .collect::<Result<Vec<_>, _>>()?;
+        programs.extend(x32::guard());
+        Ok(Self {
+            programs,
+            supervised_signals: None,
+        })
+    }
+
     /// The errno programs as the isolation steps install them (`pyexec_isolate::Spec`).
     pub fn programs_for_isolation(&self) -> Vec<Vec<libc::sock_filter>> {
         self.programs
@@ -98,25 +122,6 @@ impl Policy {
     /// The signal guard's program as the isolation steps install it.
     pub fn signal_guard_for_isolation(&self) -> Option<Vec<libc::sock_filter>> {
         self.supervised_signals.as_deref().map(to_libc)
-    }
-
-    /// The errno programs as one argument for the harness (`--seccomp`): each program's
-    /// instructions in hex, programs separated by commas.
-    pub fn to_harness_argument(&self) -> String {
-        let mut text = String::new();
-        for (index, program) in self.programs.iter().enumerate() {
-            if index > 0 {
-                text.push(',');
-            }
-            for instruction in program {
-                let _ = write!(
-                    text,
-                    "{:04x}{:02x}{:02x}{:08x}",
-                    instruction.code, instruction.jt, instruction.jf, instruction.k
-                );
-            }
-        }
-        text
     }
 }
 
@@ -195,6 +200,20 @@ mod tests {
     }
 
     #[test]
+    fn a_templates_policy_lets_its_children_isolate_themselves_and_no_more() {
+        let plain = rules::eperm().expect("rules");
+        let jail = rules::eperm_for_template(true, None).expect("rules");
+        let root = rules::eperm_for_template(false, Some(61_000..65_000)).expect("rules");
+        for nr in [libc::SYS_setsid, libc::SYS_unshare, libc::SYS_mount] {
+            assert!(plain.contains_key(&nr) && !jail.contains_key(&nr), "{nr}");
+        }
+        assert!(root.contains_key(&libc::SYS_unshare) && !root.contains_key(&libc::SYS_setsid));
+        assert_eq!(root[&libc::SYS_setresuid].len(), 6);
+        assert!(root.contains_key(&libc::SYS_setuid) && !jail.contains_key(&libc::SYS_setuid));
+        assert!(Policy::for_template(false, Some(61_000..65_000)).is_ok());
+    }
+
+    #[test]
     fn no_system_call_is_in_two_errno_filters() {
         let mut eperm = rules::eperm().expect("rules");
         eperm.extend(signal_denials(SignalScope::GroupOnly).expect("rules"));
@@ -203,17 +222,6 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for nr in eacces.keys().chain(enosys.keys()).chain(eperm.keys()) {
             assert!(seen.insert(*nr), "system call {nr} is in two filters");
-        }
-    }
-
-    #[test]
-    fn the_harness_argument_round_trips() {
-        let policy = Policy::build(SignalScope::Namespace).expect("policy");
-        let argument = policy.to_harness_argument();
-        let programs: Vec<&str> = argument.split(',').collect();
-        assert_eq!(programs.len(), policy.programs.len());
-        for (text, program) in programs.iter().zip(&policy.programs) {
-            assert_eq!(text.len(), program.len() * 16);
         }
     }
 }

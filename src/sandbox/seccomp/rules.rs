@@ -67,6 +67,67 @@ pub fn eperm() -> Result<Rules, SeccompError> {
     Ok(rules)
 }
 
+/// What a template may not do: everything a script may not, but what its children must still
+/// do to isolate themselves under the filter they inherit: a session of their own, and, with
+/// `namespaces`, new namespaces and their mounts. With `uids`, identity changes go only into
+/// that range (a template keeps CAP_SETUID to switch each child to its execution's uid; the
+/// filter keeps the capability from reaching root's, or anyone else's, files).
+pub fn eperm_for_template(
+    namespaces: bool,
+    uids: Option<std::ops::Range<u32>>,
+) -> Result<Rules, SeccompError> {
+    let mut rules = eperm()?;
+    rules.remove(&libc::SYS_setsid);
+    if namespaces {
+        rules.remove(&libc::SYS_unshare);
+        rules.remove(&libc::SYS_mount);
+    }
+    if let Some(uids) = uids {
+        rules.extend(identity_changes_outside(uids)?);
+    }
+    Ok(rules)
+}
+
+/// Identity changes a child of the template does not make (the BSD and fs-id calls, any
+/// supplementary group) or makes only into `uids`: `setresuid` and `setresgid` with every
+/// argument in range, `setgroups` to none.
+fn identity_changes_outside(uids: std::ops::Range<u32>) -> Result<Rules, SeccompError> {
+    let outside = || -> Result<Vec<SeccompRule>, SeccompError> {
+        let mut rules = Vec::new();
+        for arg in 0..3 {
+            rules.push(SeccompRule::new(vec![condition(
+                arg,
+                Op::Lt,
+                uids.start.into(),
+            )?])?);
+            rules.push(SeccompRule::new(vec![condition(
+                arg,
+                Op::Ge,
+                uids.end.into(),
+            )?])?);
+        }
+        Ok(rules)
+    };
+    let mut rules: Rules = [
+        libc::SYS_setuid,
+        libc::SYS_setreuid,
+        libc::SYS_setfsuid,
+        libc::SYS_setgid,
+        libc::SYS_setregid,
+        libc::SYS_setfsgid,
+    ]
+    .into_iter()
+    .map(|nr| (nr, vec![]))
+    .collect();
+    rules.insert(libc::SYS_setresuid, outside()?);
+    rules.insert(libc::SYS_setresgid, outside()?);
+    rules.insert(
+        libc::SYS_setgroups,
+        vec![SeccompRule::new(vec![condition(0, Op::Ne, 0)?])?],
+    );
+    Ok(rules)
+}
+
 /// Denied whatever the arguments.
 fn always_denied() -> Vec<i64> {
     let mut denied = vec![
