@@ -1,6 +1,6 @@
 """A template: the harness with its modules imported, forking one child per execution.
 
-The service (src/sandbox/template/) holds the other end of the control socket on fd 3. The
+The service (src/sandbox/zygote/) holds the other end of the control socket on fd 3. The
 template says "ready" once its imports are done, then for each message forks a child and closes
 its copies of what came with it. A message is one line of JSON for the harness ({"options":
 [harness options], "env": {variables}}) followed by the execution's isolation spec (encoded by

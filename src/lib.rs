@@ -1,27 +1,21 @@
 //! python-executor: an HTTP function that runs an untrusted Python script's `main()` inside a
-//! sandbox and answers with a JSON envelope. See DESIGN.md for the contract.
+//! sandbox and answers with a JSON envelope. The contract and the design: docs/design.md.
+//!
+//! The crate reads top-down, one layer per folder, each using only those below it:
+//!
+//! - [`startup`]: the command line and settings, probing the platform, choosing and proving the
+//!   sandbox, and building the service;
+//! - [`http`]: the front doors (the JSON API, Lambda's events, offload to S3, the OpenAPI
+//!   document) over one shared service value;
+//! - [`execute`]: admission, the templates' lifecycle, the executor, and turning what happened
+//!   in a sandbox into the API's answer (the API's types live here);
+//! - [`config`]: the typed settings every layer receives;
+//! - [`sandbox`]: running one script in isolation, behind one narrow door;
+//! - [`limits`]: the limits of one execution, shared by every layer.
 
-pub mod admission;
-pub mod answer;
-pub mod api;
-pub mod app;
-pub mod auth;
-pub mod body;
-pub mod cli;
 pub mod config;
-pub mod executor;
-pub mod lambda;
-pub mod layer;
+pub mod execute;
+pub mod http;
 pub mod limits;
-pub mod offload;
-pub mod openapi;
-pub mod platform;
-pub mod probe;
-pub mod procfs;
-pub mod reaper;
 pub mod sandbox;
-pub mod server;
 pub mod startup;
-pub mod telemetry;
-pub mod templates;
-pub mod unavailable;

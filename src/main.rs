@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use python_executor::cli::{Cli, Command};
 use python_executor::config::Config;
-use python_executor::{app, lambda, platform, probe, reaper, server, startup, telemetry};
+use python_executor::http::{lambda, server};
+use python_executor::sandbox::reaper;
+use python_executor::startup::cli::{Cli, Command};
+use python_executor::startup::{self, platform, probe, telemetry};
 use tokio::net::TcpListener;
 
 #[tokio::main]
@@ -37,7 +39,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .context("could not start the service")?;
     let abort = app.executor.as_ref().ok().map(|executor| executor.abort());
     let executor = app.executor.as_ref().ok().cloned();
-    let router = app::router(Arc::new(app));
+    let router = python_executor::http::router(Arc::new(app));
     if on_lambda {
         tracing::info!("serving the Lambda Runtime API");
         let healthy = move || executor.as_ref().is_none_or(|executor| executor.healthy());

@@ -7,8 +7,8 @@ mod lambda_support;
 use axum::body::to_bytes;
 use lambda_http::Service;
 use lambda_support::events;
-use python_executor::lambda;
-use python_executor::unavailable::{Category, Unavailable};
+use python_executor::execute::{Category, Unavailable};
+use python_executor::http::lambda;
 use serde_json::{json, Value};
 
 /// Runs one event (JSON text) through the Lambda handler; status and JSON body.

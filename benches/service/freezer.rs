@@ -11,7 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use python_executor::procfs::Stat;
+use python_executor::sandbox::procfs::Stat;
 
 use crate::common::procs::descendants;
 

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use python_executor::procfs::Stat;
+use python_executor::sandbox::procfs::Stat;
 use serde_json::{json, Value};
 
 use crate::common::binary::{Launch, Output, Running};

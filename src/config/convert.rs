@@ -3,9 +3,9 @@
 //! that span settings: FORCE_COMPAT wins over SANDBOX, and a blank text setting means unset.
 
 use super::{ApiKey, Config, HttpConfig, SandboxChoice, Settings, TemplateConfig};
-use crate::api::InputFileLimits;
+use crate::execute::api::InputFileLimits;
+use crate::http::offload::OffloadConfig;
 use crate::limits::Limits;
-use crate::offload::OffloadConfig;
 
 impl From<Settings> for Config {
     fn from(s: Settings) -> Self {

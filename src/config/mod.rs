@@ -16,9 +16,9 @@ use std::time::Duration;
 use clap::{Args, Command, FromArgMatches};
 use thiserror::Error;
 
-use crate::api::InputFileLimits;
+use crate::execute::api::InputFileLimits;
+pub use crate::http::offload::OffloadConfig;
 use crate::limits::{ByteSize, Limits};
-pub use crate::offload::OffloadConfig;
 use crate::sandbox::isolation::Isolation;
 pub use settings::Settings;
 
@@ -80,7 +80,7 @@ pub struct Config {
     pub http: HttpConfig,
 }
 
-/// Bounds on HTTP clients, so slow or idle ones cannot hold the service (src/server.rs).
+/// Bounds on HTTP clients, so slow or idle ones cannot hold the service (src/http/server.rs).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpConfig {
     /// Longest wait for a request's headers, from the connection's start or the previous
@@ -92,7 +92,7 @@ pub struct HttpConfig {
     pub max_connections: usize,
 }
 
-/// The templates executions are forked from (see src/templates/).
+/// The templates executions are forked from (see src/execute/templates/).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TemplateConfig {
     /// Off: every request starts a fresh sandbox and interpreter (the cold path).

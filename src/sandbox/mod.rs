@@ -3,7 +3,7 @@
 //! A [`Sandbox`] says how to start the harness under its kind of isolation ([`LaunchPlan`]);
 //! [`process`] does everything else, the same way for every kind: cgroup, pipes, the host-side
 //! deadline, draining output with caps, killing and reaping. What happened comes back as a
-//! [`process::Execution`]; the layer above (`crate::answer`) turns it into the API's answer.
+//! [`process::Execution`]; the layer above (`crate::execute::answer`) turns it into the API's answer.
 
 pub mod cgroup;
 mod cgroup_favor;
@@ -11,14 +11,17 @@ mod cgroup_v2;
 mod child_setup;
 pub mod compat;
 pub mod isolation;
+pub mod layer;
 pub mod live;
 pub mod nsjail;
 pub mod pipes;
 pub mod process;
+pub mod procfs;
 pub mod protocol;
+pub mod reaper;
 pub mod seccomp;
-pub mod template;
 pub mod watch;
+pub mod zygote;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -73,7 +76,7 @@ pub struct Job {
     pub script: String,
     pub args: Map<String, Value>,
     /// Written into the working directory before the script runs.
-    pub files: Vec<crate::api::InputFile>,
+    pub files: Vec<crate::execute::api::InputFile>,
     pub limits: Limits,
 }
 
@@ -201,7 +204,7 @@ pub enum SandboxError {
     #[error(transparent)]
     Policy(#[from] seccomp::SeccompError),
     #[error("the template: {0}")]
-    Template(#[from] template::TemplateError),
+    Template(#[from] zygote::TemplateError),
     #[error("the sandbox failed: {0}")]
     Failed(String),
 }

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use super::isolation::Isolation;
 use super::seccomp::{Policy, SignalScope};
 use super::{harness_options, ForkPlan, LaunchPlan, Sandbox, SandboxError, SandboxKind};
-use crate::layer::Layer;
 use crate::limits::Limits;
+use crate::sandbox::layer::Layer;
 
 /// Where the layer's pieces appear inside the jail, wherever they are on the host.
 const JAIL_PYTHON_DIR: &str = "/opt/python";

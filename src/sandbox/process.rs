@@ -619,7 +619,7 @@ fn wait_until_group_is_gone(group: i32, wait: Duration) -> bool {
     }
     let started = Instant::now();
     let mut pause = Duration::from_millis(1);
-    while crate::procfs::group_has_live_members(group) {
+    while crate::sandbox::procfs::group_has_live_members(group) {
         if started.elapsed() > wait {
             return false;
         }

@@ -57,7 +57,7 @@ pub enum Outputs {
         files: Vec<ListedFile>,
         /// Entries that are not regular files, never opened (the first few of them).
         #[serde(default)]
-        skipped: Vec<crate::api::SkippedFile>,
+        skipped: Vec<crate::execute::api::SkippedFile>,
     },
     OverLimit {
         /// `TOO_MANY_OUTPUT_FILES` or `OUTPUT_FILES_TOO_LARGE`.

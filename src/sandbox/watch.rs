@@ -10,7 +10,7 @@
 //! for its whole wall-clock limit in short-lived processes. A process's time is counted while
 //! it runs and as a zombie; once reaped, it lives on where the kernel put it: in the waiting
 //! parent's children's time (a member), or, for an orphan the service reaped, in what the
-//! reaper recorded for the sandbox's group (`crate::reaper`). A child its parent let the kernel
+//! reaper recorded for the sandbox's group (`crate::sandbox::reaper`). A child its parent let the kernel
 //! reap (SIGCHLD ignored) leaves nothing anywhere: its last sample is kept.
 
 use std::collections::{HashMap, HashSet};
@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use super::cgroup::ExecCgroup;
 use crate::limits::Limits;
-use crate::procfs::{self, Stat};
+use crate::sandbox::procfs::{self, Stat};
 
 pub const INTERVAL: Duration = Duration::from_millis(100);
 
@@ -54,7 +54,7 @@ pub struct Watch {
     /// Ticks of members reaped by the kernel itself, as last seen.
     auto_reaped_ticks: u64,
     /// Keeps what the reaper records for this sandbox's group while the watch lasts.
-    _reaped: crate::reaper::ReapedWatch,
+    _reaped: crate::sandbox::reaper::ReapedWatch,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -73,7 +73,7 @@ impl Watch {
             observed: Observed::default(),
             last_seen: HashMap::new(),
             auto_reaped_ticks: 0,
-            _reaped: crate::reaper::ReapedWatch::new(leader),
+            _reaped: crate::sandbox::reaper::ReapedWatch::new(leader),
         };
         let members = if cgroup.is_some() {
             Vec::new()
@@ -138,7 +138,7 @@ impl Watch {
         self.account_for_the_vanished(members);
         let ticks: u64 = members.iter().map(|(_, stat)| stat.cpu_ticks).sum::<u64>()
             + self.auto_reaped_ticks
-            + crate::reaper::reaped_ticks(self.leader);
+            + crate::sandbox::reaper::reaped_ticks(self.leader);
         Some(Duration::from_millis(
             ticks * 1000 / procfs::ticks_per_second(),
         ))

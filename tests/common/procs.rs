@@ -1,7 +1,7 @@
 //! Finding host processes: by a marker in their command line (the test binaries that check
 //! nothing a script started outlives its execution), and by descent from a process (the
 //! sandboxes a service started, the processes a tool started). `/proc/<pid>/stat` is read by the
-//! service's own parser, `python_executor::procfs`.
+//! service's own parser, `python_executor::sandbox::procfs`.
 
 // Each test binary that includes this module uses only part of it.
 #![allow(dead_code)]
@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use python_executor::procfs::{self, Stat};
+use python_executor::sandbox::procfs::{self, Stat};
 
 /// How long a killed process may take to disappear: the kernel reaps them asynchronously.
 const REAPED_WITHIN: Duration = Duration::from_secs(3);

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use python_executor::config::Config;
-use python_executor::{app, server, startup};
+use python_executor::http::{self, server};
+use python_executor::startup;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -99,14 +100,15 @@ pub fn in_lambda_profile<F: std::future::Future<Output = ()>>(
     }
     // What the binary's main does first: this test process is the service here, and on Lambda
     // scripts run under its uid.
-    python_executor::platform::protect_service().expect("the service protects itself");
+    python_executor::startup::platform::protect_service().expect("the service protects itself");
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a runtime")
         .block_on(async {
-            let _reaper = python_executor::reaper::spawn().expect("the orphan reaper starts");
+            let _reaper =
+                python_executor::sandbox::reaper::spawn().expect("the orphan reaper starts");
             test().await
         });
 }
@@ -243,7 +245,7 @@ impl Service {
         let config = Config::from_lookup(|name| env.get(name).cloned()).expect("valid test config");
         let http = config.http.clone();
         let app = startup::build(config).await.expect("the service starts");
-        let router = app::router(Arc::new(app));
+        let router = http::router(Arc::new(app));
         let listener = ports::loopback_listener();
         listener
             .set_nonblocking(true)

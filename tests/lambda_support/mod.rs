@@ -16,10 +16,10 @@ pub mod rie;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use python_executor::app::{self, App};
 use python_executor::config::Config;
+use python_executor::execute::Unavailable;
+use python_executor::http::{router, App};
 use python_executor::startup;
-use python_executor::unavailable::Unavailable;
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -63,7 +63,7 @@ pub async fn router_with(pairs: &[(&str, &str)]) -> axum::Router {
     })
     .expect("valid test configuration");
     let app = startup::build(config).await.expect("the service starts");
-    app::router(Arc::new(app))
+    router(Arc::new(app))
 }
 
 /// A router whose sandbox is unavailable for `reason`, as on a platform refusing namespaces.
@@ -72,5 +72,5 @@ pub fn router_without_sandbox(reason: Unavailable) -> axum::Router {
         config: Config::default(),
         executor: Err(reason),
     };
-    app::router(Arc::new(app))
+    router(Arc::new(app))
 }

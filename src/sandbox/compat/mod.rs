@@ -37,8 +37,8 @@ use super::seccomp::{Policy, SignalScope};
 use super::{
     harness_options, AfterSpawn, ForkPlan, LaunchPlan, Sandbox, SandboxError, SandboxKind,
 };
-use crate::layer::Layer;
 use crate::limits::Limits;
+use crate::sandbox::layer::Layer;
 
 /// The uids executions run under when the service is root: a range no image's users occupy,
 /// inside the 16 bits every user namespace maps. A uid is handed out again only after its

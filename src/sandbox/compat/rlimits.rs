@@ -50,10 +50,10 @@ pub fn uid_tasks_staying() -> u64 {
     let running = crate::sandbox::live::running_sessions();
     // SAFETY: getuid cannot fail.
     let uid = unsafe { libc::getuid() };
-    crate::procfs::pids()
+    crate::sandbox::procfs::pids()
         .into_iter()
         .filter(|pid| {
-            crate::procfs::Stat::of(*pid).is_some_and(|stat| !running.contains(&stat.pgrp))
+            crate::sandbox::procfs::Stat::of(*pid).is_some_and(|stat| !running.contains(&stat.pgrp))
         })
         .filter_map(|pid| tasks_of_uid(pid, uid))
         .sum()

@@ -15,7 +15,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::task::JoinHandle;
 
-use crate::procfs::Stat;
+use crate::sandbox::procfs::Stat;
 
 /// The two ends of the socket pair the listener travels over.
 #[derive(Debug)]

@@ -13,13 +13,13 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::json;
 
-use crate::answer::sandbox_failed;
-use crate::api::{request::check_content_type, ApiError, ErrorCode, ExecuteRequest};
-use crate::body;
 use crate::config::Config;
-use crate::executor::Executor;
-use crate::offload::Offloader;
-use crate::unavailable::Unavailable;
+use crate::execute::answer::sandbox_failed;
+use crate::execute::api::{request::check_content_type, ApiError, ErrorCode, ExecuteRequest};
+use crate::execute::Executor;
+use crate::execute::Unavailable;
+use crate::http::body;
+use crate::http::offload::Offloader;
 
 /// Shared state of every request.
 #[derive(Debug)]
@@ -43,7 +43,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/execute", post(execute))
         .route("/health", get(health))
-        .route("/openapi.json", get(crate::openapi::serve))
+        .route("/openapi.json", get(crate::http::openapi::serve))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(offloader))
@@ -83,7 +83,7 @@ async fn receive(app: &App, parts: &Parts, body: Body) -> Result<Bytes, Response
 
 fn check_headers(app: &App, parts: &Parts) -> Result<(), ApiError> {
     // Before anything else: an unauthenticated client learns nothing about the request.
-    crate::auth::check(
+    crate::http::auth::check(
         app.config.api_key.as_ref(),
         parts.headers.get(header::AUTHORIZATION),
     )?;
@@ -103,7 +103,10 @@ fn closing(mut response: Response) -> Response {
     response
 }
 
-async fn run_execute(app: &App, body: &[u8]) -> Result<crate::api::ExecuteResponse, ApiError> {
+async fn run_execute(
+    app: &App,
+    body: &[u8],
+) -> Result<crate::execute::api::ExecuteResponse, ApiError> {
     let config = &app.config;
     let request = ExecuteRequest::parse_with(body, config.max_script, &config.input_files)?;
     match &app.executor {

@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::TemplateConfig;
 use crate::limits::Limits;
 use crate::sandbox::process::Started;
-use crate::sandbox::template::Template;
+use crate::sandbox::zygote::Template;
 use crate::sandbox::{Runner, SandboxError};
 use life::{Lifespan, Stage};
 

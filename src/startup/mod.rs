@@ -5,6 +5,11 @@
 //! that answers every execution with `SANDBOX_ERROR` and says why in `/health`, rather than one
 //! that runs scripts unconfined or dies without explanation.
 
+pub mod cli;
+pub mod platform;
+pub mod probe;
+pub mod telemetry;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,18 +17,18 @@ use std::time::Duration;
 use serde_json::Map;
 use thiserror::Error;
 
-use crate::answer::interpret;
-use crate::app::App;
 use crate::config::{Config, SandboxChoice};
-use crate::executor::Executor;
-use crate::layer::{Layer, LayerError};
-use crate::platform::{self, Choice, Platform, SystemProbes};
-use crate::probe::Report;
+use crate::execute::answer::interpret;
+use crate::execute::Executor;
+use crate::execute::{Category, Unavailable};
+use crate::http::router::App;
 use crate::sandbox::cgroup::{CgroupError, CgroupRoot};
 use crate::sandbox::compat::CompatSandbox;
+use crate::sandbox::layer::{Layer, LayerError};
 use crate::sandbox::nsjail::NsjailSandbox;
 use crate::sandbox::{Job, Runner, Sandbox, SandboxError, SandboxKind};
-use crate::unavailable::{Category, Unavailable};
+use crate::startup::probe::Report;
+use platform::{Choice, Platform, SystemProbes};
 
 const CGROUP_MOUNT: &str = "/sys/fs/cgroup";
 /// The start-up self-test: the smallest script that proves the sandbox runs Python end to end.

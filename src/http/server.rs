@@ -5,7 +5,7 @@
 //! The accept loop is hyper's own rather than `axum::serve`, which offers neither a timer (so
 //! hyper's header read timeout never fires) nor a cap on connections. Clients are bounded three
 //! ways: their headers must arrive within `HEADER_READ_TIMEOUT_S` (which also closes idle
-//! keep-alive connections), their body within `BODY_READ_TIMEOUT_S` (src/body.rs), and at most
+//! keep-alive connections), their body within `BODY_READ_TIMEOUT_S` (src/http/body.rs), and at most
 //! `MAX_CONNECTIONS` are served at once.
 
 use std::future::Future;

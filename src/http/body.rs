@@ -17,7 +17,7 @@ use axum::body::{Body, Bytes, HttpBody};
 use thiserror::Error;
 use tokio::time::Instant;
 
-use crate::api::{ApiError, ErrorCode};
+use crate::execute::api::{ApiError, ErrorCode};
 use crate::limits::ByteSize;
 
 /// The most of an unwanted body read and discarded before the connection is closed anyway:

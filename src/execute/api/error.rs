@@ -42,7 +42,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// Every code, so the OpenAPI document can be checked against them (src/openapi.rs, whose
+    /// Every code, so the OpenAPI document can be checked against them (src/http/openapi.rs, whose
     /// tests also fail when a variant is missing here).
     pub const ALL: [Self; 24] = [
         Self::InvalidRequest,

@@ -55,8 +55,8 @@ pub struct Unavailable {
 }
 
 /// The platform refused: an isolation failure.
-impl From<crate::platform::Refusal> for Unavailable {
-    fn from(refusal: crate::platform::Refusal) -> Self {
+impl From<crate::startup::platform::Refusal> for Unavailable {
+    fn from(refusal: crate::startup::platform::Refusal) -> Self {
         Self::new(Category::Isolation, refusal.to_string())
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::api::{ApiError, ErrorCode};
+use crate::execute::api::{ApiError, ErrorCode};
 
 #[derive(Clone, Debug)]
 pub struct Admission {

@@ -3,8 +3,8 @@
 //! the answer is the limit's error code, not a shortened list.
 
 use super::sandbox_failed;
-use crate::api::files::content_type;
-use crate::api::{ApiError, ErrorCode, OutputFile, SkippedFile};
+use crate::execute::api::files::content_type;
+use crate::execute::api::{ApiError, ErrorCode, OutputFile, SkippedFile};
 use crate::limits::Limits;
 use crate::sandbox::protocol::Outputs;
 

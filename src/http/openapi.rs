@@ -10,7 +10,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 /// The document, byte for byte as in `docs/openapi.json`.
-pub const DOCUMENT: &str = include_str!("../docs/openapi.json");
+pub const DOCUMENT: &str = include_str!("../../docs/openapi.json");
 
 /// `GET /openapi.json`.
 pub async fn serve() -> Response {
@@ -24,7 +24,7 @@ mod tests {
     use serde_json::Value;
 
     use super::DOCUMENT;
-    use crate::api::ErrorCode;
+    use crate::execute::api::ErrorCode;
 
     fn document() -> Value {
         serde_json::from_str(DOCUMENT).expect("docs/openapi.json is JSON")
@@ -149,12 +149,12 @@ mod tests {
     fn all_lists_every_code_once() {
         let names: BTreeSet<&str> = ErrorCode::ALL.iter().map(|code| code.as_str()).collect();
         assert_eq!(names.len(), ErrorCode::ALL.len());
-        let source = include_str!("api/error.rs");
+        let source = include_str!("../execute/api/error.rs");
         let body = source
             .split("pub enum ErrorCode {")
             .nth(1)
             .and_then(|rest| rest.split("\n}").next())
-            .expect("the ErrorCode enum in src/api/error.rs");
+            .expect("the ErrorCode enum in src/execute/api/error.rs");
         let variants = body
             .lines()
             .map(str::trim)

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::{Lease, Serving, Set, Shared};
-use crate::sandbox::template;
+use crate::sandbox::zygote;
 use crate::sandbox::SandboxError;
 
 /// The first wait before starting a template again; doubled after each quick failure.
@@ -158,7 +158,7 @@ async fn run_once(
 ) -> Result<Ended, SandboxError> {
     let set = &shared.sets[index];
     let preload = set.lock_preload().clone();
-    let (template, mut process) = template::spawn(shared.runner.clone(), &shared.limits, &preload)?;
+    let (template, mut process) = zygote::spawn(shared.runner.clone(), &shared.limits, &preload)?;
     let template = Arc::new(template);
     if let Err(error) = template.ready().await {
         process.kill();
@@ -219,7 +219,7 @@ async fn replaced(serving: &mut watch::Receiver<u64>, generation: u64) {
 async fn retire(
     shared: &Shared,
     set: &Set,
-    process: &mut template::TemplateProcess,
+    process: &mut zygote::TemplateProcess,
     leases_gone: &mut mpsc::Receiver<()>,
 ) {
     let longest = shared.limits.wall + RETIRE_GRACE;

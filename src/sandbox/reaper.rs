@@ -18,8 +18,8 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinHandle;
 
-use crate::procfs::Stat;
 use crate::sandbox::live;
+use crate::sandbox::procfs::Stat;
 
 /// SIGCHLD signals coalesce; a periodic sweep catches any we merged away.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
@@ -95,12 +95,12 @@ pub fn reap_orphans() -> usize {
 fn cpu_ticks(usage: &libc::rusage) -> u64 {
     let micros = |time: libc::timeval| time.tv_sec as u64 * 1_000_000 + time.tv_usec as u64;
     let total = micros(usage.ru_utime) + micros(usage.ru_stime);
-    total * crate::procfs::ticks_per_second() / 1_000_000
+    total * crate::sandbox::procfs::ticks_per_second() / 1_000_000
 }
 
 /// The pids whose parent is `parent`, with their process groups.
 fn children_of(parent: i32) -> Vec<(i32, i32)> {
-    crate::procfs::pids()
+    crate::sandbox::procfs::pids()
         .into_iter()
         .filter_map(|pid| Some((pid, Stat::of(pid)?)))
         .filter(|(_, stat)| stat.ppid == parent)

@@ -1,16 +1,16 @@
 //! Runs one validated request: wait for a slot, fork a sandbox from a template (or start a
 //! fresh one), hand it the job, interpret what happened.
 
-use crate::admission::Admission;
-use crate::answer::{interpret, sandbox_failed, shared_places_unclean};
-use crate::api::{ApiError, ExecuteRequest, ExecuteResponse};
 use crate::config::Config;
+use crate::execute::admission::Admission;
+use crate::execute::answer::{interpret, sandbox_failed, shared_places_unclean};
+use crate::execute::api::{ApiError, ExecuteRequest, ExecuteResponse};
+use crate::execute::templates::{Templates, TemplatesStatus};
 use crate::limits::Limits;
 use crate::sandbox::cgroup::CgroupRoot;
 use crate::sandbox::isolation::Isolation;
 use crate::sandbox::process;
 use crate::sandbox::{Job, Runner, SandboxKind};
-use crate::templates::{Templates, TemplatesStatus};
 
 #[derive(Clone, Debug)]
 pub struct Executor {
@@ -51,7 +51,7 @@ impl Executor {
     pub async fn wait_for_templates(&self) {
         if let Some(templates) = &self.templates {
             templates
-                .wait_until_started(crate::sandbox::template::READY_TIMEOUT)
+                .wait_until_started(crate::sandbox::zygote::READY_TIMEOUT)
                 .await;
         }
     }

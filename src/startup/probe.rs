@@ -10,9 +10,9 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::platform::Platform;
 use crate::sandbox::isolation::Isolation;
 use crate::sandbox::SandboxKind;
+use crate::startup::platform::Platform;
 use crate::startup::{self, Probed};
 
 /// What the probe found, in `/health`'s words where `/health` has them.
@@ -100,7 +100,7 @@ impl Report {
             isolation: Vec::new(),
             cgroup: None,
             reason: Some(reason),
-            reason_category: Some(crate::unavailable::Category::Setup.as_str()),
+            reason_category: Some(crate::execute::Category::Setup.as_str()),
             missing: IndexMap::new(),
             min_isolation: config.min_isolation.names(),
             platform: None,

@@ -3,8 +3,8 @@
 use axum::http::HeaderValue;
 use subtle::ConstantTimeEq;
 
-use crate::api::{ApiError, ErrorCode};
 use crate::config::ApiKey;
+use crate::execute::api::{ApiError, ErrorCode};
 
 /// Checks the request's `Authorization` header against the configured key, if any.
 pub fn check(expected: Option<&ApiKey>, header: Option<&HeaderValue>) -> Result<(), ApiError> {

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 mod outputs;
 
-use crate::api::{ApiError, ErrorCode, ExecuteResponse, Truncated, Usage};
+use crate::execute::api::{ApiError, ErrorCode, ExecuteResponse, Truncated, Usage};
 use crate::limits::Limits;
 use crate::sandbox::process::Execution;
 use crate::sandbox::protocol::{self, Frame, Header, Report};

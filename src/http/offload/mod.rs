@@ -15,8 +15,8 @@ use std::time::Duration;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::{ApiError, ErrorCode, ExecuteResponse};
 use crate::config::Config;
+use crate::execute::api::{ApiError, ErrorCode, ExecuteResponse};
 use crate::limits::ByteSize;
 pub use envelope::Budget;
 use envelope::{Envelope, Piece};
@@ -172,7 +172,7 @@ fn file_object(envelope: &Envelope, index: usize, id: &uuid::Uuid) -> Result<Obj
     Ok(Object {
         key: format!("results/{id}/{}", text("path")?),
         body,
-        content_type: crate::api::files::content_type(&text("path")?),
+        content_type: crate::execute::api::files::content_type(&text("path")?),
     })
 }
 
