@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use python_executor::config::Config;
 use python_executor::http::{lambda, server};
-use python_executor::sandbox::reaper;
+use python_executor::sandbox::spawn_reaper;
 use python_executor::startup::cli::{Cli, Command};
 use python_executor::startup::{self, platform, probe, telemetry};
 use tokio::net::TcpListener;
@@ -22,7 +22,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let config = cli.config();
     telemetry::init(config.log_format);
-    reaper::spawn().context("could not start the orphan reaper")?;
+    spawn_reaper().context("could not start the orphan reaper")?;
     match cli.command {
         Some(Command::Probe { json }) => Ok(probe::run(&config, json).await),
         None => serve(config).await.map(|()| ExitCode::SUCCESS),

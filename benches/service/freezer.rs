@@ -11,9 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use python_executor::sandbox::procfs::Stat;
-
-use crate::common::procs::descendants;
+use crate::common::procs::{descendants, has_ended};
 
 const HIERARCHY: &str = "/sys/fs/cgroup/freezer";
 /// How long freezing may take: a task in an uninterruptible sleep freezes once it wakes.
@@ -45,9 +43,7 @@ impl Freezer {
         let mut moved = 0;
         for pid in std::iter::once(root).chain(descendants(root)) {
             // A zombie cannot run, and leaves every cgroup as it exits: nothing to freeze.
-            let stat = i32::try_from(pid).ok().and_then(Stat::of);
-            let zombie = stat.is_none_or(|stat| stat.is_zombie());
-            if inside.contains(&pid) || zombie {
+            if inside.contains(&pid) || has_ended(pid) {
                 continue;
             }
             match fs::write(self.dir.join("cgroup.procs"), pid.to_string()) {

@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use python_executor::sandbox::procfs::Stat;
 use serde_json::{json, Value};
 
 use crate::common::binary::{Launch, Output, Running};
@@ -114,8 +113,7 @@ impl Service {
 
     /// Whether the service's process has ended (it is a zombie until the drop reaps it).
     fn exited(&self) -> bool {
-        let stat = i32::try_from(self.pid()).ok().and_then(Stat::of);
-        stat.is_none_or(|stat| stat.is_zombie())
+        crate::common::procs::has_ended(self.pid())
     }
 
     /// Runs `script`: the status (0 when no answer came) and the body.

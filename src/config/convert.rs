@@ -2,79 +2,92 @@
 //! parsed here (the values are typed already); this only groups them and applies the two rules
 //! that span settings: FORCE_COMPAT wins over SANDBOX, and a blank text setting means unset.
 
+use super::InputFileLimits;
+use super::OffloadConfig;
 use super::{ApiKey, Config, HttpConfig, SandboxChoice, Settings, TemplateConfig};
-use crate::execute::api::InputFileLimits;
-use crate::http::offload::OffloadConfig;
 use crate::limits::Limits;
 
 impl From<Settings> for Config {
     fn from(s: Settings) -> Self {
-        let limits = Limits {
-            wall: s.max_timeout_s,
-            cpu: s.cpu_limit_s,
-            memory: s.memory_limit_mib,
-            file_size: s.file_size_limit_kib,
-            processes: s.max_processes,
-            open_files: s.max_open_files,
-            stdout: s.max_stdout_kib,
-            stderr: s.max_stderr_kib,
-            result: s.max_result_kib,
-            output_files: s.max_output_files,
-            output_bytes: s.max_output_files_kib,
-        };
-        let input_files = InputFileLimits {
-            max_files: s.max_input_files as usize,
-            // A file the script could not write itself cannot be handed to it either.
-            max_file: s.file_size_limit_kib,
-            max_total: s.max_input_files_kib,
-        };
-        let templates = TemplateConfig {
-            enabled: s.templates,
-            preload: s.preload.0,
-            preload_on_demand: s.preload_on_demand.0,
-            spare_forks: s.spare_forks,
-            max_forks: s.template_max_forks,
-            max_age: s.template_max_age_s,
-        };
-        let offload = OffloadConfig {
-            bucket: trimmed(s.result_bucket),
-            url_ttl: s.result_url_ttl_s,
-            max_inline: s.max_inline_response_kib,
-            endpoint_url: trimmed(s.s3_endpoint_url),
-            force_path_style: s.s3_force_path_style,
-        };
         Self {
             port: s.port,
             // A path is taken as given, surrounding spaces included: only a blank one is unset.
             layer_dir: s
                 .layer_dir
+                .clone()
                 .filter(|dir| !dir.to_string_lossy().trim().is_empty()),
-            limits,
+            limits: limits(&s),
             max_script: s.max_script_kib,
             max_body: s.max_body_kib,
-            input_files,
+            input_files: input_files(&s),
             log_format: s.log_format,
-            // The seeds' FORCE_COMPAT=1 wins over SANDBOX, as their deployment instructions
-            // rely on it.
+            // FORCE_COMPAT=1 wins over SANDBOX: deployment instructions written for it rely on
+            // that.
             sandbox: if s.force_compat {
                 SandboxChoice::Compat
             } else {
                 s.sandbox
             },
-            templates,
+            templates: templates(&s),
             max_concurrency: s.max_concurrency,
             queue_wait: s.queue_wait_ms,
             min_isolation: s.min_isolation,
-            api_key: trimmed(s.api_key).map(ApiKey),
+            api_key: trimmed(s.api_key.clone()).map(ApiKey),
             shutdown_grace: s.shutdown_grace_s,
-            lambda: trimmed(s.aws_lambda_runtime_api).is_some(),
-            offload,
+            lambda: trimmed(s.aws_lambda_runtime_api.clone()).is_some(),
+            offload: offload(&s),
             http: HttpConfig {
                 header_read_timeout: s.header_read_timeout_s,
                 body_read_timeout: s.body_read_timeout_s,
                 max_connections: s.max_connections,
             },
         }
+    }
+}
+
+fn limits(s: &Settings) -> Limits {
+    Limits {
+        wall: s.max_timeout_s,
+        cpu: s.cpu_limit_s,
+        memory: s.memory_limit_mib,
+        file_size: s.file_size_limit_kib,
+        processes: s.max_processes,
+        open_files: s.max_open_files,
+        stdout: s.max_stdout_kib,
+        stderr: s.max_stderr_kib,
+        result: s.max_result_kib,
+        output_files: s.max_output_files,
+        output_bytes: s.max_output_files_kib,
+    }
+}
+
+fn input_files(s: &Settings) -> InputFileLimits {
+    InputFileLimits {
+        max_files: s.max_input_files as usize,
+        // A file the script could not write itself cannot be handed to it either.
+        max_file: s.file_size_limit_kib,
+        max_total: s.max_input_files_kib,
+    }
+}
+
+fn templates(s: &Settings) -> TemplateConfig {
+    TemplateConfig {
+        enabled: s.templates,
+        preload: s.preload.0.clone(),
+        preload_on_demand: s.preload_on_demand.0.clone(),
+        spare_forks: s.spare_forks,
+        max_forks: s.template_max_forks,
+        max_age: s.template_max_age_s,
+    }
+}
+
+fn offload(s: &Settings) -> OffloadConfig {
+    OffloadConfig {
+        bucket: trimmed(s.result_bucket.clone()),
+        url_ttl: s.result_url_ttl_s,
+        max_inline: s.max_inline_response_kib,
+        endpoint_url: trimmed(s.s3_endpoint_url.clone()),
+        force_path_style: s.s3_force_path_style,
     }
 }
 

@@ -16,10 +16,8 @@ use std::time::Duration;
 use clap::{Args, Command, FromArgMatches};
 use thiserror::Error;
 
-use crate::execute::api::InputFileLimits;
-pub use crate::http::offload::OffloadConfig;
 use crate::limits::{ByteSize, Limits};
-use crate::sandbox::isolation::Isolation;
+use crate::sandbox::Isolation;
 pub use settings::Settings;
 
 /// A setting that could not be used: clap's message, which names the flag and, as the flag's
@@ -118,6 +116,57 @@ impl Default for TemplateConfig {
             spare_forks: 1,
             max_forks: 5000,
             max_age: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What a request's files may add up to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InputFileLimits {
+    /// Most files in one request.
+    pub max_files: usize,
+    /// Largest file, decoded (the sandbox's file size limit: the script could not write a
+    /// larger one either).
+    pub max_file: ByteSize,
+    /// All files together, decoded.
+    pub max_total: ByteSize,
+}
+
+impl Default for InputFileLimits {
+    fn default() -> Self {
+        Self {
+            max_files: 32,
+            max_file: ByteSize::mib(1),
+            max_total: ByteSize::mib(1),
+        }
+    }
+}
+
+/// S3 offload of responses too large to return inline (Lambda caps a response at 6 MB).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OffloadConfig {
+    /// Without a bucket, an oversized response is a `RESULT_TOO_LARGE` error.
+    pub bucket: Option<String>,
+    /// How long a presigned URL stays valid.
+    pub url_ttl: Duration,
+    /// Largest response envelope returned inline.
+    pub max_inline: ByteSize,
+    /// A local S3 (tests, MinIO, moto); unset means AWS's own endpoint for the region.
+    pub endpoint_url: Option<String>,
+    /// Path-style URLs (`endpoint/bucket/key`), which local S3 servers usually need.
+    pub force_path_style: bool,
+}
+
+impl Default for OffloadConfig {
+    fn default() -> Self {
+        Self {
+            bucket: None,
+            url_ttl: Duration::from_secs(900),
+            // Lambda's cap is 6 MiB for the whole payload, whose JSON framing (status, headers,
+            // the body as a JSON string) needs some room of its own.
+            max_inline: ByteSize::kib(6000),
+            endpoint_url: None,
+            force_path_style: false,
         }
     }
 }

@@ -18,7 +18,7 @@ use super::values::{
 };
 use super::{LogFormat, SandboxChoice};
 use crate::limits::ByteSize;
-use crate::sandbox::isolation::Isolation;
+use crate::sandbox::Isolation;
 
 const LIMITS: &str = "Limits of one execution";
 const REQUESTS: &str = "Requests and the queue";
@@ -120,7 +120,7 @@ pub struct Settings {
     /// Which sandbox runs scripts: nsjail, compat, or auto (nsjail where the platform allows namespaces)
     #[arg(long, env, default_value = "auto", value_parser = Lenient(EnumValueParser::<SandboxChoice>::new()), help_heading = SANDBOX)]
     pub sandbox: SandboxChoice,
-    /// 1 forces the compat sandbox whatever SANDBOX says, as the seeds name it
+    /// 1 forces the compat sandbox whatever SANDBOX says (the switch earlier deployment instructions use)
     #[arg(long, env, action = ArgAction::Set, default_value = "0", value_parser = Lenient(switch), help_heading = SANDBOX)]
     pub force_compat: bool,
     /// Layers that must be in force (namespaces, cgroups, seccomp, no_new_privs, landlock, signal_guard, or none), or every execution is refused

@@ -12,7 +12,7 @@ use clap::builder::{PossibleValue, TypedValueParser};
 use clap::{Arg, Command};
 
 use crate::limits::ByteSize;
-use crate::sandbox::isolation::Isolation;
+use crate::sandbox::Isolation;
 
 /// The longest any of the service's time settings may be.
 const MAX_SECONDS: f64 = 3600.0;

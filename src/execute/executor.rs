@@ -7,10 +7,7 @@ use crate::execute::answer::{interpret, sandbox_failed, shared_places_unclean};
 use crate::execute::api::{ApiError, ExecuteRequest, ExecuteResponse};
 use crate::execute::templates::{Templates, TemplatesStatus};
 use crate::limits::Limits;
-use crate::sandbox::cgroup::CgroupRoot;
-use crate::sandbox::isolation::Isolation;
-use crate::sandbox::process;
-use crate::sandbox::{Job, Runner, SandboxKind};
+use crate::sandbox::{Abort, Isolation, Job, Runner, SandboxKind, Started, Zygote};
 
 #[derive(Clone, Debug)]
 pub struct Executor {
@@ -29,7 +26,7 @@ impl Executor {
             .templates
             .enabled
             .then(|| Templates::start(runner.clone(), &config.limits, &config.templates));
-        let capacity = if runner.sandbox.exclusive() && config.max_concurrency > 1 {
+        let capacity = if runner.exclusive() && config.max_concurrency > 1 {
             tracing::warn!(
                 configured = config.max_concurrency,
                 "executions cannot be isolated from each other here (a shared uid without \
@@ -50,22 +47,20 @@ impl Executor {
     /// Resolves once the templates are ready (or failed to start, then requests start cold).
     pub async fn wait_for_templates(&self) {
         if let Some(templates) = &self.templates {
-            templates
-                .wait_until_started(crate::sandbox::zygote::READY_TIMEOUT)
-                .await;
+            templates.wait_until_started(Zygote::READY_TIMEOUT).await;
         }
     }
 
     pub fn kind(&self) -> SandboxKind {
-        self.runner.sandbox.kind()
+        self.runner.kind()
     }
 
     pub fn isolation(&self) -> Isolation {
-        self.runner.sandbox.isolation()
+        self.runner.isolation()
     }
 
     pub fn cgroup_version(&self) -> Option<&'static str> {
-        self.runner.cgroups.as_ref().map(CgroupRoot::version)
+        self.runner.cgroup_version()
     }
 
     pub fn templates_status(&self) -> Option<TemplatesStatus> {
@@ -73,8 +68,8 @@ impl Executor {
     }
 
     /// Ends every execution now (a shutdown past its grace period).
-    pub fn abort(&self) -> crate::sandbox::live::Abort {
-        self.runner.abort.clone()
+    pub fn abort(&self) -> Abort {
+        self.runner.abort()
     }
 
     pub fn admission(&self) -> &Admission {
@@ -84,7 +79,7 @@ impl Executor {
     /// Whether scripts can run now (see `Sandbox::healthy`); on Lambda, an environment that is
     /// not is ended after its invocation so the platform replaces it.
     pub fn healthy(&self) -> bool {
-        self.runner.sandbox.healthy()
+        self.runner.healthy()
     }
 
     pub async fn execute(&self, request: ExecuteRequest) -> Result<ExecuteResponse, ApiError> {
@@ -92,17 +87,12 @@ impl Executor {
             return Err(shared_places_unclean());
         }
         let permit = self.admission.admit().await?;
-        let job = Job {
-            script: request.script,
-            args: request.args,
-            files: request.files,
-            limits: self.limits.with_wall_at_most(request.timeout),
-        };
+        let job = super::job::for_request(&request, self.limits.with_wall_at_most(request.timeout));
         let this = self.clone();
         // Its own task: if the client goes away mid-run, the execution still ends and cleans up
         // (kills, reaps, removes its cgroup) instead of being dropped half-way.
         let task = tokio::spawn(async move {
-            let answer = this.run(job).await;
+            let answer = this.run(&request.script, job).await;
             drop(permit);
             answer
         });
@@ -112,27 +102,27 @@ impl Executor {
         })
     }
 
-    async fn run(&self, job: Job) -> Result<ExecuteResponse, ApiError> {
+    /// Runs `job` (whose script is `script`) from its template, or cold where none serves.
+    async fn run(&self, script: &str, job: Job) -> Result<ExecuteResponse, ApiError> {
         let forked = match &self.templates {
-            Some(templates) => templates.fork(&job.script).await,
+            Some(templates) => templates.fork(script).await,
             None => None,
         };
-        let (sandbox, warm_start) = match forked {
-            Some(Ok(sandbox)) => (sandbox, true),
+        let sandbox = match forked {
+            Some(Ok(sandbox)) => sandbox,
             Some(Err(error)) => {
                 // The template is there but this fork failed: a cold start still answers.
                 tracing::warn!(%error, "could not fork from the template; starting cold");
-                (self.start_cold()?, false)
+                self.start_cold()?
             }
-            None => (self.start_cold()?, false),
+            None => self.start_cold()?,
         };
-        let mut execution = sandbox.run(&job).await;
-        execution.warm_start = warm_start;
+        let execution = sandbox.run(&job).await;
         interpret(&execution, &job.limits)
     }
 
-    fn start_cold(&self) -> Result<process::Started, ApiError> {
-        self.runner.start(&self.limits, &[]).map_err(|error| {
+    fn start_cold(&self) -> Result<Started, ApiError> {
+        self.runner.start(&self.limits).map_err(|error| {
             tracing::error!(%error, "could not start a sandbox");
             sandbox_failed()
         })

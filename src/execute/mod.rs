@@ -8,6 +8,7 @@ pub mod admission;
 pub mod answer;
 pub mod api;
 mod executor;
+pub mod job;
 pub mod templates;
 mod unavailable;
 

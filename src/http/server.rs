@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::HttpConfig;
-use crate::sandbox::live;
+use crate::sandbox::Abort;
 
 /// One client's connection, served by the router.
 type Connection = http1::Connection<TokioIo<TcpStream>, TowerToHyperService<Router>>;
@@ -137,7 +137,7 @@ pub async fn serve_with_grace(
     http: HttpConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
-    abort: Option<live::Abort>,
+    abort: Option<Abort>,
 ) -> io::Result<()> {
     let stopping = Arc::new(Notify::new());
     let notify = stopping.clone();

@@ -1,56 +1,131 @@
-//! Running one script in isolation.
+//! Running one script in isolation, behind one narrow door: everything the rest of the service
+//! may name is re-exported here, and every submodule is private.
 //!
-//! A [`Sandbox`] says how to start the harness under its kind of isolation ([`LaunchPlan`]);
-//! [`process`] does everything else, the same way for every kind: cgroup, pipes, the host-side
-//! deadline, draining output with caps, killing and reaping. What happened comes back as a
-//! [`process::Execution`]; the layer above (`crate::execute::answer`) turns it into the API's answer.
+//! A [`Runner`] is a sandbox of one kind (nsjail, or compat where namespaces are refused) with
+//! the cgroup hierarchy its executions get their cgroups in. It starts a cold sandbox
+//! ([`Runner::start`]) or a [`Zygote`], a template that forks one isolated execution per request
+//! ([`Zygote::fork`]); either way a [`Started`] sandbox waits for its [`Job`] (the harness's
+//! input, built by the layer above) and [`Started::run`] sees it through: deadline, the watch's
+//! limits, output caps, the kill, and teardown. What happened comes back as an [`Execution`];
+//! the layer above turns it into the API's answer. No API type is known here.
+//!
+//! Inside: each kind contributes plans (`plan.rs`, `nsjail.rs`, `compat/`); the plumbing they
+//! share (`execution.rs`, `leader.rs`, `streams.rs`, `teardown.rs`, `pipes.rs`) carries them out;
+//! every isolation step runs through the isolation library (`layer/isolate`), whose specs are
+//! built here with the system-call policy (`seccomp/`) and cgroups (`cgroup/`).
 
-pub mod cgroup;
-mod cgroup_favor;
-mod cgroup_v2;
+mod cgroup;
 mod child_setup;
-pub mod compat;
-pub mod isolation;
-pub mod layer;
-pub mod live;
-pub mod nsjail;
-pub mod pipes;
-pub mod process;
-pub mod procfs;
-pub mod protocol;
-pub mod reaper;
-pub mod seccomp;
-pub mod watch;
-pub mod zygote;
+mod compat;
+mod environment;
+mod execution;
+mod isolation;
+mod layer;
+mod leader;
+mod live;
+mod nsjail;
+mod pipes;
+mod plan;
+mod probes;
+mod procfs;
+mod reaper;
+mod seccomp;
+mod streams;
+mod teardown;
+mod watch;
+mod zygote;
 
-use std::ffi::OsString;
-use std::fmt;
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use serde_json::{Map, Value};
 use thiserror::Error;
 
+pub use cgroup::{CgroupError, CgroupRoot};
+pub use execution::{Ending, Execution, Started};
+pub use isolation::Isolation;
+pub use layer::{Layer, LayerError};
+pub use live::Abort;
+pub use pipes::Captured;
+pub use probes::{landlock_abi, probe_in_child, user_notification_works};
+pub use reaper::spawn as spawn_reaper;
+pub use watch::Tripped;
+pub use zygote::{Zygote, ZygoteProcess};
+
 use crate::limits::Limits;
+use plan::{Hardening, Sandbox};
 
 /// A sandbox and the cgroup hierarchy its executions get their cgroups in. They travel together:
 /// whatever starts an execution, cold or from a template, needs both.
 #[derive(Clone, Debug)]
 pub struct Runner {
-    pub sandbox: std::sync::Arc<dyn Sandbox>,
-    pub cgroups: Option<cgroup::CgroupRoot>,
-    /// Ends every execution this runner started (see `live::Abort`).
-    pub abort: live::Abort,
+    sandbox: Arc<dyn Sandbox>,
+    cgroups: Option<CgroupRoot>,
+    /// Ends every execution this runner started (see [`Abort`]).
+    abort: Abort,
 }
 
 impl Runner {
+    /// The sandbox of `kind` with the layers `isolation` names, from the files of `layer`.
+    pub fn open(
+        kind: SandboxKind,
+        layer: &Layer,
+        isolation: Isolation,
+        cgroups: Option<CgroupRoot>,
+    ) -> Result<Self, SandboxError> {
+        let sandbox: Arc<dyn Sandbox> = match kind {
+            SandboxKind::Nsjail => Arc::new(nsjail::NsjailSandbox::new(layer, isolation)?),
+            SandboxKind::Compat => Arc::new(compat::CompatSandbox::new(layer, isolation)?),
+        };
+        Ok(Self {
+            sandbox,
+            cgroups,
+            abort: Abort::default(),
+        })
+    }
+
     /// Starts a cold sandbox (a fresh harness under the sandbox) waiting for its job.
-    pub fn start(
+    pub fn start(&self, limits: &Limits) -> Result<Started, SandboxError> {
+        execution::start(self, limits)
+    }
+
+    /// Starts a template importing `preload`; usable once [`Zygote::ready`] returns.
+    pub fn spawn_zygote(
         &self,
         limits: &Limits,
         preload: &[String],
-    ) -> Result<process::Started, SandboxError> {
-        process::start(self, limits, preload)
+    ) -> Result<(Zygote, ZygoteProcess), SandboxError> {
+        zygote::spawn(self.clone(), limits, preload)
+    }
+
+    pub fn kind(&self) -> SandboxKind {
+        self.sandbox.kind()
+    }
+
+    /// The layers in force around every script.
+    pub fn isolation(&self) -> Isolation {
+        self.sandbox.isolation()
+    }
+
+    /// Whether executions cannot be isolated from each other while they run (compat under a
+    /// shared uid without Landlock): then they must never overlap.
+    pub fn exclusive(&self) -> bool {
+        self.sandbox.exclusive()
+    }
+
+    /// Whether executions can start now (see `compat::scrub`).
+    pub fn healthy(&self) -> bool {
+        self.sandbox.healthy()
+    }
+
+    /// `v1` or `v2`, when executions get cgroups.
+    pub fn cgroup_version(&self) -> Option<&'static str> {
+        self.cgroups.as_ref().map(CgroupRoot::version)
+    }
+
+    /// Ends every execution this runner started, now (a shutdown past its grace period).
+    pub fn abort(&self) -> Abort {
+        self.abort.clone()
     }
 }
 
@@ -70,131 +145,19 @@ impl SandboxKind {
     }
 }
 
-/// One script to run, with the limits that apply to it.
+/// One execution's job: the harness's input, as the layer above encodes it (layer/harness.py
+/// reads it on stdin), and the limits that apply to it.
 #[derive(Clone, Debug)]
 pub struct Job {
-    pub script: String,
-    pub args: Map<String, Value>,
-    /// Written into the working directory before the script runs.
-    pub files: Vec<crate::execute::api::InputFile>,
+    pub input: Arc<[u8]>,
     pub limits: Limits,
-}
-
-/// Code run in the child between fork and exec, after the shared setup. It must only make
-/// async-signal-safe calls (no allocation, no locks).
-pub type Hardening = Box<dyn FnMut() -> io::Result<()> + Send + Sync>;
-
-/// Run in the service right after the spawn, with the sandbox's process group; what it returns
-/// lives as long as the sandbox (compat's signal guard).
-pub type AfterSpawn = Box<dyn FnOnce(i32) -> io::Result<Box<dyn Send + Sync>> + Send + Sync>;
-
-/// How to start the harness under one kind of isolation. The harness reads its job on stdin,
-/// writes the script's output on stdout and stderr, and reports on fd 3; fd 4 is for the
-/// isolation tool's own log.
-pub struct LaunchPlan {
-    pub program: PathBuf,
-    pub args: Vec<OsString>,
-    /// The complete environment of the started program: nothing is inherited.
-    pub env: Vec<(OsString, OsString)>,
-    pub hardening: Option<Hardening>,
-    pub after_spawn: Option<AfterSpawn>,
-    /// Executions of this sandbox take turns on places they all can write, emptied after each
-    /// (compat under a shared uid without Landlock): the job is handed over only on its turn.
-    pub turn_taker: Option<std::sync::Arc<compat::scrub::SharedAreas>>,
-    /// Kept alive for the execution and dropped (removed) with it, e.g. a scratch directory.
-    pub keep_alive: Option<Box<dyn Send + Sync>>,
-}
-
-impl fmt::Debug for LaunchPlan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LaunchPlan")
-            .field("program", &self.program)
-            .field("args", &self.args)
-            .field("hardening", &self.hardening.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-/// How one execution forked from a template isolates itself (see [`template`]): the steps its
-/// process runs before any script exists, and what the service keeps for it meanwhile.
-pub struct ForkPlan {
-    pub spec: pyexec_isolate::Spec,
-    /// Variables the child sets over the template's environment (compat's scratch directory).
-    pub env: Vec<(String, String)>,
-    /// A Landlock ruleset the child enforces on itself.
-    pub landlock: Option<std::os::fd::OwnedFd>,
-    /// As `LaunchPlan::turn_taker`.
-    pub turn_taker: Option<std::sync::Arc<compat::scrub::SharedAreas>>,
-    /// As `LaunchPlan::keep_alive`.
-    pub keep_alive: Option<Box<dyn Send + Sync>>,
-}
-
-impl fmt::Debug for ForkPlan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ForkPlan")
-            .field("spec", &self.spec)
-            .field("env", &self.env)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The harness's own options (layer/harness.py): the result cap, and the modules a pooled
-/// sandbox imports before its job arrives.
-pub fn harness_options(limits: &Limits, preload: &[String]) -> Vec<OsString> {
-    let mut options: Vec<OsString> = vec![
-        "--max-result-bytes".into(),
-        limits.result.as_bytes().to_string().into(),
-        "--max-output-files".into(),
-        limits.output_files.to_string().into(),
-        "--max-output-bytes".into(),
-        limits.output_bytes.as_bytes().to_string().into(),
-    ];
-    if !preload.is_empty() {
-        options.extend(["--preload".into(), preload.join(",").into()]);
-    }
-    options
-}
-
-/// One kind of isolation.
-pub trait Sandbox: Send + Sync + fmt::Debug {
-    fn kind(&self) -> SandboxKind;
-
-    /// The layers in force around every script this sandbox runs.
-    fn isolation(&self) -> isolation::Isolation;
-
-    /// The plan for one sandbox with these limits; `preload` names modules the harness imports
-    /// before its job arrives (for pooled sandboxes).
-    fn plan(&self, limits: &Limits, preload: &[String]) -> Result<LaunchPlan, SandboxError>;
-
-    /// The plan for a template: the harness importing `preload` once, then forking one child
-    /// per execution on the service's request, never running a script itself.
-    fn template_plan(
-        &self,
-        limits: &Limits,
-        preload: &[String],
-    ) -> Result<LaunchPlan, SandboxError>;
-
-    /// What one execution forked from this sandbox's template does to isolate itself.
-    fn fork_plan(&self, limits: &Limits) -> Result<ForkPlan, SandboxError>;
-
-    /// Whether executions cannot be isolated from each other while they run (compat under a
-    /// shared uid without Landlock): then they must never overlap.
-    fn exclusive(&self) -> bool {
-        false
-    }
-
-    /// Whether executions can start now: false while compat's shared places hold what a scrub
-    /// could not remove in its budget (see `compat::scrub`).
-    fn healthy(&self) -> bool {
-        true
-    }
 }
 
 /// The sandbox itself failed (as opposed to the script). Logged in full, never shown to clients.
 #[derive(Debug, Error)]
 pub enum SandboxError {
     #[error("could not create the execution's cgroup: {0}")]
-    Cgroup(#[from] cgroup::CgroupError),
+    Cgroup(#[from] CgroupError),
     #[error("could not create a pipe: {0}")]
     Pipe(io::Error),
     #[error("could not start {program}: {source}")]

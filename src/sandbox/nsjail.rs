@@ -7,13 +7,13 @@
 use std::ffi::{CStr, CString, OsString};
 
 use pyexec_isolate::{Namespaces, Rlimit, Spec};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use super::isolation::Isolation;
+use super::environment::{home_variables, script_environment};
+use super::plan::{harness_options, Claim, ForkPlan, LaunchPlan, Sandbox};
 use super::seccomp::{Policy, SignalScope};
-use super::{harness_options, ForkPlan, LaunchPlan, Sandbox, SandboxError, SandboxKind};
+use super::{Isolation, Layer, SandboxError, SandboxKind};
 use crate::limits::Limits;
-use crate::sandbox::layer::Layer;
 
 /// Where the layer's pieces appear inside the jail, wherever they are on the host.
 const JAIL_PYTHON_DIR: &str = "/opt/python";
@@ -22,8 +22,8 @@ const JAIL_HARNESS_DIR: &str = "/opt/harness";
 const JAIL_ID: u32 = 65534;
 /// A template's working directory in the jail: empty, read-only (layer/build.sh).
 const JAIL_TEMPLATE_HOME: &CStr = c"/opt/harness/empty";
-/// The private /tmp of each execution forked from a template: the policy file's /tmp mount
-/// (layer/nsjail.cfg), which a cold sandbox gets from nsjail.
+/// The private /tmp of every jail and of each execution forked from a template: a fresh tmpfs,
+/// size-capped, whose pages are charged to the execution's memory cgroup.
 const JAIL_TMP_OPTIONS: &CStr = c"size=64m,nr_inodes=4096,mode=1777";
 /// nsjail's own time limit is a backstop behind the service's deadline, never the first to fire.
 const BACKSTOP_MARGIN_S: u64 = 5;
@@ -104,7 +104,9 @@ impl NsjailSandbox {
         args
     }
 
-    fn flags(&self, limits: &Limits) -> Vec<String> {
+    /// The flags every jail gets: its channels, identity, the layer's binds, its private
+    /// `/tmp`, its environment (HOME and TMPDIR at `home`), and its limits.
+    fn flags(&self, limits: &Limits, home: &Path) -> Vec<String> {
         let mut flags = vec![
             "--log_fd".into(),
             "4".into(),
@@ -128,7 +130,13 @@ impl NsjailSandbox {
             limits.open_files.to_string(),
             "--rlimit_as".into(),
             limits.memory.as_mib_ceil().to_string(),
+            "--mount".into(),
+            format!("none:/tmp:tmpfs:{}", JAIL_TMP_OPTIONS.to_string_lossy()),
         ];
+        for (key, value) in script_environment(Path::new(JAIL_PYTHON_DIR), home) {
+            let (key, value) = (key.to_string_lossy(), value.to_string_lossy());
+            flags.extend(["--env".into(), format!("{key}={value}")]);
+        }
         if self.process_rlimit {
             flags.extend(["--rlimit_nproc".into(), limits.processes.to_string()]);
         }
@@ -145,9 +153,9 @@ impl Sandbox for NsjailSandbox {
         self.isolation
     }
 
-    fn plan(&self, limits: &Limits, preload: &[String]) -> Result<LaunchPlan, SandboxError> {
-        let mut args = self.command(self.flags(limits));
-        args.extend(harness_options(limits, preload));
+    fn plan(&self, limits: &Limits) -> Result<LaunchPlan, SandboxError> {
+        let mut args = self.command(self.flags(limits, Path::new("/tmp")));
+        args.extend(harness_options(limits, &[]));
         // nsjail has set no_new_privs and dropped every capability; the policy is ours.
         let spec = Spec {
             no_new_privs: true,
@@ -163,7 +171,8 @@ impl Sandbox for NsjailSandbox {
         limits: &Limits,
         preload: &[String],
     ) -> Result<LaunchPlan, SandboxError> {
-        let mut flags = self.flags(limits);
+        let home = Path::new(JAIL_TEMPLATE_HOME.to_str().unwrap_or("/"));
+        let mut flags = self.flags(limits, home);
         // The template lives as long as the service, and its children set their own CPU and
         // process limits (`fork_plan`): no time limit, no CPU limit for the template itself.
         set_flag(&mut flags, "--time_limit", "0");
@@ -216,10 +225,9 @@ impl Sandbox for NsjailSandbox {
         };
         Ok(ForkPlan {
             spec,
-            env: Vec::new(),
+            env: home_variables(Path::new("/tmp")),
             landlock: None,
-            turn_taker: None,
-            keep_alive: None,
+            claim: Claim::default(),
         })
     }
 }
@@ -258,7 +266,6 @@ fn nsjail_plan(nsjail: PathBuf, args: Vec<OsString>) -> LaunchPlan {
         env: Vec::new(),
         hardening: None,
         after_spawn: None,
-        turn_taker: None,
-        keep_alive: None,
+        claim: Claim::default(),
     }
 }

@@ -144,10 +144,26 @@ pub async fn drain(
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
             Err(_) => return captured,
         }
-        if completion == Completion::Report && super::process::report_complete(&captured.bytes) {
+        if completion == Completion::Report && report_complete(&captured.bytes) {
             return captured;
         }
     }
+}
+
+/// Whether a report channel holds a complete report: the harness's header line announces the
+/// lengths of the frame and the files that follow it (what they mean is the execute layer's).
+fn report_complete(bytes: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Lengths {
+        frame_bytes: usize,
+        #[serde(default)]
+        files_bytes: usize,
+    }
+    let Some(newline) = bytes.iter().position(|&byte| byte == b'\n') else {
+        return false;
+    };
+    serde_json::from_slice::<Lengths>(&bytes[..newline])
+        .is_ok_and(|lengths| bytes.len() >= newline + 1 + lengths.frame_bytes + lengths.files_bytes)
 }
 
 fn take_buffered(reader: &pipe::Receiver, buffer: &mut [u8], captured: &mut Captured, cap: usize) {
@@ -162,6 +178,16 @@ fn take_buffered(reader: &pipe::Receiver, buffer: &mut [u8], captured: &mut Capt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_is_whole_once_every_announced_byte_is_in() {
+        let header = r#"{"frame_bytes": 5, "files_bytes": 2, "exit_code": 0}"#;
+        let whole = format!("{header}\nabcdeXY");
+        assert!(report_complete(whole.as_bytes()));
+        assert!(!report_complete(&whole.as_bytes()[..whole.len() - 1]));
+        assert!(!report_complete(br#"{"frame_bytes": 5}"#), "no newline yet");
+        assert!(!report_complete(b"garbage\nabc"));
+    }
     use std::io::Write;
 
     fn pipe_with(data: &[u8]) -> (pipe::Receiver, std::fs::File) {

@@ -11,7 +11,6 @@ pub mod probe;
 pub mod telemetry;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Map;
@@ -19,14 +18,13 @@ use thiserror::Error;
 
 use crate::config::{Config, SandboxChoice};
 use crate::execute::answer::interpret;
+use crate::execute::api::ExecuteRequest;
 use crate::execute::Executor;
 use crate::execute::{Category, Unavailable};
 use crate::http::router::App;
-use crate::sandbox::cgroup::{CgroupError, CgroupRoot};
-use crate::sandbox::compat::CompatSandbox;
-use crate::sandbox::layer::{Layer, LayerError};
-use crate::sandbox::nsjail::NsjailSandbox;
-use crate::sandbox::{Job, Runner, Sandbox, SandboxError, SandboxKind};
+use crate::sandbox::{
+    CgroupError, CgroupRoot, Layer, LayerError, Runner, SandboxError, SandboxKind,
+};
 use crate::startup::probe::Report;
 use platform::{Choice, Platform, SystemProbes};
 
@@ -51,7 +49,7 @@ pub struct Probed {
     /// The cgroup hierarchy executions get their own cgroup in, or why there is none.
     pub cgroups: Result<CgroupRoot, CgroupError>,
     /// The sandbox scripts will run in, or why no script may run here.
-    pub sandbox: Result<Arc<dyn Sandbox>, Unavailable>,
+    pub sandbox: Result<Runner, Unavailable>,
     /// Why nsjail was passed over for compat under SANDBOX=auto, when it was.
     pub fallback: Option<String>,
 }
@@ -83,21 +81,9 @@ pub async fn probe(config: &Config) -> Result<Probed, StartupError> {
 pub async fn build(config: Config) -> Result<App, StartupError> {
     let probed = probe(&config).await?;
     Report::new(&probed, &config).log();
-    let Probed {
-        sandbox, cgroups, ..
-    } = probed;
-    let executor = sandbox.map(|sandbox| {
-        let cgroups = cgroups.ok();
-        let abort = crate::sandbox::live::Abort::default();
-        Executor::start(
-            Runner {
-                sandbox,
-                cgroups,
-                abort,
-            },
-            &config,
-        )
-    });
+    let executor = probed
+        .sandbox
+        .map(|runner| Executor::start(runner, &config));
     // Before serving: on Lambda this is the init phase, which is not frozen, so the imports are
     // paid for here rather than by the first invocation.
     if let Ok(executor) = &executor {
@@ -132,8 +118,10 @@ async fn proven_sandbox(
     cgroups: Option<&CgroupRoot>,
     platform: &Platform,
     choice: Choice,
-) -> (Result<Arc<dyn Sandbox>, Unavailable>, Option<String>) {
-    let sandbox = self_tested(sandbox(layer, choice), cgroups, config).await;
+) -> (Result<Runner, Unavailable>, Option<String>) {
+    let open =
+        |choice: Choice| Runner::open(choice.kind, layer, choice.isolation, cgroups.cloned());
+    let sandbox = self_tested(open(choice), config).await;
     let reason = match (sandbox, config.sandbox, choice.kind) {
         (Err(reason), SandboxChoice::Auto, SandboxKind::Nsjail) => reason,
         (sandbox, ..) => return (sandbox, None),
@@ -142,46 +130,35 @@ async fn proven_sandbox(
     let mut platform = *platform;
     platform.user_namespaces = false;
     let fallback = match platform::choose(SandboxChoice::Auto, &platform, &config.min_isolation) {
-        Ok(fallback) => self_tested(self::sandbox(layer, fallback), cgroups, config).await,
+        Ok(fallback) => self_tested(open(fallback), config).await,
         Err(refusal) => Err(refusal.into()),
     };
     (fallback, Some(reason.detail))
 }
 
-fn sandbox(layer: &Layer, choice: Choice) -> Result<Arc<dyn Sandbox>, SandboxError> {
-    Ok(match choice.kind {
-        SandboxKind::Nsjail => Arc::new(NsjailSandbox::new(layer, choice.isolation)?),
-        SandboxKind::Compat => Arc::new(CompatSandbox::new(layer, choice.isolation)?),
-    })
-}
-
 /// Runs the smallest script that proves the sandbox runs Python end to end.
 async fn self_tested(
-    sandbox: Result<Arc<dyn Sandbox>, SandboxError>,
-    cgroups: Option<&CgroupRoot>,
+    runner: Result<Runner, SandboxError>,
     config: &Config,
-) -> Result<Arc<dyn Sandbox>, Unavailable> {
+) -> Result<Runner, Unavailable> {
     let setup = |detail: String| Unavailable::new(Category::Setup, detail);
     let failed = |detail: String| Unavailable::new(Category::SelfTest, detail);
-    let sandbox = sandbox.map_err(|error| setup(error.to_string()))?;
-    let name = sandbox.kind().as_str();
-    let job = Job {
+    let runner = runner.map_err(|error| setup(error.to_string()))?;
+    let name = runner.kind().as_str();
+    let request = ExecuteRequest {
         script: SELF_TEST_SCRIPT.into(),
         args: Map::new(),
+        timeout: None,
         files: Vec::new(),
-        limits: config.limits.with_wall_at_most(Some(SELF_TEST_TIMEOUT)),
     };
-    let runner = Runner {
-        sandbox: Arc::clone(&sandbox),
-        cgroups: cgroups.cloned(),
-        abort: crate::sandbox::live::Abort::default(),
-    };
+    let limits = config.limits.with_wall_at_most(Some(SELF_TEST_TIMEOUT));
+    let job = crate::execute::job::for_request(&request, limits);
     let started = runner
-        .start(&job.limits, &[])
+        .start(&job.limits)
         .map_err(|error| setup(format!("the {name} sandbox does not start: {error}")))?;
     let execution = started.run(&job).await;
     match interpret(&execution, &job.limits) {
-        Ok(response) if response.result.get() == "\"ok\"" => Ok(sandbox),
+        Ok(response) if response.result.get() == "\"ok\"" => Ok(runner),
         Ok(response) => Err(failed(format!(
             "the {name} sandbox's self-test returned {} instead of \"ok\"",
             response.result.get()

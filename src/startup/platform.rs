@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
 
 use crate::config::SandboxChoice;
-use crate::sandbox::isolation::Isolation;
 use crate::sandbox::SandboxKind;
+use crate::sandbox::{probe_in_child, Isolation};
 
 /// What the platform allows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -149,7 +149,7 @@ impl Probes for SystemProbes {
             | libc::CLONE_NEWIPC
             | libc::CLONE_NEWUTS;
         // SAFETY: unshare with flags only.
-        in_child(&|| unsafe { libc::unshare(flags) } == 0)
+        probe_in_child(&|| unsafe { libc::unshare(flags) } == 0)
     }
 
     fn seccomp(&self) -> bool {
@@ -157,28 +157,20 @@ impl Probes for SystemProbes {
             return false;
         };
         // apply_filter also sets no_new_privs, as an unprivileged process needs it.
-        in_child(&|| seccompiler::apply_filter(&allow_all).is_ok())
+        probe_in_child(&|| seccompiler::apply_filter(&allow_all).is_ok())
     }
 
     fn no_new_privs(&self) -> bool {
         // SAFETY: prctl with integer arguments.
-        in_child(&|| unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } == 0)
+        probe_in_child(&|| unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } == 0)
     }
 
     fn landlock_abi(&self) -> u32 {
-        crate::sandbox::compat::landlock::kernel_abi()
+        crate::sandbox::landlock_abi()
     }
 
     fn seccomp_user_notification(&self) -> bool {
-        // Some container runtimes' own filters refuse SECCOMP_FILTER_FLAG_NEW_LISTENER.
-        let Ok(program) = crate::sandbox::seccomp::signal_guard_program() else {
-            return false;
-        };
-        // SAFETY: prctl with integer arguments, in the forked child only.
-        in_child(&|| unsafe {
-            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
-                && crate::sandbox::seccomp::install_with_listener(&program).is_ok()
-        })
+        crate::sandbox::user_notification_works()
     }
 }
 
@@ -193,30 +185,6 @@ fn allow_all_program() -> Option<BpfProgram> {
     )
     .ok()?;
     BpfProgram::try_from(filter).ok()
-}
-
-/// Runs `test` in a forked child and reports whether it succeeded. `test` runs between fork
-/// and _exit in a copy of a multi-threaded process: it must only make system calls.
-fn in_child(test: &dyn Fn() -> bool) -> bool {
-    // The orphan reaper must not collect this child before waitpid below does.
-    let _reaper_held = crate::sandbox::live::lock();
-    // SAFETY: the child only runs `test` (system calls on prepared data) and _exit.
-    unsafe {
-        let pid = libc::fork();
-        if pid == 0 {
-            libc::_exit(if test() { 0 } else { 1 });
-        }
-        if pid < 0 {
-            return false;
-        }
-        let mut status = 0;
-        while libc::waitpid(pid, &mut status, 0) < 0 {
-            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                return false;
-            }
-        }
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
-    }
 }
 
 /// Keeps the service's secrets from scripts running under its uid: an undumpable process's

@@ -10,7 +10,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::sandbox::isolation::Isolation;
+use crate::sandbox::Isolation;
 use crate::sandbox::SandboxKind;
 use crate::startup::platform::Platform;
 use crate::startup::{self, Probed};
@@ -190,7 +190,7 @@ struct Findings<'a> {
     /// The sandbox that will run, if any.
     kind: Option<SandboxKind>,
     platform: &'a Platform,
-    cgroup_error: Option<&'a crate::sandbox::cgroup::CgroupError>,
+    cgroup_error: Option<&'a crate::sandbox::CgroupError>,
     fallback: Option<&'a str>,
 }
 
@@ -257,7 +257,7 @@ mod tests {
 
     #[test]
     fn every_missing_layer_says_why() {
-        let read_only = crate::sandbox::cgroup::CgroupError {
+        let read_only = crate::sandbox::CgroupError {
             path: "/sys/fs/cgroup".into(),
             source: std::io::Error::other("read-only file system"),
         };

@@ -9,15 +9,13 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use python_executor::sandbox::procfs::{self, Stat};
-
 /// How long a killed process may take to disappear: the kernel reaps them asynchronously.
 const REAPED_WITHIN: Duration = Duration::from_secs(3);
 
 /// Processes whose command line contains `marker`.
 pub fn processes_with(marker: &str) -> Vec<String> {
     let mut found = Vec::new();
-    for pid in procfs::pids() {
+    for pid in pids() {
         if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) {
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
             if cmdline.contains(marker) {
@@ -44,12 +42,9 @@ pub async fn survivors(marker: &str) -> Vec<String> {
 
 /// Every process below `root`, from /proc's parent links, nearest first.
 pub fn descendants(root: u32) -> Vec<u32> {
-    let parents: Vec<(u32, u32)> = procfs::pids()
+    let parents: Vec<(u32, u32)> = pids()
         .into_iter()
-        .filter_map(|pid| {
-            let pid = u32::try_from(pid).ok()?;
-            Some((pid, parent_of(pid)?))
-        })
+        .filter_map(|pid| Some((pid, parent_of(pid)?)))
         .collect();
     let mut found = Vec::new();
     let mut frontier: HashSet<u32> = HashSet::from([root]);
@@ -65,8 +60,33 @@ pub fn descendants(root: u32) -> Vec<u32> {
     found
 }
 
+/// Every process on the machine.
+pub fn pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The state and parent of `pid` from `/proc/<pid>/stat`, if it still exists: the fields
+/// after the command name, which may itself hold spaces and parentheses.
+fn state_and_parent(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    Some((state, fields.next()?.parse().ok()?))
+}
+
 /// The parent of `pid`, if it still exists.
 pub fn parent_of(pid: u32) -> Option<u32> {
-    let stat = Stat::of(i32::try_from(pid).ok()?)?;
-    u32::try_from(stat.ppid).ok()
+    state_and_parent(pid).map(|(_, parent)| parent)
+}
+
+/// Whether `pid` has ended: gone, or a zombie waiting to be reaped.
+pub fn has_ended(pid: u32) -> bool {
+    state_and_parent(pid).is_none_or(|(state, _)| state == 'Z' || state == 'X')
 }

@@ -49,7 +49,7 @@ def main():
 
 /// Processes on this machine named `marker` (the neighbour's, whatever namespace they are in).
 fn named(marker: &str) -> usize {
-    python_executor::sandbox::procfs::pids()
+    crate::common::procs::pids()
         .into_iter()
         .filter(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/comm"))

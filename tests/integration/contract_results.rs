@@ -2,7 +2,7 @@
 //! return is a result (`null` included), every answer reports its CPU time, and an exception
 //! says whether module code or `main()` raised it.
 
-use python_executor::sandbox::protocol;
+use python_executor::execute::answer::report;
 use serde_json::{json, Value};
 
 use crate::support::{bare_harness, Kind, Service};
@@ -80,7 +80,7 @@ async fn cpu_time_is_reported_for_every_outcome(kind: Kind) {
 
 /// The harness's report for `script`, run bare: no sandbox and no cgroup, so what the header
 /// says is all there is to know of the script's CPU time (as in compat on Lambda).
-fn bare_harness_report(script: &str) -> protocol::Report {
+fn bare_harness_report(script: &str) -> report::Report {
     let cwd = tempfile::tempdir().expect("a working directory");
     bare_harness(cwd.path(), &json!({"script": script, "args": {}}))
 }

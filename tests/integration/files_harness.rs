@@ -4,12 +4,12 @@
 
 use std::os::unix::fs::symlink;
 
-use python_executor::sandbox::protocol::{self, Frame};
+use python_executor::execute::answer::report::{self, Frame};
 use serde_json::json;
 
 use crate::support::bare_harness;
 
-fn refused_where_files(report: &protocol::Report) {
+fn refused_where_files(report: &report::Report) {
     let Frame::Error { code, details, .. } = &report.frame else {
         panic!("expected an error frame, got {:?}", report.frame)
     };

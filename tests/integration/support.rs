@@ -108,7 +108,7 @@ pub fn in_lambda_profile<F: std::future::Future<Output = ()>>(
         .expect("a runtime")
         .block_on(async {
             let _reaper =
-                python_executor::sandbox::reaper::spawn().expect("the orphan reaper starts");
+                python_executor::sandbox::spawn_reaper().expect("the orphan reaper starts");
             test().await
         });
 }
@@ -387,7 +387,7 @@ impl Reply {
 pub fn bare_harness(
     cwd: &std::path::Path,
     job: &Value,
-) -> python_executor::sandbox::protocol::Report {
+) -> python_executor::execute::answer::report::Report {
     use std::io::Write as _;
     use std::process::{Command, Stdio};
     let layer = layer_dir();
@@ -411,6 +411,6 @@ pub fn bare_harness(
     drop(stdin);
     assert!(child.wait().expect("the harness ends").success());
     let bytes = std::fs::read(channel.path()).expect("channel read");
-    python_executor::sandbox::protocol::parse(&bytes)
+    python_executor::execute::answer::report::parse(&bytes)
         .unwrap_or_else(|| panic!("no report: {}", String::from_utf8_lossy(&bytes)))
 }

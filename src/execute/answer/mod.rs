@@ -11,13 +11,12 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 mod outputs;
+pub mod report;
 
 use crate::execute::api::{ApiError, ErrorCode, ExecuteResponse, Truncated, Usage};
 use crate::limits::Limits;
-use crate::sandbox::process::Execution;
-use crate::sandbox::protocol::{self, Frame, Header, Report};
-use crate::sandbox::watch::Tripped;
-use crate::sandbox::SandboxKind;
+use crate::sandbox::{Ending, Execution, SandboxKind, Tripped};
+use report::{Frame, Header, Report};
 
 /// nsjail exits 255 when it fails itself, as opposed to relaying the script's status.
 const NSJAIL_OWN_FAILURE: i32 = 255;
@@ -37,35 +36,35 @@ pub fn shared_places_unclean() -> ApiError {
 }
 
 pub fn interpret(execution: &Execution, limits: &Limits) -> Result<ExecuteResponse, ApiError> {
-    let report = protocol::parse(&execution.channel.bytes);
+    let report = report::parse(&execution.report.bytes);
     let usage = usage(execution, report.as_ref().map(|r| &r.header));
     // The service's own fields always win over anything a failure already carries.
     let fail = |mut error: ApiError| {
         error.details.extend(context(execution, usage));
         Err(error)
     };
-    if execution.refused {
-        return Err(shared_places_unclean());
+    match execution.ending {
+        Ending::Refused => return Err(shared_places_unclean()),
+        Ending::Aborted => {
+            return fail(ApiError::new(
+                ErrorCode::SandboxError,
+                "the service is shutting down and ended the script before it finished; please \
+                 retry",
+            ))
+        }
+        Ending::TimedOut => {
+            let seconds = limits.wall.as_secs_f64();
+            return fail(ApiError::new(
+                ErrorCode::Timeout,
+                format!("the script did not finish within its {seconds} s time limit"),
+            ));
+        }
+        _ => {}
     }
-    if execution.aborted {
-        return fail(ApiError::new(
-            ErrorCode::SandboxError,
-            "the service is shutting down and ended the script before it finished; please retry",
-        ));
-    }
-    if execution.timed_out {
-        let seconds = limits.wall.as_secs_f64();
-        return fail(ApiError::new(
-            ErrorCode::Timeout,
-            format!("the script did not finish within its {seconds} s time limit"),
-        ));
-    }
-    if execution.cgroup.is_some_and(|cgroup| cgroup.oom_killed)
-        || execution.watched.tripped == Some(Tripped::Memory)
-    {
+    if execution.oom_killed || execution.ending == Ending::OverLimit(Tripped::Memory) {
         return fail(memory_limit(limits));
     }
-    if execution.watched.tripped == Some(Tripped::Cpu) {
+    if execution.ending == Ending::OverLimit(Tripped::Cpu) {
         let seconds = limits.cpu.as_secs_f64();
         return fail(ApiError::new(
             ErrorCode::Timeout,
@@ -153,7 +152,7 @@ fn script_error(
     details: &Map<String, Value>,
     limits: &Limits,
 ) -> ApiError {
-    let details = protocol::legitimate_details(code, details);
+    let details = report::legitimate_details(code, details);
     match ErrorCode::from_script_frame(code) {
         // The harness cannot know the limit; the service words it the same as an OOM kill.
         Some(ErrorCode::MemoryLimit) => memory_limit(limits),
@@ -167,8 +166,12 @@ fn script_error(
 }
 
 fn no_report(execution: &Execution) -> ApiError {
-    let exit_code = execution.exit.and_then(|status| status.code());
-    let killed = execution.exit.is_some_and(|status| status.code().is_none());
+    let exit = match execution.ending {
+        Ending::Exited(status) => status,
+        _ => None,
+    };
+    let exit_code = exit.and_then(|status| status.code());
+    let killed = exit.is_some_and(|status| status.code().is_none());
     // In compat mode the script shares a uid with its supervisor and can kill it; that is the
     // script ending itself, not the sandbox failing. nsjail's supervisor is the PID namespace's
     // init, which the script cannot kill.
@@ -179,7 +182,7 @@ fn no_report(execution: &Execution) -> ApiError {
         );
     }
     tracing::error!(
-        exit = ?execution.exit,
+        ?exit,
         tool_log = %String::from_utf8_lossy(&execution.tool_log.bytes),
         "the sandbox ended without a report"
     );
@@ -220,13 +223,11 @@ fn result_too_large(limits: &Limits) -> ApiError {
 }
 
 fn usage(execution: &Execution, header: Option<&Header>) -> Usage {
-    let cgroup = execution.cgroup.unwrap_or_default();
-    let watched = execution.watched;
     Usage {
         wall_ms: execution.wall.as_millis() as u64,
-        cpu_ms: cpu_ms(header, cgroup.cpu.or(watched.cpu)),
+        cpu_ms: cpu_ms(header, execution.cpu),
         // Without a cgroup, the watch's samples (every 100 ms) are the only measure.
-        peak_memory_bytes: cgroup.peak_memory_bytes.or(watched.peak_memory_bytes),
+        peak_memory_bytes: execution.peak_memory_bytes,
         warm_start: execution.warm_start,
     }
 }

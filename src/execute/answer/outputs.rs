@@ -2,11 +2,11 @@
 //! `files`, or to the error that says why none are returned. Never some of them: over a limit,
 //! the answer is the limit's error code, not a shortened list.
 
+use super::report::Outputs;
 use super::sandbox_failed;
 use crate::execute::api::files::content_type;
 use crate::execute::api::{ApiError, ErrorCode, OutputFile, SkippedFile};
 use crate::limits::Limits;
-use crate::sandbox::protocol::Outputs;
 
 /// What a successful execution returns of its files: those returned, and those passed over.
 pub type Returned = (Vec<OutputFile>, Vec<SkippedFile>);

@@ -13,35 +13,13 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, ErrorCode};
-use crate::limits::ByteSize;
+use crate::config::InputFileLimits;
 
 /// Longest accepted path, and longest component (the usual NAME_MAX).
 const MAX_PATH_BYTES: usize = 1024;
 const MAX_COMPONENT_BYTES: usize = 255;
 /// Deepest accepted path, in components.
 const MAX_DEPTH: usize = 16;
-
-/// What a request's files may add up to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InputFileLimits {
-    /// Most files in one request.
-    pub max_files: usize,
-    /// Largest file, decoded (the sandbox's file size limit: the script could not write a
-    /// larger one either).
-    pub max_file: ByteSize,
-    /// All files together, decoded.
-    pub max_total: ByteSize,
-}
-
-impl Default for InputFileLimits {
-    fn default() -> Self {
-        Self {
-            max_files: 32,
-            max_file: ByteSize::mib(1),
-            max_total: ByteSize::mib(1),
-        }
-    }
-}
 
 /// One input file, as the harness receives it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::limits::ByteSize;
 
 fn limits() -> InputFileLimits {
     InputFileLimits {

@@ -6,6 +6,6 @@ pub mod request;
 pub mod response;
 
 pub use error::{ApiError, ErrorCode};
-pub use files::{InputFile, InputFileLimits, OutputFile, SkippedFile};
+pub use files::{InputFile, OutputFile, SkippedFile};
 pub use request::ExecuteRequest;
 pub use response::{ExecuteResponse, Truncated, Usage};

@@ -5,7 +5,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, ErrorCode};
-use super::files::{parse_input_files, InputFile, InputFileLimits};
+use super::files::{parse_input_files, InputFile};
+use crate::config::InputFileLimits;
 use crate::limits::ByteSize;
 
 /// A validated request.

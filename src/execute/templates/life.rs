@@ -16,8 +16,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::{Lease, Serving, Set, Shared};
-use crate::sandbox::zygote;
-use crate::sandbox::SandboxError;
+use crate::sandbox::{SandboxError, ZygoteProcess};
 
 /// The first wait before starting a template again; doubled after each quick failure.
 const RESTART_BACKOFF: Duration = Duration::from_millis(100);
@@ -158,13 +157,13 @@ async fn run_once(
 ) -> Result<Ended, SandboxError> {
     let set = &shared.sets[index];
     let preload = set.lock_preload().clone();
-    let (template, mut process) = zygote::spawn(shared.runner.clone(), &shared.limits, &preload)?;
+    let (template, mut process) = shared.runner.spawn_zygote(&shared.limits, &preload)?;
     let template = Arc::new(template);
     if let Err(error) = template.ready().await {
         process.kill();
         let (status, log) = process.exited().await;
         tracing::error!(template = set.name, ?status, %log, "the template did not start");
-        return Err(error.into());
+        return Err(error);
     }
     if !set.is_wanted(generation) {
         // Superseded while it imported its modules: the newer generation serves.
@@ -219,7 +218,7 @@ async fn replaced(serving: &mut watch::Receiver<u64>, generation: u64) {
 async fn retire(
     shared: &Shared,
     set: &Set,
-    process: &mut zygote::TemplateProcess,
+    process: &mut ZygoteProcess,
     leases_gone: &mut mpsc::Receiver<()>,
 ) {
     let longest = shared.limits.wall + RETIRE_GRACE;

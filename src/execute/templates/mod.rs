@@ -27,9 +27,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::TemplateConfig;
 use crate::limits::Limits;
-use crate::sandbox::process::Started;
-use crate::sandbox::zygote::Template;
-use crate::sandbox::{Runner, SandboxError};
+use crate::sandbox::{Runner, SandboxError, Started, Zygote};
 use life::{Lifespan, Stage};
 
 /// Index of the data set in `Shared::sets`.
@@ -82,7 +80,7 @@ struct Set {
 /// A template ready for requests.
 #[derive(Clone, Debug)]
 struct Serving {
-    template: Arc<Template>,
+    template: Arc<Zygote>,
     /// The modules it imported.
     preload: Arc<[String]>,
     generation: u64,
@@ -237,7 +235,7 @@ impl Templates {
 }
 
 impl Serving {
-    fn new(template: Arc<Template>, preload: &[String], generation: u64, lease: Lease) -> Self {
+    fn new(template: Arc<Zygote>, preload: &[String], generation: u64, lease: Lease) -> Self {
         Self {
             template,
             preload: preload.iter().cloned().collect(),
@@ -279,7 +277,7 @@ impl Set {
     }
 
     /// Withdraws the serving template if it is `template` (and not a newer one).
-    fn withdraw(&self, template: &Arc<Template>) {
+    fn withdraw(&self, template: &Arc<Zygote>) {
         let mut current = self.lock();
         if current
             .as_ref()

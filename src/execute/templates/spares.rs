@@ -17,8 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::Serving;
 use crate::limits::Limits;
-use crate::sandbox::process::Started;
-use crate::sandbox::SandboxError;
+use crate::sandbox::{SandboxError, Started};
 
 type Forking = JoinHandle<Result<Started, SandboxError>>;
 

@@ -10,46 +10,14 @@
 mod envelope;
 mod store;
 
-use std::time::Duration;
-
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use crate::config::Config;
 use crate::execute::api::{ApiError, ErrorCode, ExecuteResponse};
-use crate::limits::ByteSize;
 pub use envelope::Budget;
 use envelope::{Envelope, Piece};
 use store::{Object, Store};
-
-/// S3 offload of responses too large to return inline (Lambda caps a response at 6 MB).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OffloadConfig {
-    /// Without a bucket, an oversized response is a `RESULT_TOO_LARGE` error.
-    pub bucket: Option<String>,
-    /// How long a presigned URL stays valid.
-    pub url_ttl: Duration,
-    /// Largest response envelope returned inline.
-    pub max_inline: ByteSize,
-    /// A local S3 (tests, MinIO, moto); unset means AWS's own endpoint for the region.
-    pub endpoint_url: Option<String>,
-    /// Path-style URLs (`endpoint/bucket/key`), which local S3 servers usually need.
-    pub force_path_style: bool,
-}
-
-impl Default for OffloadConfig {
-    fn default() -> Self {
-        Self {
-            bucket: None,
-            url_ttl: Duration::from_secs(900),
-            // Lambda's cap is 6 MiB for the whole payload, whose JSON framing (status, headers,
-            // the body as a JSON string) needs some room of its own.
-            max_inline: ByteSize::kib(6000),
-            endpoint_url: None,
-            force_path_style: false,
-        }
-    }
-}
 
 #[derive(Debug)]
 pub struct Offloader {

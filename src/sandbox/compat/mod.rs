@@ -19,12 +19,12 @@ pub mod rlimits;
 pub mod scrub;
 mod scrub_fs;
 pub mod signals;
+mod uids;
 
-use std::collections::HashSet;
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use pyexec_isolate::Spec;
 
@@ -32,13 +32,12 @@ use self::child::{ChildHardening, Identity};
 use self::rlimits::ProcessLimit;
 use self::scrub::SharedAreas;
 use self::signals::ListenerChannel;
-use super::isolation::Isolation;
+use self::uids::{UidPool, UidRelease, UIDS};
+use super::environment::{home_variables, script_environment};
+use super::plan::{harness_options, AfterSpawn, Claim, ForkPlan, LaunchPlan, Sandbox};
 use super::seccomp::{Policy, SignalScope};
-use super::{
-    harness_options, AfterSpawn, ForkPlan, LaunchPlan, Sandbox, SandboxError, SandboxKind,
-};
+use super::{Isolation, Layer, SandboxError, SandboxKind};
 use crate::limits::Limits;
-use crate::sandbox::layer::Layer;
 
 /// The uids executions run under when the service is root: a range no image's users occupy,
 /// inside the 16 bits every user namespace maps. A uid is handed out again only after its
@@ -196,36 +195,11 @@ impl CompatSandbox {
         })
     }
 
+    /// The table every sandbox shares, with the scratch directory where nsjail has its
+    /// private /tmp.
     fn environment(&self, scratch: &Path) -> Vec<(OsString, OsString)> {
-        // The same variables as the nsjail policy's envar lines, with the scratch directory
-        // where nsjail has its private /tmp. Nothing of the service's own environment.
-        let mut path = self
-            .python
-            .parent()
-            .unwrap_or(Path::new("/"))
-            .as_os_str()
-            .to_owned();
-        path.push(":/usr/bin:/bin");
-        let fixed = [
-            ("LANG", "C.UTF-8"),
-            ("PYTHONIOENCODING", "utf-8"),
-            ("PYTHONDONTWRITEBYTECODE", "1"),
-            ("OPENBLAS_NUM_THREADS", "1"),
-            ("OMP_NUM_THREADS", "1"),
-            ("MKL_NUM_THREADS", "1"),
-            ("MPLBACKEND", "Agg"),
-        ];
-        // matplotlib's prebuilt font cache, read-only in the layer (layer/build.sh).
         let python_dir = self.python.parent().and_then(Path::parent);
-        let mpl_config = python_dir.unwrap_or(Path::new("/")).join("etc/matplotlib");
-        let mut env = vec![
-            ("PATH".into(), path),
-            ("HOME".into(), scratch.into()),
-            ("TMPDIR".into(), scratch.into()),
-            ("MPLCONFIGDIR".into(), mpl_config.into()),
-        ];
-        env.extend(fixed.map(|(key, value)| (key.into(), value.into())));
-        env
+        script_environment(python_dir.unwrap_or(Path::new("/")), scratch)
     }
 }
 
@@ -248,7 +222,7 @@ impl Sandbox for CompatSandbox {
             .is_none_or(|areas| areas.is_clean())
     }
 
-    fn plan(&self, limits: &Limits, preload: &[String]) -> Result<LaunchPlan, SandboxError> {
+    fn plan(&self, limits: &Limits) -> Result<LaunchPlan, SandboxError> {
         let prepared = self.prepare(limits)?;
         let workdir = prepared.workdir();
         let guarded = prepared.spec.signal_guard.is_some();
@@ -273,15 +247,14 @@ impl Sandbox for CompatSandbox {
             None => None,
         };
         let mut args = self.interpreter_args();
-        args.extend(harness_options(limits, preload));
+        args.extend(harness_options(limits, &[]));
         Ok(LaunchPlan {
             program: self.python.clone(),
             args,
             env: self.environment(&workdir),
             hardening: Some(Box::new(move || hardening.run())),
             after_spawn,
-            turn_taker: self.shared_areas.clone(),
-            keep_alive: Some(prepared.keep_alive),
+            claim: self.claim(prepared.keep_alive),
         })
     }
 
@@ -305,23 +278,18 @@ impl Sandbox for CompatSandbox {
             env: self.environment(&self.template_home),
             hardening: Some(Box::new(move || hardening.run())),
             after_spawn: None,
-            turn_taker: None,
-            keep_alive: None,
+            claim: Claim::default(),
         })
     }
 
     fn fork_plan(&self, limits: &Limits) -> Result<ForkPlan, SandboxError> {
         let prepared = self.prepare(limits)?;
-        let workdir = prepared.workdir();
-        let env = ["HOME", "TMPDIR"]
-            .map(|key| (key.to_owned(), workdir.to_string_lossy().into_owned()))
-            .into();
+        let env = home_variables(&prepared.workdir());
         Ok(ForkPlan {
             spec: prepared.spec,
             env,
             landlock: prepared.landlock,
-            turn_taker: self.shared_areas.clone(),
-            keep_alive: Some(prepared.keep_alive),
+            claim: self.claim(prepared.keep_alive),
         })
     }
 }
@@ -356,6 +324,15 @@ impl CompatSandbox {
             },
             signal_guard: None,
         })
+    }
+
+    /// What each execution holds until its teardown: its scratch directory and uid, and its turn
+    /// on the shared places where executions take turns.
+    fn claim(&self, keep_alive: Box<dyn Send + Sync>) -> Claim {
+        Claim {
+            turns: self.shared_areas.clone(),
+            keep_alive: Some(keep_alive),
+        }
     }
 
     /// -I: ignore PYTHON* variables, the user site and the script's directory;
@@ -403,85 +380,5 @@ impl Scratch {
             Self::Private(dir) => dir.path(),
             Self::Shared(path) => path,
         }
-    }
-}
-
-/// One pool for the whole process: two compat sandboxes in one service (a self-test's and the
-/// real one, or a test's several services) must never hand out the same uid at once.
-static UIDS: std::sync::LazyLock<Arc<UidPool>> = std::sync::LazyLock::new(Arc::default);
-
-/// Hands out the per-execution uids in turn, never one still held by an execution.
-#[derive(Debug, Default)]
-struct UidPool {
-    state: Mutex<UidState>,
-}
-
-#[derive(Debug, Default)]
-struct UidState {
-    next: u32,
-    held: HashSet<u32>,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct HeldUid {
-    identity: Identity,
-}
-
-impl UidPool {
-    fn take(&self) -> HeldUid {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        // More executions than uids in the span cannot run at once (MAX_CONCURRENCY and the
-        // pool are far below it), so a free uid is always found.
-        for _ in 0..UID_SPAN {
-            let id = UID_BASE + state.next % UID_SPAN;
-            state.next = state.next.wrapping_add(1);
-            if state.held.insert(id) {
-                return HeldUid {
-                    identity: Identity { uid: id, gid: id },
-                };
-            }
-        }
-        let id = UID_BASE + state.next % UID_SPAN;
-        HeldUid {
-            identity: Identity { uid: id, gid: id },
-        }
-    }
-
-    fn release(&self, uid: u32) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.held.remove(&uid);
-    }
-}
-
-/// Gives a uid back when the execution's teardown drops it: after the sandbox was killed and
-/// reaped, and (see `process::teardown`) its process group was seen empty.
-#[derive(Debug)]
-struct UidRelease {
-    uids: Arc<UidPool>,
-    uid: u32,
-}
-
-impl Drop for UidRelease {
-    fn drop(&mut self) {
-        self.uids.release(self.uid);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uids_rotate_and_a_held_uid_is_never_handed_out_again() {
-        let pool = UidPool::default();
-        let first = pool.take().identity.uid;
-        assert_eq!(first, UID_BASE);
-        assert_eq!(pool.take().identity.uid, UID_BASE + 1);
-        pool.state.lock().expect("lock").next = UID_SPAN;
-        // UID_BASE is still held: the pool skips it.
-        assert_eq!(pool.take().identity.uid, UID_BASE + 2);
-        pool.release(first);
-        pool.state.lock().expect("lock").next = UID_SPAN;
-        assert_eq!(pool.take().identity.uid, UID_BASE);
     }
 }

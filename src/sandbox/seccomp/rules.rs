@@ -61,7 +61,11 @@ pub fn enosys() -> Rules {
 
 /// Refused with EPERM: the kernel attack surface, and every way to reach another process.
 pub fn eperm() -> Result<Rules, SeccompError> {
-    let mut rules: Rules = always_denied().iter().map(|&nr| (nr, vec![])).collect();
+    let mut rules: Rules = ALWAYS_DENIED
+        .iter()
+        .chain(PORT_IO)
+        .map(|&nr| (nr, vec![]))
+        .collect();
     rules.insert(libc::SYS_clone, namespace_clone()?);
     rules.extend(other_processes()?);
     Ok(rules)
@@ -129,85 +133,85 @@ fn identity_changes_outside(uids: std::ops::Range<u32>) -> Result<Rules, Seccomp
 }
 
 /// Denied whatever the arguments.
-fn always_denied() -> Vec<i64> {
-    let mut denied = vec![
-        // Namespaces (clone's flags are checked separately).
-        libc::SYS_unshare,
-        libc::SYS_setns,
-        // The mount family.
-        libc::SYS_mount,
-        libc::SYS_umount2,
-        libc::SYS_pivot_root,
-        libc::SYS_chroot,
-        libc::SYS_move_mount,
-        libc::SYS_open_tree,
-        libc::SYS_fsopen,
-        libc::SYS_fsconfig,
-        libc::SYS_fsmount,
-        libc::SYS_fspick,
-        libc::SYS_mount_setattr,
-        // Debugging other processes, reading or writing their memory, advising on it.
-        libc::SYS_ptrace,
-        libc::SYS_process_vm_readv,
-        libc::SYS_process_vm_writev,
-        libc::SYS_process_madvise,
-        libc::SYS_process_mrelease,
-        libc::SYS_kcmp,
-        libc::SYS_pidfd_getfd,
-        // Signals by bare thread id (any thread of any process) and through pidfds (which can
-        // come from /proc/<pid>, revealing nothing in the arguments); glibc's raise and
-        // pthread_kill use tgkill.
-        libc::SYS_tkill,
-        libc::SYS_pidfd_send_signal,
-        // System V IPC and POSIX message queues outlive the process that made them: where there
-        // is no IPC namespace (compat), one execution could leave data for the next.
-        libc::SYS_shmget,
-        libc::SYS_semget,
-        libc::SYS_msgget,
-        libc::SYS_mq_open,
-        // Subsystems with a long record of privilege escalations and no use to a script.
-        libc::SYS_io_uring_setup,
-        libc::SYS_io_uring_enter,
-        libc::SYS_io_uring_register,
-        libc::SYS_bpf,
-        libc::SYS_perf_event_open,
-        libc::SYS_userfaultfd,
-        libc::SYS_keyctl,
-        libc::SYS_add_key,
-        libc::SYS_request_key,
-        libc::SYS_kexec_load,
-        libc::SYS_kexec_file_load,
-        libc::SYS_init_module,
-        libc::SYS_finit_module,
-        libc::SYS_delete_module,
-        // Whole-machine administration.
-        libc::SYS_reboot,
-        libc::SYS_swapon,
-        libc::SYS_swapoff,
-        libc::SYS_acct,
-        libc::SYS_quotactl,
-        libc::SYS_syslog,
-        libc::SYS_vhangup,
-        libc::SYS_lookup_dcookie,
-        libc::SYS_open_by_handle_at,
-        libc::SYS_name_to_handle_at,
-        libc::SYS_personality,
-        libc::SYS_settimeofday,
-        libc::SYS_clock_settime,
-        libc::SYS_clock_adjtime,
-        libc::SYS_adjtimex,
-        libc::SYS_sethostname,
-        libc::SYS_setdomainname,
-        // The sandbox is killed as one process group (compat, and nsjail where cgroups are
-        // missing); a process in a new session or group would survive that.
-        libc::SYS_setsid,
-        libc::SYS_setpgid,
-    ];
-    // Raw port I/O exists only on x86.
-    #[cfg(target_arch = "x86_64")]
-    denied.extend([libc::SYS_iopl, libc::SYS_ioperm]);
-    denied
-}
+const ALWAYS_DENIED: &[i64] = &[
+    // Namespaces (clone's flags are checked separately).
+    libc::SYS_unshare,
+    libc::SYS_setns,
+    // The mount family.
+    libc::SYS_mount,
+    libc::SYS_umount2,
+    libc::SYS_pivot_root,
+    libc::SYS_chroot,
+    libc::SYS_move_mount,
+    libc::SYS_open_tree,
+    libc::SYS_fsopen,
+    libc::SYS_fsconfig,
+    libc::SYS_fsmount,
+    libc::SYS_fspick,
+    libc::SYS_mount_setattr,
+    // Debugging other processes, reading or writing their memory, advising on it.
+    libc::SYS_ptrace,
+    libc::SYS_process_vm_readv,
+    libc::SYS_process_vm_writev,
+    libc::SYS_process_madvise,
+    libc::SYS_process_mrelease,
+    libc::SYS_kcmp,
+    libc::SYS_pidfd_getfd,
+    // Signals by bare thread id (any thread of any process) and through pidfds (which can
+    // come from /proc/<pid>, revealing nothing in the arguments); glibc's raise and
+    // pthread_kill use tgkill.
+    libc::SYS_tkill,
+    libc::SYS_pidfd_send_signal,
+    // System V IPC and POSIX message queues outlive the process that made them: where there
+    // is no IPC namespace (compat), one execution could leave data for the next.
+    libc::SYS_shmget,
+    libc::SYS_semget,
+    libc::SYS_msgget,
+    libc::SYS_mq_open,
+    // Subsystems with a long record of privilege escalations and no use to a script.
+    libc::SYS_io_uring_setup,
+    libc::SYS_io_uring_enter,
+    libc::SYS_io_uring_register,
+    libc::SYS_bpf,
+    libc::SYS_perf_event_open,
+    libc::SYS_userfaultfd,
+    libc::SYS_keyctl,
+    libc::SYS_add_key,
+    libc::SYS_request_key,
+    libc::SYS_kexec_load,
+    libc::SYS_kexec_file_load,
+    libc::SYS_init_module,
+    libc::SYS_finit_module,
+    libc::SYS_delete_module,
+    // Whole-machine administration.
+    libc::SYS_reboot,
+    libc::SYS_swapon,
+    libc::SYS_swapoff,
+    libc::SYS_acct,
+    libc::SYS_quotactl,
+    libc::SYS_syslog,
+    libc::SYS_vhangup,
+    libc::SYS_lookup_dcookie,
+    libc::SYS_open_by_handle_at,
+    libc::SYS_name_to_handle_at,
+    libc::SYS_personality,
+    libc::SYS_settimeofday,
+    libc::SYS_clock_settime,
+    libc::SYS_clock_adjtime,
+    libc::SYS_adjtimex,
+    libc::SYS_sethostname,
+    libc::SYS_setdomainname,
+    // The sandbox is killed as one process group (compat, and nsjail where cgroups are
+    // missing); a process in a new session or group would survive that.
+    libc::SYS_setsid,
+    libc::SYS_setpgid,
+];
+
+/// Raw port I/O, which exists only on x86.
+#[cfg(target_arch = "x86_64")]
+const PORT_IO: &[i64] = &[libc::SYS_iopl, libc::SYS_ioperm];
+#[cfg(not(target_arch = "x86_64"))]
+const PORT_IO: &[i64] = &[];
 
 /// clone with any namespace flag; one rule per flag, as a rule can only test bits for equality.
 fn namespace_clone() -> Result<Vec<SeccompRule>, SeccompError> {

@@ -10,7 +10,10 @@
 //! back, waits while the service moves it into the execution's cgroup, then runs the isolation
 //! steps of `pyexec_isolate` (the same code compat runs between fork and exec) and says
 //! "isolated". Only then does the service hand over the job, through the child's stdin.
-//! From there on it is an execution like any other (`process::Started`).
+//! From there on it is an execution like any other ([`Started`]).
+//!
+//! This is the mechanism only; when templates start, grow, retire and are replaced is the
+//! execute layer's (`execute::templates`).
 
 mod control;
 
@@ -23,14 +26,18 @@ use serde_json::json;
 use thiserror::Error;
 use tokio::process::Child;
 
+use super::execution::Started;
+use super::leader::{kill_through_pidfd, spawn_leader, Leader, LeaderIo};
 use super::pipes::{drain, seqpacket_pair, ChildPipe, Completion};
-use super::process::{kill_through_pidfd, spawn_leader, ForkedSandbox, LeaderIo, Started, Streams};
-use super::{compat, harness_options, live, Runner, SandboxError};
+use super::plan::harness_options;
+use super::streams::Streams;
+use super::teardown::Held;
+use super::{compat, live, Runner, SandboxError};
 use crate::limits::Limits;
 use control::Socket;
 
 /// How long a template may take to import its modules (Lambda's whole init phase is 10 s).
-pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a forked child may take to report each step of its isolation.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The template's own log (nsjail's, and Python's on a crash), kept for diagnostics only.
@@ -64,26 +71,26 @@ fn io(step: &'static str) -> impl FnOnce(std::io::Error) -> TemplateError {
 
 /// A running template the service can fork executions from.
 #[derive(Debug)]
-pub struct Template {
+pub struct Zygote {
     runner: Runner,
     control: Socket,
 }
 
 /// The template's process, for whoever watches it.
 #[derive(Debug)]
-pub struct TemplateProcess {
+pub struct ZygoteProcess {
     child: Child,
     /// Taken when the template's exit is first seen.
     log: Option<tokio::task::JoinHandle<super::pipes::Captured>>,
     _registration: live::Registration,
 }
 
-/// Starts a template importing `preload`; it is usable once [`Template::ready`] returns.
-pub fn spawn(
+/// Starts a template importing `preload`; it is usable once [`Zygote::ready`] returns.
+pub(super) fn spawn(
     runner: Runner,
     limits: &Limits,
     preload: &[String],
-) -> Result<(Template, TemplateProcess), SandboxError> {
+) -> Result<(Zygote, ZygoteProcess), SandboxError> {
     let plan = runner.sandbox.template_plan(limits, preload)?;
     let (service_end, template_end) = seqpacket_pair().map_err(SandboxError::Pipe)?;
     let log = ChildPipe::new().map_err(SandboxError::Pipe)?;
@@ -105,11 +112,11 @@ pub fn spawn(
         let _keep_open = _finish;
         drain(log.read, LOG_CAP, finishing, Completion::Eof).await
     });
-    let template = Template {
+    let template = Zygote {
         runner,
         control: Socket::new(service_end).map_err(SandboxError::Pipe)?,
     };
-    let process = TemplateProcess {
+    let process = ZygoteProcess {
         child,
         log: Some(log_task),
         _registration: registration,
@@ -117,7 +124,7 @@ pub fn spawn(
     Ok((template, process))
 }
 
-impl TemplateProcess {
+impl ZygoteProcess {
     /// Waits for the template to exit, and says how, with what it logged.
     pub async fn exited(&mut self) -> (Option<ExitStatus>, String) {
         let status = self.child.wait().await.ok();
@@ -142,9 +149,16 @@ impl TemplateProcess {
     }
 }
 
-impl Template {
+impl Zygote {
     /// Resolves once the template has imported its modules and waits for requests.
-    pub async fn ready(&self) -> Result<(), TemplateError> {
+    pub async fn ready(&self) -> Result<(), SandboxError> {
+        Ok(self.imports_done().await?)
+    }
+
+    /// How long [`Zygote::ready`] waits at most.
+    pub const READY_TIMEOUT: Duration = READY_TIMEOUT;
+
+    async fn imports_done(&self) -> Result<(), TemplateError> {
         let message = tokio::time::timeout(READY_TIMEOUT, self.control.receive())
             .await
             .map_err(|_| TemplateError::NotReady(READY_TIMEOUT))?
@@ -170,8 +184,7 @@ impl Template {
 
     /// Forks an execution with `limits`, isolated and waiting for its job.
     pub async fn fork(&self, limits: &Limits) -> Result<Started, SandboxError> {
-        let sandbox = &*self.runner.sandbox;
-        let plan = sandbox.fork_plan(limits)?;
+        let plan = self.runner.sandbox.fork_plan(limits)?;
         let (streams, ends) = Streams::open(limits)?;
         let (status_service, status_child) = seqpacket_pair().map_err(SandboxError::Pipe)?;
         let options: Vec<String> = harness_options(limits, &[])
@@ -215,27 +228,20 @@ impl Template {
         }
         let adopted_us = requested.elapsed().as_micros() as u64;
         child.go().await?;
-        let mut keep_alive: Vec<Box<dyn Send + Sync>> = plan.keep_alive.into_iter().collect();
+        let mut held = Held::new(cgroup, plan.claim);
+        let mut guards: Vec<Box<dyn Send + Sync>> = Vec::new();
         while let Some(listener) = child.next_listener().await? {
             let guard = compat::signals::serve(listener, child.pid)
                 .map_err(io("serving a fork's signal guard"))?;
-            keep_alive.push(Box::new(guard));
+            guards.push(Box::new(guard));
         }
         let child = handshake.0.take().expect("set above");
         let isolated_us = requested.elapsed().as_micros() as u64;
         // Where a fork's time goes: the template's fork, the move into its cgroup, isolation.
         tracing::debug!(forked_us, adopted_us, isolated_us, "fork handshake");
-        Started::forked(ForkedSandbox {
-            kind: sandbox.kind(),
-            isolation: sandbox.isolation(),
-            pidfd: child.pidfd,
-            pid: child.pid,
-            streams,
-            cgroup,
-            keep_alive,
-            turn_taker: plan.turn_taker,
-            abort: self.runner.abort.clone(),
-        })
+        held.keep_alive.extend(guards);
+        let leader = Leader::forked(child.pidfd)?;
+        Ok(Started::new(&self.runner, leader, child.pid, streams, held))
     }
 }
 

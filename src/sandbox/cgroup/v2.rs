@@ -8,7 +8,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::cgroup::{ensure_dir, write, CgroupError, CgroupRoot};
+use super::{ensure_dir, write, CgroupError, CgroupRoot};
 
 const CONTROLLERS: &str = "+memory +pids";
 
@@ -34,7 +34,7 @@ pub fn prepare(mount: &Path) -> Result<CgroupRoot, CgroupError> {
     write(&base.join("cgroup.subtree_control"), CONTROLLERS)?;
     let sandboxes = ensure_dir(&base.join("sandboxes"))?;
     write(&sandboxes.join("cgroup.subtree_control"), CONTROLLERS)?;
-    super::cgroup::sweep_stale(&sandboxes);
+    super::sweep_stale(&sandboxes);
     Ok(CgroupRoot::V2 { sandboxes })
 }
 

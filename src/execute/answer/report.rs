@@ -1,5 +1,7 @@
 //! The harness's report on fd 3: a header line written by its supervisor (which never runs user
-//! code), then the frame the script's process produced. layer/harness.py is the other half.
+//! code), then the frame the script's process produced, then the output files the supervisor
+//! collected. layer/harness.py is the other half; the sandbox only knows the header's lengths,
+//! to tell when a report is whole.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -74,19 +76,6 @@ pub struct ListedFile {
     pub path: String,
     pub bytes: u64,
     pub content_base64: String,
-}
-
-/// The total length of a report once its header line is in: the header announces its frame.
-pub fn report_len(channel: &[u8]) -> Option<usize> {
-    #[derive(Deserialize)]
-    struct Length {
-        frame_bytes: usize,
-        #[serde(default)]
-        files_bytes: usize,
-    }
-    let newline = channel.iter().position(|&byte| byte == b'\n')?;
-    let header: Length = serde_json::from_slice(&channel[..newline]).ok()?;
-    Some(newline + 1 + header.frame_bytes + header.files_bytes)
 }
 
 /// `None` when there is no valid header: the harness never got to report.
@@ -216,7 +205,6 @@ mod tests {
             panic!("expected a result, got {:?}", report.frame)
         };
         assert_eq!(result.get(), r#"{"big":123456789012345678901234567890}"#);
-        assert_eq!(report_len(&channel), Some(channel.len()));
     }
 
     #[test]
@@ -278,6 +266,5 @@ mod tests {
         assert!(matches!(report.frame, Frame::Corrupt));
         assert!(parse(b"").is_none());
         assert!(parse(b"garbage\n").is_none());
-        assert_eq!(report_len(b"{\"frame_bytes\": 5}"), None, "no newline yet");
     }
 }

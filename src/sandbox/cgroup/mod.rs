@@ -4,7 +4,11 @@
 //! before it executes anything, so nsjail, the harness and every process the script starts are
 //! inside; the limit holds across all of them, and after the run the service can read whether
 //! the kernel's OOM killer fired (an OOM kill and a timeout kill both look like SIGKILL), the
-//! peak memory and the CPU time, then kill stragglers and remove the cgroup.
+//! peak memory and the CPU time, then kill stragglers and remove the cgroup. cgroup v2's own
+//! preparation is [`v2`]'s; [`favor`] keeps v1 moves fast.
+
+mod favor;
+mod v2;
 
 use std::ffi::CString;
 use std::fs;
@@ -53,12 +57,12 @@ impl CgroupRoot {
     /// pids controllers, and prepares the service's parent directories in it.
     pub fn detect(mount: &Path) -> Result<Self, CgroupError> {
         if mount.join("cgroup.controllers").exists() {
-            return super::cgroup_v2::prepare(mount);
+            return v2::prepare(mount);
         }
         let memory = ensure_dir(&mount.join("memory").join(SERVICE_DIR))?;
         let pids = ensure_dir(&mount.join("pids").join(SERVICE_DIR))?;
         // Cgroups will be used: moves into them would otherwise wait for RCU grace periods.
-        let _ = super::cgroup_favor::favor_migrations();
+        let _ = favor::favor_migrations();
         let cpuacct = ensure_dir(&mount.join("cpuacct").join(SERVICE_DIR)).ok();
         for parent in [&memory, &pids].into_iter().chain(cpuacct.as_ref()) {
             sweep_stale(parent);

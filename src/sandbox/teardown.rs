@@ -1,0 +1,117 @@
+//! The end of an execution, after its answer: reap the killed sandbox, see its process group
+//! empty, remove its cgroup, then let go of what it held. And, before its answer, the end of its
+//! turn on the places executions share (compat on Lambda), which the execution pays for itself.
+
+use std::time::{Duration, Instant};
+
+use std::sync::Arc;
+
+use super::cgroup::ExecCgroup;
+use super::compat::scrub::{SharedAreas, Turn};
+use super::leader::{kill_group, Leader};
+use super::live;
+use super::plan::Claim;
+
+/// How long killed processes get to disappear before that is reported.
+const GROUP_EXIT_WAIT: Duration = Duration::from_secs(5);
+
+/// What one execution holds from its plan to its teardown: its cgroup, what keeps its scratch
+/// space, its uid, the signal guard and the lease on its template, and the places it takes
+/// turns on (compat under a shared uid without Landlock).
+#[derive(Default)]
+pub(super) struct Held {
+    pub cgroup: Option<ExecCgroup>,
+    pub keep_alive: Vec<Box<dyn Send + Sync>>,
+    pub turns: Option<Arc<SharedAreas>>,
+}
+
+impl Held {
+    pub fn new(cgroup: Option<ExecCgroup>, claim: Claim) -> Self {
+        Self {
+            cgroup,
+            keep_alive: claim.keep_alive.into_iter().collect(),
+            turns: claim.turns,
+        }
+    }
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held")
+            .field("cgroup", &self.cgroup)
+            .field("turns", &self.turns.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What is left of a sandbox once its execution is over.
+pub(super) struct Remains {
+    /// Dropped last, once waited for (its registration with it).
+    pub leader: Leader,
+    pub held: Held,
+    pub session: i32,
+    pub running: live::Running,
+}
+
+/// Ends an execution's turn on the shared places once none of its processes is left (nothing
+/// can write there any more), within the execution's CPU limit (see `compat::scrub`). A process
+/// that outlives the kill keeps the turn, and the places are unclean, for good.
+pub(super) async fn end_turn(turn: Turn, session: i32, budget: Duration) {
+    let _ = tokio::task::spawn_blocking(move || {
+        if wait_until_group_is_gone(session, GROUP_EXIT_WAIT) {
+            turn.end(budget);
+        } else {
+            tracing::error!(
+                group = session,
+                "a process of an execution survived its kill: the shared places stay unclean"
+            );
+            turn.abandon();
+        }
+    })
+    .await;
+}
+
+/// After the answer: reap the killed sandbox, see its process group empty, then remove its
+/// cgroup, scratch space and hold on its uid, and forget its pid, now that tokio has waited
+/// for it. None of that is let go while a process of the execution still exists: a uid handed
+/// on would give the next execution a neighbour.
+pub(super) async fn teardown(mut remains: Remains) {
+    let _ = remains.leader.wait().await;
+    if let Some(cgroup) = remains.held.cgroup.take() {
+        cgroup.destroy().await;
+    }
+    let _ = tokio::task::spawn_blocking(move || {
+        if !wait_until_group_is_gone(remains.session, GROUP_EXIT_WAIT) {
+            tracing::error!(
+                group = remains.session,
+                "processes of a sandbox survived their execution's kill; its uid and scratch \
+                 space are held until they are gone"
+            );
+            wait_until_group_is_gone(remains.session, Duration::MAX);
+        }
+        // In this order: scratch space and uid go first, and the pid last.
+        drop(remains.held);
+        drop(remains.running);
+        drop(remains.leader);
+    })
+    .await;
+}
+
+/// Waits up to `wait` until no live process is left in the sandbox's process group (killing
+/// again, in case one was being forked when the first kill came); whether none is left.
+fn wait_until_group_is_gone(group: i32, wait: Duration) -> bool {
+    if group <= 0 {
+        return true;
+    }
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    while super::procfs::group_has_live_members(group) {
+        if started.elapsed() > wait {
+            return false;
+        }
+        kill_group(group);
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+    true
+}
