@@ -1,5 +1,5 @@
 //! python-executor: an HTTP function that runs an untrusted Python script's `main()` inside a
-//! sandbox and answers with a JSON envelope. See DESIGN.md for the contract.
+//! sandbox and answers with a JSON envelope. See docs/design.md for the contract.
 
 pub mod admission;
 pub mod answer;
