@@ -56,6 +56,7 @@ tools: deps
 	tools/install.sh
 
 lint:
+	python3 tools/import-circles.py src layer/isolate/src
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) fmt --manifest-path layer/isolate/Cargo.toml -- --check

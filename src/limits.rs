@@ -39,7 +39,7 @@ impl fmt::Display for ByteSize {
     }
 }
 
-/// What one execution may use. Defaults are DESIGN.md section 1's.
+/// What one execution may use. Defaults are docs/design.md section 1's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Wall-clock deadline, owned by the service (a request's `timeout_s` may only lower it).

@@ -116,8 +116,8 @@ fn cgroup_v2_limits_and_cleans_up_on_debian_12s_kernel() {
     assert_eq!(vm.get("exit"), &json!(0), "check.py failed");
 }
 
-/// Both images are about 362 MB uncompressed (README); a Lambda cold start grows with the
-/// image, so growth past this budget should be a decision, not an accident.
+/// Both images are about 362 MB uncompressed (docs/deploying.md); a Lambda cold start grows
+/// with the image, so growth past this budget should be a decision, not an accident.
 /// (362 MB with matplotlib and its dependencies, about 100 MB of it, for plots.)
 const SIZE_BUDGET_BYTES: u64 = 400_000_000;
 

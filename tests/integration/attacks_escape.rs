@@ -1,6 +1,6 @@
 //! Attacks on isolation: the network, the host's identity, secrets and files, and the kernel.
-//! Each script tries to break a property of DESIGN.md section 3 and reports what happened; the
-//! test checks that every attempt failed, then that the service still works.
+//! Each script tries to break a property of docs/design.md section 3 and reports what happened;
+//! the test checks that every attempt failed, then that the service still works.
 
 use std::time::Duration;
 
@@ -333,7 +333,7 @@ async fn tmp_is_private_and_vanishes(kind: Kind) {
         .await;
     let found = first.expect_result();
     assert_eq!(found["host_visible"], false, "{found}");
-    // outputs/ is the harness's, made for every script (see README, Files in and out).
+    // outputs/ is the harness's, made for every script (see docs/api.md, Files in and out).
     assert_eq!(
         crate::support::without(&found["listing"], &before),
         json!(["left-behind", "outputs"]),

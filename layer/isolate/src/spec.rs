@@ -3,6 +3,7 @@
 
 use std::ffi::CString;
 
+pub use crate::wire::Malformed;
 use crate::wire::{Reader, Writer};
 
 /// One limit, soft and hard alike: a script must not raise any of them back.
@@ -51,9 +52,6 @@ pub struct Spec {
     pub signal_guard: Option<Vec<libc::sock_filter>>,
 }
 
-/// A spec that does not decode: the service and the library disagree, never a script's doing.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Malformed;
 
 impl Spec {
     pub fn encode(&self) -> Vec<u8> {

@@ -3,7 +3,9 @@
 
 use std::ffi::CString;
 
-use crate::spec::Malformed;
+/// A spec that does not decode: the service and the library disagree, never a script's doing.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Malformed;
 
 #[derive(Default)]
 pub(crate) struct Writer(Vec<u8>);

@@ -4,7 +4,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
-/// Every failure a client can see (DESIGN.md section 1), plus the two routing failures.
+/// Every failure a client can see (docs/design.md section 1), plus the two routing failures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
     InvalidRequest,

@@ -2,7 +2,7 @@
 //! allows 6 MB), otherwise with its largest fields written to S3 and replaced by presigned URLs,
 //! or, without a bucket, a `RESULT_TOO_LARGE` error. Never a silently shortened result.
 //!
-//! The envelope shape of an offloaded field (documented in docs/lambda.md):
+//! The envelope shape of an offloaded field (documented in docs/deploying.md):
 //! `"result": null, "result_url": "<presigned GET>", "result_bytes": N`, the same for `stdout`
 //! and `stderr`, and `"url_expires_in_s"` once at the end. An offloaded output file keeps its
 //! entry in `files`, with `"content_base64": null, "content_url": "<presigned GET>"`.
