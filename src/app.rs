@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Extension, Json, Router};
 use serde_json::json;
 
@@ -40,8 +40,10 @@ impl App {
 
 pub fn router(app: Arc<App>) -> Router {
     let offloader = Arc::new(Offloader::new(&app.config));
+    let mcp = crate::mcp::Mcp::new(Arc::clone(&app));
     Router::new()
         .route("/execute", post(execute))
+        .route(crate::mcp::PATH, any(crate::mcp::serve).with_state(mcp))
         .route("/health", get(health))
         .route("/openapi.json", get(crate::openapi::serve))
         .fallback(not_found)
@@ -96,7 +98,7 @@ fn check_headers(app: &App, parts: &Parts) -> Result<(), ApiError> {
 
 /// A refusal sent before the whole body was read: the connection is not reused, since what is
 /// left of the body is being discarded (within bounds), not parsed as the next request.
-fn closing(mut response: Response) -> Response {
+pub(crate) fn closing(mut response: Response) -> Response {
     response
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -134,6 +136,7 @@ async fn health(State(app): State<Arc<App>>) -> Response {
             "version": version,
             "limits": limits,
             "templates": executor.templates_status(),
+            "mcp": crate::mcp::health(),
             "executions": {
                 "running": executor.admission().in_use(),
                 "capacity": executor.admission().capacity(),
@@ -181,7 +184,7 @@ async fn method_not_allowed(request: Request<Body>) -> Response {
 
 /// Answers `error` at once, without reading the request's body: what is left of it is
 /// discarded in the background, so a client still writing it sees the answer.
-fn refuse_unread(error: ApiError, body: Body) -> Response {
+pub(crate) fn refuse_unread(error: ApiError, body: Body) -> Response {
     let response = error.into_response();
     if body::discard(body) {
         closing(response)

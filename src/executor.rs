@@ -87,6 +87,8 @@ impl Executor {
             script: request.script,
             args: request.args,
             files: request.files,
+            mode: request.mode,
+            save_figures: request.save_figures,
             limits: self.limits.with_wall_at_most(request.timeout),
         };
         let this = self.clone();

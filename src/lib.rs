@@ -13,6 +13,7 @@ pub mod executor;
 pub mod lambda;
 pub mod layer;
 pub mod limits;
+pub mod mcp;
 pub mod offload;
 pub mod openapi;
 pub mod platform;

@@ -164,6 +164,8 @@ async fn self_tested(
         script: SELF_TEST_SCRIPT.into(),
         args: Map::new(),
         files: Vec::new(),
+        mode: crate::api::Mode::Script,
+        save_figures: false,
         limits: config.limits.with_wall_at_most(Some(SELF_TEST_TIMEOUT)),
     };
     let runner = Runner {

@@ -74,6 +74,10 @@ pub struct Job {
     pub args: Map<String, Value>,
     /// Written into the working directory before the script runs.
     pub files: Vec<crate::api::InputFile>,
+    /// A script's `main()` or a notebook cell.
+    pub mode: crate::api::Mode,
+    /// The harness saves the open matplotlib figures under `outputs/` once the code has run.
+    pub save_figures: bool,
     pub limits: Limits,
 }
 

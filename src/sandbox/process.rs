@@ -486,8 +486,14 @@ impl Started {
     /// Writes the job to the harness's stdin from a task of its own, so a job larger than the
     /// pipe buffer never holds up the deadline.
     fn feed(&mut self, job: &Job) -> JoinHandle<()> {
-        let payload =
-            json!({ "script": job.script, "args": job.args, "files": job.files }).to_string();
+        let payload = json!({
+            "script": job.script,
+            "args": job.args,
+            "files": job.files,
+            "mode": job.mode.as_str(),
+            "figures": job.save_figures,
+        })
+        .to_string();
         let stdin = self.streams.stdin.take();
         tokio::spawn(async move {
             if let Some(mut stdin) = stdin {
