@@ -84,7 +84,10 @@ pub async fn serve(State(mcp): State<Mcp>, request: Request) -> Response {
         return crate::app::refuse_unread(error, body);
     }
     if parts.method != Method::POST {
-        return crate::app::refuse_unread(method_not_allowed(&parts.method), body);
+        let mut response = crate::app::refuse_unread(method_not_allowed(&parts.method), body);
+        let allow = HeaderValue::from_static("POST");
+        response.headers_mut().insert(header::ALLOW, allow);
+        return response;
     }
     let body = match crate::body::read(body, config.max_body, config.http.body_read_timeout).await {
         Ok(body) => body,
