@@ -207,7 +207,7 @@ fn file_block(file: &OutputFile) -> (Option<ContentBlock>, FileEntry) {
             .decode(&file.content_base64)
             .unwrap_or_default();
         match String::from_utf8(bytes) {
-            Ok(text) if is_text(content_type) => {
+            Ok(text) if is_text(content_type) || is_plain_text(content_type, &text) => {
                 let text = cut(&text, TEXT_FILE_CHARS);
                 let resource = ResourceContents::text(text, uri).with_mime_type(content_type);
                 (Some(ContentBlock::resource(resource)), "text")
@@ -237,6 +237,11 @@ fn is_text(content_type: &str) -> bool {
         || content_type.ends_with("/javascript")
 }
 
+/// A file of no known type whose bytes read as text (a `.py`, a `.yaml`) is sent as text.
+fn is_plain_text(content_type: &str, text: &str) -> bool {
+    content_type == "application/octet-stream" && !text.contains('\0')
+}
+
 /// `sandbox:///outputs/...`, every byte but unreserved characters and `/` percent-encoded.
 fn file_uri(path: &str) -> String {
     let mut uri = String::from(FILE_URI_PREFIX);
@@ -253,6 +258,58 @@ fn file_uri(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn response(result: &str, stdout: &str) -> ExecuteResponse {
+        ExecuteResponse {
+            result: serde_json::value::RawValue::from_string(result.to_owned()).expect("JSON"),
+            display: None,
+            stdout: stdout.to_owned(),
+            stderr: String::new(),
+            truncated: crate::api::Truncated::default(),
+            usage: crate::api::Usage::default(),
+            sandbox: "nsjail",
+            isolation: Vec::new(),
+            files: Vec::new(),
+            skipped_files: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_success_is_structured_and_summarized() {
+        let result = tool_result(Ok(response(r#"{"mean":3.0}"#, "hi\n")));
+        assert_eq!(result.is_error, Some(false));
+        let outcome = result.structured_content.expect("structured content");
+        assert_eq!(outcome["result"], serde_json::json!({"mean": 3.0}));
+        assert_eq!(outcome["ok"], true);
+        let text = result.content[0].as_text().expect("a summary").text.clone();
+        assert!(text.starts_with("Result: {\"mean\":3.0}\nstdout:\nhi\n"), "{text}");
+    }
+
+    #[test]
+    fn large_results_and_output_are_cut_with_a_marker() {
+        let big = format!("\"{}\"", "x".repeat(RESULT_CHARS + 10));
+        let result = tool_result(Ok(response(&big, &"y".repeat(STDOUT_CHARS * 2))));
+        let outcome = result.structured_content.expect("structured content");
+        assert_eq!(outcome["truncated"]["result"], true);
+        assert_eq!(outcome["truncated"]["stdout"], true);
+        assert!(outcome["result"].as_str().is_some_and(|r| r.contains("characters cut here")));
+        let stdout = outcome["stdout"].as_str().expect("stdout");
+        assert!(stdout.chars().count() < STDOUT_CHARS + 200, "{}", stdout.len());
+    }
+
+    #[test]
+    fn a_failure_is_an_error_result_with_its_code() {
+        let error = ApiError::new(crate::api::ErrorCode::Timeout, "too slow")
+            .with("stdout", "so far")
+            .with("isolation", serde_json::json!(["seccomp"]))
+            .with("limit_bytes", 5);
+        let result = tool_result(Err(error));
+        assert_eq!(result.is_error, Some(true));
+        let outcome = result.structured_content.expect("structured content");
+        assert_eq!(outcome["code"], "TIMEOUT");
+        assert_eq!(outcome["stdout"], "so far");
+        assert_eq!(outcome["details"], serde_json::json!({"limit_bytes": 5}));
+    }
 
     #[test]
     fn file_uris_are_percent_encoded() {
