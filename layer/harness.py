@@ -340,9 +340,8 @@ def _run_cell(code, args, max_result_bytes):
 
 def _call_script(where, function, positional, keywords):
     """Runs one stage of the script: its module code ("module"), main() ("main") or a cell
-    ("cell"). Returns
-    (value, None), or (None, the error frame) when it raised, so an exception says which stage
-    raised it: a failed top-level import never ran main()."""
+    ("cell"). Returns (value, None), or (None, the error frame) when it raised, so an exception
+    says which stage raised it: a failed top-level import never ran main()."""
     try:
         return function(*positional, **keywords), None
     except MemoryError:

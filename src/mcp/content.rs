@@ -282,7 +282,10 @@ mod tests {
         assert_eq!(outcome["result"], serde_json::json!({"mean": 3.0}));
         assert_eq!(outcome["ok"], true);
         let text = result.content[0].as_text().expect("a summary").text.clone();
-        assert!(text.starts_with("Result: {\"mean\":3.0}\nstdout:\nhi\n"), "{text}");
+        assert!(
+            text.starts_with("Result: {\"mean\":3.0}\nstdout:\nhi\n"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -292,9 +295,15 @@ mod tests {
         let outcome = result.structured_content.expect("structured content");
         assert_eq!(outcome["truncated"]["result"], true);
         assert_eq!(outcome["truncated"]["stdout"], true);
-        assert!(outcome["result"].as_str().is_some_and(|r| r.contains("characters cut here")));
+        assert!(outcome["result"]
+            .as_str()
+            .is_some_and(|r| r.contains("characters cut here")));
         let stdout = outcome["stdout"].as_str().expect("stdout");
-        assert!(stdout.chars().count() < STDOUT_CHARS + 200, "{}", stdout.len());
+        assert!(
+            stdout.chars().count() < STDOUT_CHARS + 200,
+            "{}",
+            stdout.len()
+        );
     }
 
     #[test]

@@ -245,6 +245,18 @@ mod tests {
     }
 
     #[test]
+    fn a_cells_display_comes_with_its_result_only() {
+        let report = parse(&channel(r#"{"status":"ok","result":[1],"display":"  x"}"#));
+        let report = report.expect("valid report");
+        assert!(matches!(report.frame, Frame::Result(_)));
+        assert_eq!(report.display.as_deref(), Some("  x"));
+        let report = parse(&channel(r#"{"status":"ok","result":1,"display":5}"#));
+        assert_eq!(report.expect("valid report").display, None);
+        let error = r#"{"status":"error","code":"EXCEPTION","error":"e","display":"x"}"#;
+        assert_eq!(parse(&channel(error)).expect("valid report").display, None);
+    }
+
+    #[test]
     fn errors_keep_their_details() {
         let channel = channel(r#"{"status":"error","code":"SYNTAX_ERROR","error":"bad","line":3}"#);
         let report = parse(&channel).expect("valid report");
