@@ -6,7 +6,8 @@
 //! world; throughput and latency from 8 and 32 clients sending back to back; the memory of the
 //! service and everything it started, idle and at its peak under load; and, through the Lambda
 //! entry point under the Runtime Interface Emulator, spaced invocations with the whole process
-//! tree frozen in between as Lambda freezes an idle environment. Figures are printed, never
+//! tree frozen in between as Lambda freezes an idle environment; and what the MCP door adds to
+//! the seed's script over `/execute`, in spaced pairs. Figures are printed, never
 //! asserted: timings on a shared machine are for reading, not for failing.
 //! `BENCH_SCALE=0.3 make bench` gives a quicker, noisier look.
 
@@ -18,6 +19,8 @@ mod http;
 mod lambda;
 #[path = "../tests/lambda_support/mod.rs"]
 mod lambda_support;
+#[path = "service/mcp.rs"]
+mod mcp;
 #[path = "service/memory.rs"]
 mod memory;
 #[path = "service/report.rs"]
@@ -186,18 +189,7 @@ async fn measure_http(service: &http::Service, plan: &Plan, figures: &mut Figure
     service.wait_until_idle().await;
     let idle = memory::tree(service.pid());
 
-    eprintln!("   spaced: {} numpy/pandas", plan.spaced_seed);
-    let seed = service.spaced(SEED, plan.spaced_seed, plan.spacing).await;
-    figures.percentiles("numpy/pandas spaced", &seed, P50_P95_P99);
-    eprintln!("   spaced: {} hello", plan.spaced_hello);
-    let hello = service.spaced(HELLO, plan.spaced_hello, plan.spacing).await;
-    figures.percentiles("hello spaced", &hello, P50_P95_P99);
-    eprintln!(
-        "   spaced: {} GET /health (no sandbox: the floor)",
-        plan.spaced_hello
-    );
-    let health = service.spaced_health(plan.spaced_hello, plan.spacing).await;
-    figures.percentiles("GET /health spaced (floor)", &health, &P50_P95_P99[..1]);
+    measure_spaced(service, plan, figures).await;
 
     let mut peak = None;
     for (name, script) in [("numpy/pandas", SEED), ("hello", HELLO)] {
@@ -241,6 +233,30 @@ async fn measure_http(service: &http::Service, plan: &Plan, figures: &mut Figure
         Kind::Lower,
         Some(peak.pss_mib),
     );
+}
+
+/// Requests one at a time, spaced: the seed's script, hello, the /health floor, and the seed's
+/// script through the MCP door beside `/execute`.
+async fn measure_spaced(service: &http::Service, plan: &Plan, figures: &mut Figures) {
+    eprintln!("   spaced: {} numpy/pandas", plan.spaced_seed);
+    let seed = service.spaced(SEED, plan.spaced_seed, plan.spacing).await;
+    figures.percentiles("numpy/pandas spaced", &seed, P50_P95_P99);
+    eprintln!("   spaced: {} hello", plan.spaced_hello);
+    let hello = service.spaced(HELLO, plan.spaced_hello, plan.spacing).await;
+    figures.percentiles("hello spaced", &hello, P50_P95_P99);
+    eprintln!(
+        "   spaced: {} GET /health (no sandbox: the floor)",
+        plan.spaced_hello
+    );
+    let health = service.spaced_health(plan.spaced_hello, plan.spacing).await;
+    figures.percentiles("GET /health spaced (floor)", &health, &P50_P95_P99[..1]);
+    eprintln!(
+        "   spaced: {} pairs of numpy/pandas via /execute and via MCP",
+        plan.spaced_seed
+    );
+    let seed_result = serde_json::json!({"mean": 3.0, "sum": 15});
+    let (pairs, spacing) = (plan.spaced_seed, plan.spacing);
+    mcp::overhead(service, (SEED, &seed_result), pairs, spacing, figures).await;
 }
 
 /// The 1, 5 and 15 minute load averages: whether something else competed for the two cores.

@@ -2,9 +2,11 @@
 
 Protocol with the service (src/sandbox/protocol.rs is the other half):
 
-- stdin carries one JSON job, {"script": str, "args": object, "files": [...]}, then EOF. The
-  script's process, forked ahead of the job, reads it, writes the files into its working
-  directory and runs the script; `--max-result-bytes N` caps the result it may return.
+- stdin carries one JSON job, {"script": str, "args": object, "files": [...], "mode": str,
+  "figures": bool}, then EOF. The script's process, forked ahead of the job, reads it, writes
+  the files into its working directory and runs the script (as a script or as a notebook cell:
+  harness_cell.py), saving its open matplotlib figures under outputs/ when `figures` says so;
+  `--max-result-bytes N` caps the result it may return.
 - fd 3 (RESULT_FD) is the result channel. Only this supervising process ever holds it: it forks,
   and the child that runs the script closes fd 3 before any user code runs. What the supervisor
   writes there is one header line (how the child ended) followed by the child's raw frame, then,
@@ -21,6 +23,7 @@ becomes a template (harness_template.py): it never supervises a script itself, a
 forks per execution isolates itself and then goes on here, as a supervisor.
 """
 
+import ast
 import builtins
 import gc
 import importlib.util
@@ -31,7 +34,6 @@ import resource
 import signal
 import sys
 import time
-import traceback
 
 RESULT_FD = 3
 # Reported when a script sabotaged the very machinery that serializes its result.
@@ -39,7 +41,6 @@ BROKEN_FRAME = (
     '{"status":"error","code":"EXCEPTION","error":"the script broke the interpreter state '
     'the harness needs to report its result"}'
 )
-SCRIPT_FILENAME = "<script>"
 # The frame wraps the serialized result in a few dozen bytes of JSON; allow for that.
 FRAME_OVERHEAD = 4096
 # How long a supervisor waits for room under the process limit to fork the script's process.
@@ -78,7 +79,10 @@ def _load_sibling(name):
     return module
 
 
+harness_cell = _load_sibling("harness_cell")
 harness_collect = _load_sibling("harness_collect")
+harness_frames = _load_sibling("harness_frames")
+SCRIPT_FILENAME = harness_frames.SCRIPT_FILENAME
 harness_files = _load_sibling("harness_files")
 harness_isolation = _load_sibling("harness_isolation")
 harness_matplotlib = _load_sibling("harness_matplotlib")
@@ -114,7 +118,8 @@ def main():
     forked = options.template
     if forked:
         # Before the freeze: what the preloaded modules build on first use is built once.
-        harness_warm_up.warm(lambda result: _result_frame(result, options.max_result_bytes))
+        limit = options.max_result_bytes
+        harness_warm_up.warm(lambda result: harness_frames.result(result, limit))
     # Objects alive now (the harness, preloaded modules) are never collected: the script's
     # process then never touches their pages, and the fork stays copy-on-write cheap.
     gc.freeze()
@@ -210,7 +215,7 @@ def _write_all(fd, data):
 def _run_child(frame_fd, max_result_bytes, warm_up_fd):
     os.close(RESULT_FD)
     if warm_up_fd is not None:
-        encode = lambda result: _result_frame(result, max_result_bytes)  # noqa: E731
+        encode = lambda result: harness_frames.result(result, max_result_bytes)  # noqa: E731
         harness_warm_up.warm_before_job(encode, warm_up_fd)
     _cpu_limit_as_sigxcpu()
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -272,101 +277,79 @@ def _exit_code(code):
 def _execute(job, max_result_bytes):
     failed = harness_files.write_inputs(job.get("files") or [])
     if failed is not None:
-        return _files_frame(*failed)
-    source, args = job["script"], job.get("args") or {}
+        return harness_frames.input_file(*failed)
+    source, args = harness_cell.dedent(job["script"]), job.get("args") or {}
     try:
-        code = compile(source, SCRIPT_FILENAME, "exec", dont_inherit=True)
+        kind, code = _compile(source, job.get("mode") or "script")
     except SyntaxError as error:
-        return _syntax_error_frame(error)
+        return harness_frames.syntax_error(error)
     except ValueError as error:  # e.g. "source code string cannot contain null bytes"
-        return _error_frame("SYNTAX_ERROR", f"the script does not compile: {error}")
+        return harness_frames.failure("SYNTAX_ERROR", f"the script does not compile: {error}")
     linecache.cache[SCRIPT_FILENAME] = (len(source), None, source.splitlines(True), SCRIPT_FILENAME)
+    run = _run_cell if kind == "cell" else _run_script
+    frame = run(code, args, max_result_bytes)
+    if job.get("figures"):
+        harness_matplotlib.save_open_figures(harness_files.OUTPUTS_DIR)
+    return frame
+
+
+def _compile(source, mode):
+    """("script", code), or ("cell", (module code, last expression's code or None)) for a cell
+    (harness_cell.py: `mode` is "script", "cell" or "auto"). Scripts skip the syntax tree."""
+    if mode == "script":
+        return "script", compile(source, SCRIPT_FILENAME, "exec", dont_inherit=True)
+    tree = compile(source, SCRIPT_FILENAME, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+    if harness_cell.is_cell(mode, tree):
+        return "cell", harness_cell.split(tree, SCRIPT_FILENAME)
+    return "script", compile(tree, SCRIPT_FILENAME, "exec", dont_inherit=True)
+
+
+def _run_script(code, args, max_result_bytes):
     namespace = {"__name__": "__script__", "__builtins__": builtins, "__file__": SCRIPT_FILENAME}
     _, failure = _call_script("module", exec, (code, namespace), {})
     if failure is not None:
         return failure
     entry = namespace.get("main")
     if not callable(entry):
-        return _error_frame("NO_MAIN", "Script must contain a 'def main():' function")
+        return harness_frames.failure("NO_MAIN", "Script must contain a 'def main():' function")
     result, failure = _call_script("main", entry, (), args)
     if failure is not None:
         return failure
-    return _result_frame(result, max_result_bytes)
+    return harness_frames.result(result, max_result_bytes)
+
+
+def _run_cell(code, args, max_result_bytes):
+    """A notebook cell: `args` are its globals, `__name__` is "__main__" as in a notebook, and
+    its result is its last expression statement's value (None without one)."""
+    module, expression = code
+    names = {"__name__": "__main__", "__builtins__": builtins, "__file__": SCRIPT_FILENAME}
+    namespace = {**args, **names}
+    _, failure = _call_script("cell", exec, (module, namespace), {})
+    if failure is not None or expression is None:
+        return failure or harness_frames.result(None, max_result_bytes)
+    value, failure = _call_script("cell", eval, (expression, namespace), {})
+    if failure is not None:
+        return failure
+    try:
+        encoded, display = harness_cell.encode(value, _dumps)
+    except MemoryError:
+        message = "the script ran out of memory serializing its result"
+        return harness_frames.failure("MEMORY_LIMIT", message)
+    return harness_frames.sized(encoded, max_result_bytes, display)
 
 
 def _call_script(where, function, positional, keywords):
-    """Runs one stage of the script: its module code ("module") or main() ("main"). Returns
-    (value, None), or (None, the error frame) when it raised, so an exception says which stage
-    raised it: a failed top-level import never ran main()."""
+    """Runs one stage of the script: its module code ("module"), main() ("main") or a cell
+    ("cell"). Returns (value, None), or (None, the error frame) when it raised, so an exception
+    says which stage raised it: a failed top-level import never ran main()."""
     try:
         return function(*positional, **keywords), None
     except MemoryError:
-        return None, _error_frame("MEMORY_LIMIT", "the script ran out of memory")
+        return None, harness_frames.failure("MEMORY_LIMIT", "the script ran out of memory")
     except SystemExit:
         raise
     except BaseException as error:  # noqa: BLE001 - every script failure is reported
-        return None, _exception_frame(error, where)
-
-
-def _result_frame(result, max_result_bytes):
-    try:
-        encoded = _dumps(result, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError, RecursionError) as error:
-        message = f"main() must return a JSON-serializable object: {error}"
-        return _error_frame("NON_JSON_RETURN", message, returned_type=type(result).__name__)
-    except MemoryError:
-        return _error_frame("MEMORY_LIMIT", "the script ran out of memory serializing its result")
-    size = len(encoded.encode("utf-8", "surrogatepass"))
-    if size > max_result_bytes:
-        message = f"the result is {size} bytes, over the limit of {max_result_bytes} bytes"
-        return _error_frame("RESULT_TOO_LARGE", message, result_bytes=size)
-    return '{"status":"ok","result":' + encoded + "}"
-
-
-def _files_frame(path, error):
-    """An input file could not be written (the sandbox's disk or file size limit, say)."""
-    name = type(error).__name__
-    message = f"the input file {path} could not be written: {name}: {error}; main() was never called"
-    return _error_frame("EXCEPTION", message, exception_type=name, where="files")
-
-
-def _syntax_error_frame(error):
-    line, column = error.lineno, error.offset
-    message = f"the script does not compile: {error.msg} (line {line}, column {column})"
-    return _error_frame("SYNTAX_ERROR", message, line=line, column=column)
-
-
-def _exception_frame(error, where):
-    frames = [
-        frame
-        for frame in traceback.extract_tb(error.__traceback__)
-        if frame.filename == SCRIPT_FILENAME
-    ]
-    lines = ["Traceback (most recent call last):\n"]
-    lines += traceback.format_list(frames)
-    name = type(error).__name__
-    # A script's exception class may define a __str__ that raises; never let that escape.
-    detail = _safe_text(lambda: str(error))
-    lines += [_safe_text(lambda: "".join(traceback.format_exception_only(type(error), error)))]
-    raised = f"{name}: {detail}" if detail else name
-    if where == "module":
-        message = f"the script's module-level code raised {raised}; main() was never called"
-    else:
-        message = f"main() raised {raised}"
-    return _error_frame(
-        "EXCEPTION", message, exception_type=name, traceback="".join(lines), where=where
-    )
-
-
-def _safe_text(render):
-    try:
-        return render()
-    except BaseException:  # noqa: BLE001
-        return "<unprintable>"
-
-
-def _error_frame(code, message, **details):
-    return _dumps({"status": "error", "code": code, "error": message, **details}, default=str)
+        return None, harness_frames.exception(error, where)
 
 
 def _flush_std_streams():

@@ -1,4 +1,5 @@
-"""matplotlib in the sandbox, for layer/harness.py (loaded from beside it)."""
+"""matplotlib in the sandbox, for layer/harness.py (loaded from beside it): its shipped
+configuration, and the open figures a job may ask to be saved as output files."""
 
 import importlib.machinery
 import os
@@ -49,3 +50,43 @@ class _ShippedMatplotlibConfig:
 
         spec.loader.exec_module = exec_module
         return spec
+
+
+# At most this many open figures are saved: each is an image a reader (a model) must take in.
+MAX_FIGURES = 16
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg")
+
+
+def save_open_figures(outputs):
+    """Saves every open pyplot figure as `outputs`/figure-N.png, in the script's process once
+    its code has run (for a job that asks: the MCP tool returns images). Nothing when pyplot
+    was never imported (importing it here would cost for nothing), nor when the code saved
+    images under `outputs` itself: those are the figures it meant to show. Never raises: the
+    figures are a courtesy, the code's outcome is already decided."""
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is None:
+        return
+    try:
+        if _has_images(outputs):
+            return
+        for number in pyplot.get_fignums()[:MAX_FIGURES]:
+            path = _free_name(outputs, f"figure-{number}", ".png")
+            pyplot.figure(number).savefig(path, format="png")
+    except Exception:  # noqa: BLE001, S110 - the code may have broken matplotlib or outputs/
+        pass
+
+
+def _has_images(directory):
+    for _, _, names in os.walk(directory):
+        if any(name.lower().endswith(IMAGE_SUFFIXES) for name in names):
+            return True
+    return False
+
+
+def _free_name(directory, stem, suffix):
+    path = os.path.join(directory, stem + suffix)
+    copy = 1
+    while os.path.lexists(path):
+        copy += 1
+        path = os.path.join(directory, f"{stem}-{copy}{suffix}")
+    return path

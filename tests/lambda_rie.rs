@@ -6,7 +6,9 @@
 mod lambda_support;
 
 use lambda_support::common::binary::service_exe;
+use lambda_support::common::mcp_client::{self, Handshake};
 use lambda_support::events;
+use lambda_support::function_url::FunctionUrl;
 use lambda_support::rie::Rie;
 use serde_json::{json, Value};
 
@@ -142,4 +144,32 @@ async fn a_response_over_the_lambda_cap_is_refused_in_json_without_a_bucket() {
         "{body}"
     );
     assert!(body["result_bytes"].as_u64() > Some(2400 * 1024), "{body}");
+}
+
+/// The official Python MCP client, through a function URL (function URL events, buffered
+/// responses) to the service under the emulator: both handshakes, numpy, a figure as a PNG
+/// image, and a failing cell as a result with `isError`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_client_runs_python_through_a_function_url() {
+    let url = FunctionUrl::start(Rie::start(&[])).await;
+    let plan = json!([
+        {"code": "import numpy as np\nnp.array([1, 2, 3, 4, 5]).sum()"},
+        {"code": "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\nax.bar(['a', 'b'], [3, 5])"},
+        {"code": "import pandas as pd\npd.DataFrame({'x': [1]}).loc[5]"},
+    ]);
+    for handshake in [Handshake::Legacy, Handshake::Auto] {
+        let report = mcp_client::run_async(url.url("/mcp"), None, handshake, plan.clone()).await;
+        assert_eq!(report["tools"][0]["name"], "run_python", "{report}");
+        let results = &report["results"];
+        assert_eq!(results[0]["isError"], false, "{report}");
+        assert_eq!(results[0]["structuredContent"]["result"], 15, "{report}");
+        let image = &results[1]["content"][1];
+        assert_eq!(image["type"], "image", "{report}");
+        assert_eq!(image["mimeType"], "image/png", "{report}");
+        assert_eq!(results[2]["isError"], true, "{report}");
+        let outcome = &results[2]["structuredContent"];
+        assert_eq!(outcome["code"], "EXCEPTION", "{report}");
+        assert_eq!(outcome["exception_type"], "KeyError", "{report}");
+        assert_eq!(outcome["where"], "cell", "{report}");
+    }
 }

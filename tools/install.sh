@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the pinned lint and test tools into .tools/ (never into the system):
 #
-#   .tools/venv/           venv over /usr/bin/python3 with cfn-lint, hadolint, moto[server] and
-#                          schemathesis
+#   .tools/venv/           venv over /usr/bin/python3 with cfn-lint, hadolint, moto[server],
+#                          schemathesis and mcp (the official MCP SDK, for its client)
 #   .tools/bin/aws-lambda-rie
 #                          the Lambda Runtime Interface Emulator, taken out of the SAM CLI wheel
 #   .tools/stamps/         one stamp per requirements file, named after its sha256
@@ -100,8 +100,9 @@ main() {
     install_reqs "$REQ/requirements-lint.txt"
     install_reqs "$REQ/requirements-moto.txt"
     install_reqs "$REQ/requirements-fuzz.txt"
+    install_reqs "$REQ/requirements-mcp.txt"
     install_rie
-    log "done: $VENV/bin (cfn-lint, hadolint, moto_server, schemathesis), $TOOLS_DIR/bin/aws-lambda-rie"
+    log "done: $VENV/bin (cfn-lint, hadolint, moto_server, schemathesis, mcp), $TOOLS_DIR/bin/aws-lambda-rie"
 }
 
 main "$@"

@@ -69,6 +69,15 @@ impl Service {
         self.process.pid()
     }
 
+    /// The client every request is sent with (one connection pool for every front door).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
     async fn health(&self) -> Option<Value> {
         let reply = self.client.get(format!("{}/health", self.base)).send();
         reply.await.ok()?.json().await.ok()

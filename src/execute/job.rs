@@ -1,5 +1,6 @@
-//! The harness's job, as layer/harness.py reads it on stdin: the script, its keyword arguments
-//! and its input files, in one JSON object. The sandbox carries it as bytes it never reads.
+//! The harness's job, as layer/harness.py reads it on stdin: the code, its keyword arguments,
+//! its input files, how it runs (a script's `main()` or a notebook cell) and whether open
+//! figures are saved, in one JSON object. The sandbox carries it as bytes it never reads.
 
 use std::sync::Arc;
 
@@ -15,6 +16,8 @@ pub fn for_request(request: &ExecuteRequest, limits: Limits) -> Job {
         "script": request.script,
         "args": request.args,
         "files": request.files,
+        "mode": request.mode.as_str(),
+        "figures": request.save_figures,
     });
     Job {
         input: Arc::from(input.to_string().into_bytes()),

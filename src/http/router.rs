@@ -6,42 +6,28 @@ use std::time::Instant;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Extension, Json, Router};
 use serde_json::json;
 
-use crate::config::Config;
 use crate::execute::answer::sandbox_failed;
 use crate::execute::api::{request::check_content_type, ApiError, ErrorCode, ExecuteRequest};
-use crate::execute::Executor;
-use crate::execute::Unavailable;
+use crate::http::app::{closing, refuse_unread, App};
 use crate::http::body;
 use crate::http::offload::Offloader;
 
-/// Shared state of every request.
-#[derive(Debug)]
-pub struct App {
-    pub config: Config,
-    /// `Err` holds why scripts cannot run here; the service then still answers, honestly, but
-    /// tells clients only the category (the full reason names host paths; it goes to the logs).
-    pub executor: Result<Executor, Unavailable>,
-}
-
-impl App {
-    fn sandbox_name(&self) -> &'static str {
-        self.executor
-            .as_ref()
-            .map_or("none", |executor| executor.kind().as_str())
-    }
-}
-
 pub fn router(app: Arc<App>) -> Router {
     let offloader = Arc::new(Offloader::new(&app.config));
+    let mcp = crate::http::mcp::Mcp::new(Arc::clone(&app));
     Router::new()
         .route("/execute", post(execute))
+        .route(
+            crate::http::mcp::PATH,
+            any(crate::http::mcp::serve).with_state(mcp),
+        )
         .route("/health", get(health))
         .route("/openapi.json", get(crate::http::openapi::serve))
         .fallback(not_found)
@@ -94,15 +80,6 @@ fn check_headers(app: &App, parts: &Parts) -> Result<(), ApiError> {
     check_content_type(content_type)
 }
 
-/// A refusal sent before the whole body was read: the connection is not reused, since what is
-/// left of the body is being discarded (within bounds), not parsed as the next request.
-fn closing(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
-}
-
 async fn run_execute(
     app: &App,
     body: &[u8],
@@ -144,6 +121,7 @@ async fn health(State(app): State<Arc<App>>) -> Response {
             "version": version,
             "limits": limits,
             "templates": executor.templates_status(),
+            "mcp": crate::http::mcp::health(),
             "executions": {
                 "running": executor.admission().in_use(),
                 "capacity": executor.admission().capacity(),
@@ -188,17 +166,6 @@ async fn method_not_allowed(request: Request<Body>) -> Response {
         ),
     );
     refuse_unread(error, request.into_body())
-}
-
-/// Answers `error` at once, without reading the request's body: what is left of it is
-/// discarded in the background, so a client still writing it sees the answer.
-fn refuse_unread(error: ApiError, body: Body) -> Response {
-    let response = error.into_response();
-    if body::discard(body) {
-        closing(response)
-    } else {
-        response
-    }
 }
 
 /// One line per request with its outcome; never the script or its output.

@@ -21,7 +21,7 @@ use crate::execute::answer::interpret;
 use crate::execute::api::ExecuteRequest;
 use crate::execute::Executor;
 use crate::execute::{Category, Unavailable};
-use crate::http::router::App;
+use crate::http::App;
 use crate::sandbox::{
     CgroupError, CgroupRoot, Layer, LayerError, Runner, SandboxError, SandboxKind,
 };
@@ -150,6 +150,8 @@ async fn self_tested(
         args: Map::new(),
         timeout: None,
         files: Vec::new(),
+        mode: crate::execute::api::Mode::Script,
+        save_figures: false,
     };
     let limits = config.limits.with_wall_at_most(Some(SELF_TEST_TIMEOUT));
     let job = crate::execute::job::for_request(&request, limits);

@@ -1,7 +1,8 @@
 //! Helpers shared by the test binaries and the benchmark: starting the service binary and the
 //! tools around it ([`binary`]), loopback ports ([`ports`]), host processes ([`procs`]),
-//! waiting on a condition with a deadline ([`wait`]), never for a fixed time, and checking
-//! responses against the OpenAPI document ([`openapi`]).
+//! waiting on a condition with a deadline ([`wait`]), never for a fixed time, checking
+//! responses against the OpenAPI document ([`openapi`]), and a real MCP client
+//! ([`mcp_client`]).
 //!
 //! A crate mounts this module with `#[path = "../common/mod.rs"] mod common;`. Lambda's
 //! conditions ([`lambda_conditions`]) are used by the integration suite's Lambda profile, and
@@ -13,6 +14,7 @@
 pub mod binary;
 pub mod hidden_cgroups;
 pub mod lambda_conditions;
+pub mod mcp_client;
 pub mod openapi;
 pub mod ports;
 pub mod procs;

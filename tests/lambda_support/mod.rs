@@ -1,7 +1,8 @@
 //! Helpers shared by the Lambda and offload tests: the sample events and their expectations,
 //! the repository's built pieces (failing loudly when one is missing), and child processes
 //! (the service, the Runtime Interface Emulator, a local S3), started by `common::binary` and
-//! always killed when a test ends.
+//! always killed when a test ends; and a function URL in front of the emulator, for real HTTP
+//! clients.
 
 // Each test binary includes this module and uses only part of it.
 #![allow(dead_code)]
@@ -9,6 +10,7 @@
 #[path = "../common/mod.rs"]
 pub mod common;
 pub mod events;
+pub mod function_url;
 pub mod http;
 pub mod moto;
 pub mod rie;

@@ -52,7 +52,6 @@ pub struct Spec {
     pub signal_guard: Option<Vec<libc::sock_filter>>,
 }
 
-
 impl Spec {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Writer::default();

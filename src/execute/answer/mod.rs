@@ -83,6 +83,7 @@ pub fn interpret(execution: &Execution, limits: &Limits) -> Result<ExecuteRespon
     match judged {
         Ok((result, (files, skipped_files))) => Ok(ExecuteResponse {
             result,
+            display: report.display,
             stdout: execution.stdout.text(),
             stderr: execution.stderr.text(),
             truncated: truncated(execution),
@@ -214,10 +215,7 @@ fn memory_limit(limits: &Limits) -> ApiError {
 fn result_too_large(limits: &Limits) -> ApiError {
     ApiError::new(
         ErrorCode::ResultTooLarge,
-        format!(
-            "main() returned a result over the limit of {}",
-            limits.result
-        ),
+        format!("the result is over the limit of {}", limits.result),
     )
     .with("limit_bytes", limits.result.as_bytes())
 }

@@ -46,6 +46,8 @@ pub enum Frame {
 pub struct Report {
     pub header: Header,
     pub frame: Frame,
+    /// A cell's text rendering of a result that was not JSON itself (a DataFrame's table).
+    pub display: Option<String>,
     /// What the supervisor found under `outputs/`; `None` when the script did not report.
     pub outputs: Option<Outputs>,
 }
@@ -84,7 +86,7 @@ pub fn parse(channel: &[u8]) -> Option<Report> {
     let header: Header = serde_json::from_slice(&channel[..newline]).ok()?;
     let frame_start = newline + 1;
     let frame_end = (frame_start + header.frame_bytes).min(channel.len());
-    let frame = parse_frame(&channel[frame_start..frame_end]);
+    let (frame, display) = parse_frame(&channel[frame_start..frame_end]);
     let files_end = (frame_end + header.files_bytes).min(channel.len());
     let outputs = (header.files_bytes > 0).then(|| {
         serde_json::from_slice(&channel[frame_end..files_end]).unwrap_or(Outputs::Corrupt)
@@ -92,6 +94,7 @@ pub fn parse(channel: &[u8]) -> Option<Report> {
     Some(Report {
         header,
         frame,
+        display,
         outputs,
     })
 }
@@ -114,7 +117,8 @@ struct RawFrame<'a> {
 enum Detail {
     Count,
     Text,
-    /// Where an exception was raised: `module`, `main`, or `files` (writing the input files).
+    /// Where an exception was raised: `module`, `main`, `cell`, or `files` (writing the input
+    /// files).
     Stage,
 }
 
@@ -124,7 +128,7 @@ impl Detail {
             Self::Count => value.is_u64(),
             Self::Text => value.is_string(),
             // `files`: the request's input files could not be written; main() never ran.
-            Self::Stage => matches!(value.as_str(), Some("module" | "main" | "files")),
+            Self::Stage => matches!(value.as_str(), Some("module" | "main" | "cell" | "files")),
         }
     }
 }
@@ -167,22 +171,28 @@ where
     <&RawValue>::deserialize(deserializer).map(Some)
 }
 
-fn parse_frame(bytes: &[u8]) -> Frame {
+/// The frame, and the display a result frame carries (a string, or nothing).
+fn parse_frame(bytes: &[u8]) -> (Frame, Option<String>) {
     if bytes.is_empty() {
-        return Frame::Missing;
+        return (Frame::Missing, None);
     }
-    let Ok(raw) = serde_json::from_slice::<RawFrame>(bytes) else {
-        return Frame::Corrupt;
+    let Ok(mut raw) = serde_json::from_slice::<RawFrame>(bytes) else {
+        return (Frame::Corrupt, None);
     };
-    match (raw.status.as_str(), raw.result, raw.code) {
-        ("ok", Some(result), None) => Frame::Result(result.to_owned()),
+    let display = match raw.details.remove("display") {
+        Some(Value::String(display)) => Some(display),
+        _ => None,
+    };
+    let frame = match (raw.status.as_str(), raw.result, raw.code) {
+        ("ok", Some(result), None) => return (Frame::Result(result.to_owned()), display),
         ("error", None, Some(code)) => Frame::Error {
             code,
             message: raw.error.unwrap_or_default(),
             details: raw.details,
         },
         _ => Frame::Corrupt,
-    }
+    };
+    (frame, None)
 }
 
 #[cfg(test)]
@@ -220,6 +230,18 @@ mod tests {
         // Without a result at all, an ok frame is no result.
         let report = parse(&channel(r#"{"status":"ok"}"#)).expect("header");
         assert!(matches!(report.frame, Frame::Corrupt));
+    }
+
+    #[test]
+    fn a_cells_display_comes_with_its_result_only() {
+        let report = parse(&channel(r#"{"status":"ok","result":[1],"display":"  x"}"#));
+        let report = report.expect("valid report");
+        assert!(matches!(report.frame, Frame::Result(_)));
+        assert_eq!(report.display.as_deref(), Some("  x"));
+        let report = parse(&channel(r#"{"status":"ok","result":1,"display":5}"#));
+        assert_eq!(report.expect("valid report").display, None);
+        let error = r#"{"status":"error","code":"EXCEPTION","error":"e","display":"x"}"#;
+        assert_eq!(parse(&channel(error)).expect("valid report").display, None);
     }
 
     #[test]

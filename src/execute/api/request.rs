@@ -19,6 +19,34 @@ pub struct ExecuteRequest {
     pub timeout: Option<Duration>,
     /// Written into the script's working directory before `main()` runs.
     pub files: Vec<InputFile>,
+    /// How the code runs: a script's `main()` (the default) or a notebook cell.
+    pub mode: Mode,
+    /// Save the open matplotlib figures under `outputs/` once the code has run. Not a field of
+    /// `/execute`: the MCP door asks for it, to return every figure as an image.
+    pub save_figures: bool,
+}
+
+/// How the harness runs the code (layer/harness_cell.py).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Module code, then `main(**args)`, whose return value is the result.
+    #[default]
+    Script,
+    /// A notebook cell: module code whose last expression statement is the result; `args` are
+    /// its globals.
+    Cell,
+    /// A cell unless the code defines a top-level `main()`.
+    Auto,
+}
+
+impl Mode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Script => "script",
+            Self::Cell => "cell",
+            Self::Auto => "auto",
+        }
+    }
 }
 
 /// Accepts `application/json` and `application/<anything>+json`, with any parameters.
@@ -81,6 +109,8 @@ impl ExecuteRequest {
             args: parse_args(fields.remove("args"))?,
             timeout: parse_timeout(fields.remove("timeout_s"))?,
             files: parse_input_files(fields.remove("files"), file_limits)?,
+            mode: parse_mode(fields.remove("mode"))?,
+            save_figures: false,
         })
     }
 }
@@ -123,6 +153,15 @@ fn parse_timeout(timeout: Option<Value>) -> Result<Option<Duration>, ApiError> {
     }
 }
 
+fn parse_mode(mode: Option<Value>) -> Result<Mode, ApiError> {
+    match mode.as_ref().map(|mode| (mode, mode.as_str())) {
+        None | Some((Value::Null, _)) | Some((_, Some("script"))) => Ok(Mode::Script),
+        Some((_, Some("cell"))) => Ok(Mode::Cell),
+        Some((_, Some("auto"))) => Ok(Mode::Auto),
+        Some(_) => Err(invalid("\"mode\" must be \"script\", \"cell\" or \"auto\"")),
+    }
+}
+
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::InvalidRequest, message)
 }
@@ -145,6 +184,32 @@ mod tests {
             .expect("valid");
         assert_eq!(request.args["x"], 1);
         assert_eq!(request.timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(request.mode, Mode::Script);
+    }
+
+    #[test]
+    fn mode_is_script_cell_or_auto() {
+        let mode = |body: &str| parse(body).map(|request| request.mode);
+        assert_eq!(
+            mode(r#"{"script":"1","mode":"cell"}"#).ok(),
+            Some(Mode::Cell)
+        );
+        assert_eq!(
+            mode(r#"{"script":"1","mode":"auto"}"#).ok(),
+            Some(Mode::Auto)
+        );
+        assert_eq!(
+            mode(r#"{"script":"1","mode":null}"#).ok(),
+            Some(Mode::Script)
+        );
+        assert_eq!(
+            code(r#"{"script":"1","mode":"notebook"}"#),
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            code(r#"{"script":"1","mode":1}"#),
+            ErrorCode::InvalidRequest
+        );
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub struct Usage {
 pub struct ExecuteResponse {
     /// main()'s return value, passed through byte for byte as the harness serialized it.
     pub result: Box<RawValue>,
+    /// A cell's short text rendering of a result that was not JSON itself (a DataFrame's
+    /// table, an object's repr); only then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
     pub stdout: String,
     pub stderr: String,
     pub truncated: Truncated,
