@@ -5,10 +5,9 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PORT ?= 8080
 LAYER_OUT := layer/out
-# The isolation library (layer/isolate) is a crate of its own, shipped in the layer as a shared
-# library; it is checked and tested like the service.
-ISOLATE_CARGO = CARGO_TARGET_DIR=$(CURDIR)/target/isolate $(CARGO)
-ISOLATE := --manifest-path layer/isolate/Cargo.toml --locked
+# `make test` builds the crate graph (the service and the isolation library, layer/isolate, one
+# workspace) once, in the `ci` profile; the image tests ship the binary built with the tests.
+TEST_PROFILE := ci
 
 APT_PACKAGES := python3 python3-venv python3-pip libstdc++6 ca-certificates make gcc curl
 # Only for `make test`, without their recommends (qemu's would pull in a desktop): debootstrap,
@@ -31,11 +30,8 @@ endef
 run: deps layer build
 	PORT=$(PORT) ./target/release/python-executor
 
-# The release binary is for the image tests (tests/images.rs), which ship it as the Dockerfiles
-# do; every other test runs the debug binary cargo test builds.
-test: deps test-deps layer tools build lint
-	$(CARGO) test --locked
-	$(ISOLATE_CARGO) test $(ISOLATE)
+test: deps test-deps layer tools lint
+	$(CARGO) test --locked --workspace --profile $(TEST_PROFILE)
 	$(MAKE) lint-deploy
 
 # apt packages, installed only when one is missing.
@@ -58,9 +54,7 @@ tools: deps
 lint:
 	python3 tools/import-circles.py src layer/isolate/src
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
-	$(CARGO) fmt --manifest-path layer/isolate/Cargo.toml -- --check
-	$(ISOLATE_CARGO) clippy $(ISOLATE) --all-targets -- -D warnings
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 lint-deploy: tools
 	tools/lint-deploy.sh

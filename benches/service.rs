@@ -17,7 +17,7 @@ mod freezer;
 mod http;
 #[path = "service/lambda.rs"]
 mod lambda;
-#[path = "../tests/lambda_support/mod.rs"]
+#[path = "../tests/platforms/lambda_support/mod.rs"]
 mod lambda_support;
 #[path = "service/mcp.rs"]
 mod mcp;

@@ -111,17 +111,20 @@ install -m 0644 "$here"/harness*.py "$out/harness/"
 install -d -m 0555 "$out/harness/empty"
 install -m 0644 "$here/nsjail.cfg" "$out/etc/nsjail.cfg"
 
-# The isolation steps every template's child runs (layer/isolate, the code the service runs for
-# cold compat sandboxes), loaded by harness_template.py. Built here with cargo, or taken as built
-# when ISOLATE_LIB names it (tools/images builds image roots without a Rust toolchain inside).
+# The isolation steps every template and jail runs (layer/isolate, a member of the service's
+# cargo workspace, under its one lock), loaded by harness_isolation.py. Built here with cargo;
+# taken as built when ISOLATE_LIB names it (tools/images builds image roots without a Rust
+# toolchain inside); left to the caller with ISOLATE_LIB=none (the Dockerfiles' builder builds
+# it with the service, in one cargo build, and installs it afterwards).
 echo "layer: isolation library"
-if [ -n "${ISOLATE_LIB:-}" ]; then
-  install -m 0644 "$ISOLATE_LIB" "$out/harness/libpyexec_isolate.so"
-else
-  CARGO_TARGET_DIR="$work/isolate" cargo build --quiet --release --locked \
-    --manifest-path "$here/isolate/Cargo.toml"
-  install -m 0644 "$work/isolate/release/libpyexec_isolate.so" "$out/harness/"
-fi
+case "${ISOLATE_LIB:-}" in
+  none) ;;
+  "")
+    CARGO_TARGET_DIR="$work/isolate" cargo build --quiet --release --locked \
+      --manifest-path "$here/../Cargo.toml" -p pyexec-isolate
+    install -m 0644 "$work/isolate/release/libpyexec_isolate.so" "$out/harness/" ;;
+  *) install -m 0644 "$ISOLATE_LIB" "$out/harness/libpyexec_isolate.so" ;;
+esac
 
 echo "$want" > "$stamp"
 echo "layer: built in $out"

@@ -222,6 +222,10 @@ def _run_child(frame_fd, max_result_bytes, warm_up_fd):
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     job = json.loads(sys.stdin.buffer.read())
     _to_devnull(0)
+    _line_buffered()
+    # Files the script creates are its own: where /tmp is shared by other executions' uids
+    # (compat as root), nothing it writes there is theirs to read unless it says so.
+    os.umask(0o077)
     reporter = _getpid()
     try:
         frame = _execute(job, max_result_bytes)
@@ -256,6 +260,17 @@ def _to_devnull(*fds):
     for fd in fds:
         os.dup2(devnull, fd)
     os.close(devnull)
+
+
+def _line_buffered():
+    """A pipe makes Python buffer stdout in blocks: a streamed run would see nothing until the
+    buffer fills or the script ends. Whole lines go out as they are printed, as on a terminal;
+    a script that writes without newlines can still flush itself."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True)
+        except (AttributeError, ValueError, OSError):
+            pass
 
 
 def _cpu_limit_as_sigxcpu():

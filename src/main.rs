@@ -31,6 +31,7 @@ async fn main() -> anyhow::Result<ExitCode> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let on_lambda = config.lambda;
+    let lambda_mode = config.lambda_invoke_mode;
     let port = config.port;
     let grace = config.shutdown_grace;
     let http = config.http.clone();
@@ -43,7 +44,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if on_lambda {
         tracing::info!("serving the Lambda Runtime API");
         let healthy = move || executor.as_ref().is_none_or(|executor| executor.healthy());
-        return lambda::run(router, healthy)
+        return lambda::run(router, lambda_mode, healthy)
             .await
             .map_err(|error| anyhow::anyhow!("the Lambda runtime stopped: {error}"));
     }

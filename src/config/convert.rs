@@ -35,6 +35,7 @@ impl From<Settings> for Config {
             api_key: trimmed(s.api_key.clone()).map(ApiKey),
             shutdown_grace: s.shutdown_grace_s,
             lambda: trimmed(s.aws_lambda_runtime_api.clone()).is_some(),
+            lambda_invoke_mode: s.lambda_invoke_mode,
             offload: offload(&s),
             http: HttpConfig {
                 header_read_timeout: s.header_read_timeout_s,

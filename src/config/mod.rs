@@ -35,6 +35,17 @@ pub enum LogFormat {
     Text,
 }
 
+/// How a Lambda function's responses travel (its function URL's `InvokeMode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LambdaInvokeMode {
+    /// The whole response at once (API Gateway, ALB, a BUFFERED function URL).
+    #[value(name = "BUFFERED")]
+    Buffered,
+    /// Streamed as written (a RESPONSE_STREAM function URL): what streamed runs need.
+    #[value(name = "RESPONSE_STREAM")]
+    ResponseStream,
+}
+
 /// Which sandbox runs scripts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum SandboxChoice {
@@ -72,6 +83,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Running under the AWS Lambda runtime (`AWS_LAMBDA_RUNTIME_API` is set).
     pub lambda: bool,
+    /// How responses travel there.
+    pub lambda_invoke_mode: LambdaInvokeMode,
     /// Where responses too large to return inline go.
     pub offload: OffloadConfig,
     /// Bounds on clients of the HTTP server (slow or idle connections, how many at once).

@@ -16,7 +16,7 @@ use super::values::{
     concurrency, connections, count, isolation, kib, mib, millis, modules, number, seconds,
     spare_forks, switch, url_ttl, Lenient, Modules,
 };
-use super::{LogFormat, SandboxChoice};
+use super::{LambdaInvokeMode, LogFormat, SandboxChoice};
 use crate::limits::ByteSize;
 use crate::sandbox::Isolation;
 
@@ -156,6 +156,9 @@ pub struct Settings {
     /// After SIGTERM, how long running executions may finish
     #[arg(long, env, default_value = "10", value_parser = Lenient(seconds), help_heading = SERVICE)]
     pub shutdown_grace_s: Duration,
+    /// On Lambda, how responses travel: BUFFERED, or RESPONSE_STREAM (the function URL's streaming invoke mode, which streamed runs need; every other answer works in it too)
+    #[arg(long, env, default_value = "BUFFERED", value_parser = Lenient(EnumValueParser::<LambdaInvokeMode>::new()), help_heading = SERVICE)]
+    pub lambda_invoke_mode: LambdaInvokeMode,
     /// Log lines as json, text, or auto (JSON unless stderr is a terminal)
     #[arg(long, env, default_value = "auto", value_parser = Lenient(EnumValueParser::<LogFormat>::new()), help_heading = SERVICE)]
     pub log_format: LogFormat,

@@ -7,7 +7,7 @@ use crate::execute::answer::{interpret, sandbox_failed, shared_places_unclean};
 use crate::execute::api::{ApiError, ExecuteRequest, ExecuteResponse};
 use crate::execute::templates::{Templates, TemplatesStatus};
 use crate::limits::Limits;
-use crate::sandbox::{Abort, Isolation, Job, Runner, SandboxKind, Started, Zygote};
+use crate::sandbox::{Abort, Isolation, Job, Runner, SandboxKind, Started, Watcher, Zygote};
 
 #[derive(Clone, Debug)]
 pub struct Executor {
@@ -82,28 +82,31 @@ impl Executor {
         self.runner.healthy()
     }
 
+    /// Runs one validated request: a slot, then the execution, then its answer.
     pub async fn execute(&self, request: ExecuteRequest) -> Result<ExecuteResponse, ApiError> {
+        self.admit().await?.execute(request, None).await
+    }
+
+    /// A slot for one execution, or `OVERLOADED` after the queue wait: taken before a streamed
+    /// answer starts, so a refusal is still an HTTP status.
+    pub async fn admit(&self) -> Result<Admitted, ApiError> {
         if !self.healthy() {
             return Err(shared_places_unclean());
         }
         let permit = self.admission.admit().await?;
-        let job = super::job::for_request(&request, self.limits.with_wall_at_most(request.timeout));
-        let this = self.clone();
-        // Its own task: if the client goes away mid-run, the execution still ends and cleans up
-        // (kills, reaps, removes its cgroup) instead of being dropped half-way.
-        let task = tokio::spawn(async move {
-            let answer = this.run(&request.script, job).await;
-            drop(permit);
-            answer
-        });
-        task.await.unwrap_or_else(|error| {
-            tracing::error!(%error, "the execution task failed");
-            Err(sandbox_failed())
+        Ok(Admitted {
+            executor: self.clone(),
+            permit,
         })
     }
 
     /// Runs `job` (whose script is `script`) from its template, or cold where none serves.
-    async fn run(&self, script: &str, job: Job) -> Result<ExecuteResponse, ApiError> {
+    async fn run(
+        &self,
+        script: &str,
+        job: Job,
+        watcher: Option<Watcher>,
+    ) -> Result<ExecuteResponse, ApiError> {
         let forked = match &self.templates {
             Some(templates) => templates.fork(script).await,
             None => None,
@@ -117,7 +120,7 @@ impl Executor {
             }
             None => self.start_cold()?,
         };
-        let execution = sandbox.run(&job).await;
+        let execution = sandbox.run_watched(&job, watcher).await;
         interpret(&execution, &job.limits)
     }
 
@@ -125,6 +128,37 @@ impl Executor {
         self.runner.start(&self.limits).map_err(|error| {
             tracing::error!(%error, "could not start a sandbox");
             sandbox_failed()
+        })
+    }
+}
+
+/// An execution slot, held until the execution it is spent on has ended.
+#[derive(Debug)]
+pub struct Admitted {
+    executor: Executor,
+    permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Admitted {
+    /// Runs `request` in this slot; with `watcher`, its output is sent there as it is written.
+    pub async fn execute(
+        self,
+        request: ExecuteRequest,
+        watcher: Option<Watcher>,
+    ) -> Result<ExecuteResponse, ApiError> {
+        let Self { executor, permit } = self;
+        let limits = executor.limits.with_wall_at_most(request.timeout);
+        let job = super::job::for_request(&request, limits);
+        // Its own task: if the client goes away mid-run, the execution still ends and cleans up
+        // (kills, reaps, removes its cgroup) instead of being dropped half-way.
+        let task = tokio::spawn(async move {
+            let answer = executor.run(&request.script, job, watcher).await;
+            drop(permit);
+            answer
+        });
+        task.await.unwrap_or_else(|error| {
+            tracing::error!(%error, "the execution task failed");
+            Err(sandbox_failed())
         })
     }
 }

@@ -12,5 +12,5 @@ pub mod job;
 pub mod templates;
 mod unavailable;
 
-pub use executor::Executor;
+pub use executor::{Admitted, Executor};
 pub use unavailable::{Category, Unavailable};

@@ -12,6 +12,7 @@ pub mod offload;
 pub mod openapi;
 pub mod router;
 pub mod server;
+pub mod stream;
 
 pub use app::App;
 pub use router::router;

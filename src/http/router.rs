@@ -15,9 +15,10 @@ use serde_json::json;
 
 use crate::execute::answer::sandbox_failed;
 use crate::execute::api::{request::check_content_type, ApiError, ErrorCode, ExecuteRequest};
+use crate::execute::Executor;
 use crate::http::app::{closing, refuse_unread, App};
-use crate::http::body;
 use crate::http::offload::Offloader;
+use crate::http::{body, stream};
 
 pub fn router(app: Arc<App>) -> Router {
     let offloader = Arc::new(Offloader::new(&app.config));
@@ -47,7 +48,14 @@ async fn execute(
         Ok(body) => body,
         Err(refusal) => return refusal,
     };
-    let delivered = match run_execute(&app, &body).await {
+    let (executor, request) = match parse_execute(&app, &body) {
+        Ok(ready) => ready,
+        Err(error) => return error.into_response(),
+    };
+    if stream::wants_events(&parts.headers) {
+        return stream::execute(executor, request).await;
+    }
+    let delivered = match executor.execute(request).await {
         Ok(response) => offloader.deliver(&response).await,
         Err(error) => Err(error),
     };
@@ -80,14 +88,15 @@ fn check_headers(app: &App, parts: &Parts) -> Result<(), ApiError> {
     check_content_type(content_type)
 }
 
-async fn run_execute(
-    app: &App,
+/// The validated request, and the executor to run it, or why it cannot run.
+fn parse_execute<'a>(
+    app: &'a App,
     body: &[u8],
-) -> Result<crate::execute::api::ExecuteResponse, ApiError> {
+) -> Result<(&'a Executor, ExecuteRequest), ApiError> {
     let config = &app.config;
     let request = ExecuteRequest::parse_with(body, config.max_script, &config.input_files)?;
     match &app.executor {
-        Ok(executor) => executor.execute(request).await,
+        Ok(executor) => Ok((executor, request)),
         Err(unavailable) => {
             tracing::warn!(reason = %unavailable, "refusing to run a script without a sandbox");
             Err(sandbox_failed().with_details(unavailable.public_fields()))

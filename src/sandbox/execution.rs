@@ -11,14 +11,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::cgroup::ExecCgroup;
 use super::compat::scrub::Unclean;
 use super::leader::{kill_group, spawn_leader, Leader, LeaderIo};
-use super::pipes::Captured;
+use super::pipes::{Captured, OutputChunk, Stream};
 use super::streams::Streams;
-use super::teardown::{end_turn, teardown, Held, Remains};
+use super::teardown::{end_turn, remove_leftovers, teardown, Held, Remains};
 use super::watch::{Observed, Tripped, Watch};
 use super::{live, Isolation, Job, Runner, SandboxError, SandboxKind};
 use crate::limits::Limits;
@@ -62,6 +63,17 @@ pub enum Ending {
     Aborted,
     /// The job was never handed over: the places executions take turns on were not clean.
     Refused,
+    /// Whoever watched it went away (a streaming client that disconnected).
+    Abandoned,
+}
+
+/// An execution watched while it runs: its output as the script writes it, and the watcher's
+/// going away, which ends the execution (its slot is then free for others).
+#[derive(Debug)]
+pub struct Watcher {
+    pub output: mpsc::UnboundedSender<OutputChunk>,
+    /// Resolves (with an error) once the watcher dropped its sender.
+    pub gone: oneshot::Receiver<()>,
 }
 
 /// A sandbox that is running and waiting for its job on stdin.
@@ -191,7 +203,12 @@ impl Started {
     }
 
     /// Hands over the job and sees the execution through to the end.
-    pub async fn run(mut self, job: &Job) -> Execution {
+    pub async fn run(self, job: &Job) -> Execution {
+        self.run_watched(job, None).await
+    }
+
+    /// As [`Started::run`], with the script's output sent to `watcher` as it is written.
+    pub async fn run_watched(mut self, job: &Job, watcher: Option<Watcher>) -> Execution {
         // From here on, the execution's own teardown ends the sandbox.
         self.unrun.armed = false;
         let running = live::Running::new(self.session);
@@ -204,7 +221,13 @@ impl Started {
             },
             None => None,
         };
-        let waited = self.wait_for_its_end(job).await;
+        let gone = watcher.map(|watcher| {
+            let [stdout, stderr] = &self.streams.taps;
+            stdout.connect(Stream::Stdout, watcher.output.clone());
+            stderr.connect(Stream::Stderr, watcher.output);
+            watcher.gone
+        });
+        let waited = self.wait_for_its_end(job, gone).await;
         // The execution is over: whatever the script left behind dies with it, now.
         self.kill();
         let Started {
@@ -212,7 +235,7 @@ impl Started {
             leader,
             streams,
             session,
-            held,
+            mut held,
             ..
         } = self;
         let execution = observe(origin, streams, &held, waited).await;
@@ -220,6 +243,7 @@ impl Started {
         if let Some(turn) = turn {
             end_turn(turn, session, job.limits.cpu).await;
         }
+        remove_leftovers(&mut held, session, job.limits.cpu).await;
         tokio::spawn(teardown(Remains {
             leader,
             held,
@@ -231,7 +255,7 @@ impl Started {
 
     /// Hands the job over and waits for the first of: a whole report, the leader's exit, the
     /// deadline, a whole-sandbox limit, the service's abort.
-    async fn wait_for_its_end(&mut self, job: &Job) -> Waited {
+    async fn wait_for_its_end(&mut self, job: &Job, gone: Option<oneshot::Receiver<()>>) -> Waited {
         // A sandbox forked ahead of time used CPU before its job (its warm-up); the
         // execution's CPU time is what it uses from here on.
         let cpu_before_job = self.held.cgroup.as_ref().and_then(ExecCgroup::cpu);
@@ -246,6 +270,7 @@ impl Started {
             () = tokio::time::sleep_until(deadline) => Ended::Other(Ending::TimedOut),
             tripped = watch.tripped(cgroup) => Ended::Other(Ending::OverLimit(tripped)),
             () = self.abort.aborted() => Ended::Other(Ending::Aborted),
+            () = watcher_gone(gone) => Ended::Other(Ending::Abandoned),
         };
         feeder.abort();
         Waited {
@@ -332,6 +357,16 @@ async fn observe(origin: Origin, streams: Streams, held: &Held, waited: Waited) 
             .and_then(|measured| measured.peak_memory_bytes)
             .or(waited.observed.peak_memory_bytes),
         oom_killed: measured.is_some_and(|measured| measured.oom_killed),
+    }
+}
+
+/// Resolves once the watcher has gone away; never without one.
+async fn watcher_gone(gone: Option<oneshot::Receiver<()>>) {
+    match gone {
+        Some(gone) => {
+            let _ = gone.await;
+        }
+        None => std::future::pending().await,
     }
 }
 

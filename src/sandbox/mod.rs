@@ -42,11 +42,11 @@ use std::sync::Arc;
 use thiserror::Error;
 
 pub use cgroup::{CgroupError, CgroupRoot};
-pub use execution::{Ending, Execution, Started};
+pub use execution::{Ending, Execution, Started, Watcher};
 pub use isolation::Isolation;
 pub use layer::{Layer, LayerError};
 pub use live::Abort;
-pub use pipes::Captured;
+pub use pipes::{Captured, OutputChunk, Stream};
 pub use probes::{landlock_abi, probe_in_child, user_notification_works};
 pub use reaper::spawn as spawn_reaper;
 pub use watch::Tripped;

@@ -3,8 +3,10 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+use std::sync::{Arc, OnceLock};
+
 use tokio::net::unix::pipe;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// One pipe: the read end stays with the service, the write end goes to the child.
 #[derive(Debug)]
@@ -96,11 +98,52 @@ impl Captured {
         }
     }
 
-    fn keep(&mut self, chunk: &[u8], cap: usize) {
+    /// Keeps what fits under `cap` of `chunk`; what was kept.
+    fn keep<'a>(&mut self, chunk: &'a [u8], cap: usize) -> &'a [u8] {
         let room = cap.saturating_sub(self.bytes.len());
-        self.bytes
-            .extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let kept = &chunk[..chunk.len().min(room)];
+        self.bytes.extend_from_slice(kept);
         self.truncated |= chunk.len() > room;
+        kept
+    }
+}
+
+/// Which of the script's streams output came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Output as the script wrote it, for an execution watched while it runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputChunk {
+    pub stream: Stream,
+    pub bytes: Vec<u8>,
+}
+
+/// Where a drain also sends what it keeps, once an execution is watched: set when the job is
+/// handed over (a drain starts with its sandbox, which may be forked ahead of its request).
+/// Only what the cap lets through is sent, so a watcher sees what the answer will hold.
+#[derive(Clone, Debug, Default)]
+pub struct Tap(Arc<OnceLock<(Stream, mpsc::UnboundedSender<OutputChunk>)>>);
+
+impl Tap {
+    pub fn connect(&self, stream: Stream, sender: mpsc::UnboundedSender<OutputChunk>) {
+        let _ = self.0.set((stream, sender));
+    }
+
+    fn send(&self, bytes: &[u8]) {
+        if let Some((stream, sender)) = self.0.get() {
+            if !bytes.is_empty() {
+                let chunk = OutputChunk {
+                    stream: *stream,
+                    bytes: bytes.to_vec(),
+                };
+                // A watcher that is gone no longer wants the output; the answer still has it.
+                let _ = sender.send(chunk);
+            }
+        }
     }
 }
 
@@ -122,6 +165,7 @@ pub async fn drain(
     cap: usize,
     mut finish: oneshot::Receiver<()>,
     completion: Completion,
+    tap: Tap,
 ) -> Captured {
     let mut captured = Captured::default();
     let mut buffer = vec![0u8; 64 * 1024];
@@ -134,13 +178,13 @@ pub async fn drain(
                 }
             }
             _ = &mut finish => {
-                take_buffered(&reader, &mut buffer, &mut captured, cap);
+                take_buffered(&reader, &mut buffer, &mut captured, cap, &tap);
                 return captured;
             }
         }
         match reader.try_read(&mut buffer) {
             Ok(0) => return captured,
-            Ok(n) => captured.keep(&buffer[..n], cap),
+            Ok(n) => tap.send(captured.keep(&buffer[..n], cap)),
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
             Err(_) => return captured,
         }
@@ -166,12 +210,18 @@ fn report_complete(bytes: &[u8]) -> bool {
         .is_ok_and(|lengths| bytes.len() >= newline + 1 + lengths.frame_bytes + lengths.files_bytes)
 }
 
-fn take_buffered(reader: &pipe::Receiver, buffer: &mut [u8], captured: &mut Captured, cap: usize) {
+fn take_buffered(
+    reader: &pipe::Receiver,
+    buffer: &mut [u8],
+    captured: &mut Captured,
+    cap: usize,
+    tap: &Tap,
+) {
     while let Ok(n) = reader.try_read(buffer) {
         if n == 0 {
             break;
         }
-        captured.keep(&buffer[..n], cap);
+        tap.send(captured.keep(&buffer[..n], cap));
     }
 }
 
@@ -202,7 +252,7 @@ mod tests {
         let (reader, writer) = pipe_with(&[b'x'; 50_000]);
         drop(writer);
         let (_finish, finishing) = oneshot::channel();
-        let captured = drain(reader, 1000, finishing, Completion::Eof).await;
+        let captured = drain(reader, 1000, finishing, Completion::Eof, Tap::default()).await;
         assert_eq!(captured.bytes.len(), 1000);
         assert!(captured.truncated);
     }
@@ -211,7 +261,13 @@ mod tests {
     async fn finishing_takes_what_is_buffered_without_eof() {
         let (reader, _writer_still_open) = pipe_with(b"hello");
         let (finish, finishing) = oneshot::channel();
-        let task = tokio::spawn(drain(reader, 1000, finishing, Completion::Eof));
+        let task = tokio::spawn(drain(
+            reader,
+            1000,
+            finishing,
+            Completion::Eof,
+            Tap::default(),
+        ));
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         finish.send(()).expect("drain is waiting");
         let captured = task.await.expect("drain ends");
@@ -223,7 +279,14 @@ mod tests {
         let report = b"{\"frame_bytes\": 2, \"frame_oversized\": false, \"exit_code\": null, \"signal\": null}\n{}";
         let (reader, _writer_still_open) = pipe_with(report);
         let (_finish, finishing) = oneshot::channel();
-        let captured = drain(reader, 1 << 20, finishing, Completion::Report).await;
+        let captured = drain(
+            reader,
+            1 << 20,
+            finishing,
+            Completion::Report,
+            Tap::default(),
+        )
+        .await;
         assert_eq!(captured.bytes, report.to_vec());
     }
 

@@ -8,6 +8,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::compat::leftovers::OwnLeftovers;
 use super::compat::scrub::SharedAreas;
 use super::{Isolation, SandboxError, SandboxKind};
 use crate::limits::Limits;
@@ -28,6 +29,9 @@ pub struct Claim {
     pub turns: Option<Arc<SharedAreas>>,
     /// Kept alive for the execution and dropped (removed) with it: a scratch directory, a uid.
     pub keep_alive: Option<Box<dyn Send + Sync>>,
+    /// What the execution's own uid leaves in a shared directory, removed before its answer
+    /// (compat as root, where scripts may write the literal `/tmp`).
+    pub leftovers: Option<OwnLeftovers>,
 }
 
 /// How to start the harness under one kind of isolation. The harness reads its job on stdin,

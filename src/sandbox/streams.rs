@@ -8,9 +8,9 @@ use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::pipes::{drain, Captured, ChildPipe, Completion};
+use super::pipes::{drain, Captured, ChildPipe, Completion, Tap};
 use super::SandboxError;
-use crate::limits::Limits;
+use crate::limits::{ByteSize, Limits};
 
 /// The harness's report is at most the result and the output files plus a header and framing.
 const CHANNEL_OVERHEAD: usize = 64 * 1024;
@@ -32,9 +32,9 @@ pub(super) struct Drain {
 }
 
 impl Drain {
-    fn spawn(pipe: ChildPipe, cap: usize, completion: Completion) -> (Self, OwnedFd) {
+    fn spawn(pipe: ChildPipe, cap: usize, completion: Completion, tap: Tap) -> (Self, OwnedFd) {
         let (finish, finishing) = oneshot::channel();
-        let task = tokio::spawn(drain(pipe.read, cap, finishing, completion));
+        let task = tokio::spawn(drain(pipe.read, cap, finishing, completion, tap));
         (Self { task, finish }, pipe.write)
     }
 
@@ -63,6 +63,8 @@ pub(super) struct Streams {
     pub stderr: Drain,
     pub channel: Drain,
     pub tool_log: Drain,
+    /// Where stdout's and stderr's drains send what they keep, once the execution is watched.
+    pub taps: [Tap; 2],
 }
 
 /// The sandbox's ends of the same, for the process that leads it.
@@ -79,11 +81,22 @@ impl Streams {
     /// Pipes for one execution with `limits`, their drains already running.
     pub fn open(limits: &Limits) -> Result<(Self, SandboxEnds), SandboxError> {
         let pipe = || ChildPipe::new().map_err(SandboxError::Pipe);
-        let (stdout, stdout_end) = Drain::spawn(pipe()?, limits.stdout.as_usize(), Completion::Eof);
-        let (stderr, stderr_end) = Drain::spawn(pipe()?, limits.stderr.as_usize(), Completion::Eof);
+        let taps = [Tap::default(), Tap::default()];
+        let output = |cap: ByteSize, tap: &Tap| -> Result<_, SandboxError> {
+            Ok(Drain::spawn(
+                pipe()?,
+                cap.as_usize(),
+                Completion::Eof,
+                tap.clone(),
+            ))
+        };
+        let (stdout, stdout_end) = output(limits.stdout, &taps[0])?;
+        let (stderr, stderr_end) = output(limits.stderr, &taps[1])?;
         let channel_cap = channel_cap(limits);
-        let (channel, channel_end) = Drain::spawn(pipe()?, channel_cap, Completion::Report);
-        let (tool_log, tool_log_end) = Drain::spawn(pipe()?, TOOL_LOG_CAP, Completion::Eof);
+        let (channel, channel_end) =
+            Drain::spawn(pipe()?, channel_cap, Completion::Report, Tap::default());
+        let (tool_log, tool_log_end) =
+            Drain::spawn(pipe()?, TOOL_LOG_CAP, Completion::Eof, Tap::default());
         let (stdin, stdin_end) = super::pipes::job_pipe().map_err(SandboxError::Pipe)?;
         let streams = Self {
             stdin: Some(stdin),
@@ -91,6 +104,7 @@ impl Streams {
             stderr,
             channel,
             tool_log,
+            taps,
         };
         let ends = SandboxEnds {
             stdin: stdin_end,

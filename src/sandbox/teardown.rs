@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use super::cgroup::ExecCgroup;
+use super::compat::leftovers::OwnLeftovers;
 use super::compat::scrub::{SharedAreas, Turn};
 use super::leader::{kill_group, Leader};
 use super::live;
@@ -16,13 +17,15 @@ use super::plan::Claim;
 const GROUP_EXIT_WAIT: Duration = Duration::from_secs(5);
 
 /// What one execution holds from its plan to its teardown: its cgroup, what keeps its scratch
-/// space, its uid, the signal guard and the lease on its template, and the places it takes
-/// turns on (compat under a shared uid without Landlock).
+/// space, its uid, the signal guard and the lease on its template, the places it takes turns
+/// on (compat under a shared uid without Landlock), and what its own uid leaves in `/tmp`
+/// (compat as root).
 #[derive(Default)]
 pub(super) struct Held {
     pub cgroup: Option<ExecCgroup>,
     pub keep_alive: Vec<Box<dyn Send + Sync>>,
     pub turns: Option<Arc<SharedAreas>>,
+    pub leftovers: Option<OwnLeftovers>,
 }
 
 impl Held {
@@ -31,6 +34,7 @@ impl Held {
             cgroup,
             keep_alive: claim.keep_alive.into_iter().collect(),
             turns: claim.turns,
+            leftovers: claim.leftovers,
         }
     }
 }
@@ -71,6 +75,22 @@ pub(super) async fn end_turn(turn: Turn, session: i32, budget: Duration) {
     .await;
 }
 
+/// Removes what the execution's own uid left in `/tmp` once none of its processes is left,
+/// within the execution's CPU limit (see `compat::leftovers`). What cannot be removed in time
+/// keeps the uid: teardown hands it on only once the leftovers are gone.
+pub(super) async fn remove_leftovers(held: &mut Held, session: i32, budget: Duration) {
+    let Some(leftovers) = held.leftovers.take() else {
+        return;
+    };
+    let unfinished = tokio::task::spawn_blocking(move || {
+        let done = wait_until_group_is_gone(session, GROUP_EXIT_WAIT) && leftovers.remove(budget);
+        (!done).then_some(leftovers)
+    })
+    .await
+    .unwrap_or_default();
+    held.leftovers = unfinished;
+}
+
 /// After the answer: reap the killed sandbox, see its process group empty, then remove its
 /// cgroup, scratch space and hold on its uid, and forget its pid, now that tokio has waited
 /// for it. None of that is let go while a process of the execution still exists: a uid handed
@@ -88,6 +108,15 @@ pub(super) async fn teardown(mut remains: Remains) {
                  space are held until they are gone"
             );
             wait_until_group_is_gone(remains.session, Duration::MAX);
+        }
+        // Leftovers the execution could not pay for in its budget go before its uid does.
+        if let Some(leftovers) = remains.held.leftovers.take() {
+            while !leftovers.remove(Duration::from_secs(30)) {
+                tracing::warn!(
+                    uid = leftovers.uid,
+                    "still removing an execution's leftovers"
+                );
+            }
         }
         // In this order: scratch space and uid go first, and the pid last.
         drop(remains.held);

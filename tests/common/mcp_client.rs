@@ -26,14 +26,10 @@ impl Handshake {
     }
 }
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// The tools venv's Python, which has the pinned `mcp` package.
 fn python() -> PathBuf {
-    let path = repo_root().join(".tools/venv/bin/python");
-    let sdk = repo_root().join(".tools/stamps");
+    let path = super::repo::repo_root().join(".tools/venv/bin/python");
+    let sdk = super::repo::repo_root().join(".tools/stamps");
     let installed = std::fs::read_dir(&sdk).is_ok_and(|entries| {
         entries.filter_map(Result::ok).any(|entry| {
             entry
@@ -45,7 +41,7 @@ fn python() -> PathBuf {
     assert!(
         path.is_file() && installed,
         "the Python MCP SDK is not installed under {}: run `make tools` (tools/install.sh)",
-        repo_root().join(".tools").display()
+        super::repo::repo_root().join(".tools").display()
     );
     path
 }
@@ -56,7 +52,7 @@ fn python() -> PathBuf {
 pub fn run(url: &str, api_key: Option<&str>, handshake: Handshake, plan: &Value) -> Value {
     let mut command = Command::new(python());
     command
-        .arg(repo_root().join("tests/mcp/client.py"))
+        .arg(super::repo::repo_root().join("tests/mcp/client.py"))
         .arg(url)
         .args(["--mode", handshake.as_str()])
         // No bytecode beside the tools (a read-only checkout under Lambda's conditions).

@@ -11,6 +11,7 @@
 // Each crate that mounts this module uses only part of it.
 #![allow(dead_code)]
 
+pub mod app;
 pub mod binary;
 pub mod hidden_cgroups;
 pub mod lambda_conditions;
@@ -18,4 +19,6 @@ pub mod mcp_client;
 pub mod openapi;
 pub mod ports;
 pub mod procs;
+pub mod repo;
+pub mod sse;
 pub mod wait;

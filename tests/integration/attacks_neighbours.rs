@@ -241,12 +241,9 @@ async fn nothing_written_survives_an_execution(kind: Kind) {
             assert_eq!(leftovers, &json!([]), "left behind in {place}: {found}");
         }
     }
-    match kind {
-        // nsjail's /tmp is private; on Lambda executions take turns on the real /tmp.
-        Kind::Nsjail | Kind::Lambda => assert_eq!(found["literal_tmp"], "writable", "{found}"),
-        // compat as root keeps writes to the execution's own directory (Landlock).
-        Kind::Compat => assert_ne!(found["literal_tmp"], "writable", "{found}"),
-    }
+    // nsjail's /tmp is private; on Lambda executions take turns on the real /tmp; under compat
+    // as root each execution writes it under a uid of its own.
+    assert_eq!(found["literal_tmp"], "writable", "{found}");
     // On the host, too: nothing under the places the service uses.
     for host_place in ["/tmp", "/var/tmp", "/dev/shm"] {
         let leftovers: Vec<String> = std::fs::read_dir(host_place)
@@ -270,6 +267,50 @@ async fn nothing_written_survives_an_execution(kind: Kind) {
             .expect_result();
         assert_eq!(used_blocks("/tmp"), tmp_before, "/tmp's usage changed");
     }
+}
+
+/// What a script writes to the literal /tmp is its own while it runs (a concurrent neighbour
+/// cannot read it) and gone once it has answered.
+async fn literal_tmp_is_private_and_gone_after(kind: Kind) {
+    let service = Service::start(kind).await;
+    let name = format!("/tmp/pyexec-private-{}", std::process::id());
+    let writer = r#"
+import time
+def main(name):
+    with open(name, "w") as f:
+        f.write("mine")
+    time.sleep(3)
+    return open(name).read()
+"#;
+    let reader = r#"
+import errno, os
+def main(name):
+    try:
+        return open(name).read()
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+"#;
+    let read =
+        |script: &'static str| service.execute(json!({"script": script, "args": {"name": &name}}));
+    let (written, beside) = tokio::join!(read(writer), async {
+        // Executions never overlap under Lambda's conditions: no neighbour to try there.
+        if kind == Kind::Lambda {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        Some(read(reader).await)
+    });
+    assert_eq!(written.expect_result(), &json!("mine"), "{}", written.body);
+    if let Some(beside) = beside {
+        let expected = if kind == Kind::Nsjail {
+            "ENOENT"
+        } else {
+            "EACCES"
+        };
+        assert_eq!(beside.expect_result(), &json!(expected), "{}", beside.body);
+    }
+    let after = read(reader).await;
+    assert_eq!(after.expect_result(), &json!("ENOENT"), "{}", after.body);
 }
 
 async fn ipc_and_exotic_sockets_are_refused(kind: Kind) {
@@ -317,5 +358,6 @@ def main():
 for_each_sandbox!(
     neighbours_are_out_of_reach,
     nothing_written_survives_an_execution,
+    literal_tmp_is_private_and_gone_after,
     ipc_and_exotic_sockets_are_refused,
 );

@@ -5,15 +5,10 @@
 // only these helpers. Neither uses a sibling module.
 use crate::common::{ports, wait};
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use python_executor::config::Config;
-use python_executor::http::{self, server};
-use python_executor::startup;
+use python_executor::http::server;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -186,16 +181,7 @@ macro_rules! for_each_sandbox {
     };
 }
 
-/// The repository's built layer. Tests fail, loudly, when it is missing: they never skip.
-pub fn layer_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("layer/out");
-    assert!(
-        dir.join("nsjail/bin/nsjail").is_file() && dir.join("python/bin/python3").is_file(),
-        "the sandbox layer is not built at {}: run `make layer` (tests need real nsjail and Python)",
-        dir.display()
-    );
-    dir
-}
+pub use crate::common::repo::layer_dir;
 
 /// How long templates may take to start on a busy machine.
 const WARM_WITHIN: Duration = Duration::from_secs(20);
@@ -233,19 +219,14 @@ impl Service {
             .with_env_filter(filter)
             .with_test_writer()
             .try_init();
-        let mut env: HashMap<String, String> = kind
-            .profile_settings()
-            .iter()
-            .chain(settings)
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        env.insert("SANDBOX".into(), kind.env_value().into());
-        env.entry("LAYER_DIR".into())
-            .or_insert_with(|| layer_dir().display().to_string());
-        let config = Config::from_lookup(|name| env.get(name).cloned()).expect("valid test config");
+        let layer = layer_dir().display().to_string();
+        let mut env: Vec<(&str, &str)> = vec![("SANDBOX", kind.env_value()), ("LAYER_DIR", &layer)];
+        // A test's own settings win over its profile's, which win over the defaults above.
+        env.extend(kind.profile_settings().iter().chain(settings).copied());
+        env.reverse();
+        let config = crate::common::app::config_with(&env);
         let http = config.http.clone();
-        let app = startup::build(config).await.expect("the service starts");
-        let router = http::router(Arc::new(app));
+        let router = crate::common::app::router_for(config).await;
         let listener = ports::loopback_listener();
         listener
             .set_nonblocking(true)

@@ -23,13 +23,9 @@ const MAX_EXAMPLES: &str = "50";
 /// Well above the service's own deadline (MAX_TIMEOUT_S below), so a hang is the service's.
 const REQUEST_TIMEOUT_S: &str = "20";
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// The pinned schemathesis; fails loudly, never skips, when it is missing.
 fn schemathesis() -> PathBuf {
-    let path = repo_root().join(".tools/venv/bin/schemathesis");
+    let path = crate::common::repo::repo_root().join(".tools/venv/bin/schemathesis");
     assert!(
         path.is_file(),
         "{} is missing: run `make tools` (tools/install.sh installs it)",
@@ -71,10 +67,10 @@ async fn schemathesis_finds_no_response_outside_the_document() {
             .env("NO_COLOR", "1")
             .env(
                 "SCHEMATHESIS_HOOKS",
-                repo_root().join("tests/service/fuzz_hooks.py"),
+                crate::common::repo::repo_root().join("tests/service/fuzz_hooks.py"),
             )
             .arg("--config-file")
-            .arg(repo_root().join("tests/service/schemathesis.toml"))
+            .arg(crate::common::repo::repo_root().join("tests/service/schemathesis.toml"))
             .args(["run", &location, "--url", &base_url])
             .args(["--workers", "1", "--max-time", &budget])
             .args(["--max-examples", MAX_EXAMPLES])

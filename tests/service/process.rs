@@ -2,7 +2,6 @@
 //! unprivileged), with a chosen environment, and talking to it over HTTP.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -43,15 +42,7 @@ pub struct Binary {
     addr: SocketAddr,
 }
 
-pub fn layer_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("layer/out");
-    assert!(
-        dir.join("python/bin/python3").is_file(),
-        "the sandbox layer is not built at {}: run `make layer`",
-        dir.display()
-    );
-    dir
-}
+pub use crate::common::repo::layer_dir;
 
 /// The binary with `env` on top of LAYER_DIR, JSON logs and no pool.
 fn launch(env: &[(&str, &str)]) -> Launch {

@@ -129,7 +129,7 @@ build_builder() {
     # The builder image has cargo; this root does not: the isolation library is built on this
     # host (the same Debian 12 and glibc) and handed to build.sh, which installs it.
     CARGO_TARGET_DIR="$REPO/target/isolate" cargo build --quiet --release --locked \
-        --manifest-path "$REPO/layer/isolate/Cargo.toml" >&2
+        --manifest-path "$REPO/Cargo.toml" -p pyexec-isolate >&2
     install -m 0644 "$REPO/target/isolate/release/libpyexec_isolate.so" "$dir/src/libpyexec_isolate.so"
     in_root "$dir" env ISOLATE_LIB=/src/libpyexec_isolate.so /src/layer/build.sh "$LAYER_DIR" >&2
 }

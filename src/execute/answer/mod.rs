@@ -52,6 +52,12 @@ pub fn interpret(execution: &Execution, limits: &Limits) -> Result<ExecuteRespon
                  retry",
             ))
         }
+        Ending::Abandoned => {
+            return fail(ApiError::new(
+                ErrorCode::SandboxError,
+                "the client went away before the script finished, which ended it",
+            ))
+        }
         Ending::TimedOut => {
             let seconds = limits.wall.as_secs_f64();
             return fail(ApiError::new(
@@ -281,30 +287,4 @@ fn signal_name(signal: i32) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn header(cpu_ms: Option<u64>) -> Header {
-        Header {
-            frame_bytes: 0,
-            frame_oversized: false,
-            files_bytes: 0,
-            exit_code: None,
-            signal: None,
-            cpu_ms,
-        }
-    }
-
-    #[test]
-    fn cpu_time_is_the_harnesss_with_or_without_cgroups() {
-        let cgroup = Some(Duration::from_millis(25));
-        // No cgroups (compat on Lambda): the harness's figure.
-        assert_eq!(cpu_ms(Some(&header(Some(3))), None), Some(3));
-        // With cgroups too: the cgroup's figure also counts the exits after the answer.
-        assert_eq!(cpu_ms(Some(&header(Some(3))), cgroup), Some(3));
-        // No report (a wall-clock timeout): the cgroup's, where there is one.
-        assert_eq!(cpu_ms(None, cgroup), Some(25));
-        assert_eq!(cpu_ms(Some(&header(None)), cgroup), Some(25));
-        assert_eq!(cpu_ms(None, None), None);
-    }
-}
+mod tests;

@@ -13,7 +13,9 @@ use axum::response::Response;
 use axum::Router;
 use lambda_http::lambda_runtime::{layers::TracingLayer, LambdaInvocation, Runtime};
 use lambda_http::tower::{BoxError, Layer};
-use lambda_http::{service_fn, Adapter, Request, Service};
+use lambda_http::{service_fn, Adapter, Request, Service, StreamAdapter};
+
+use crate::config::LambdaInvokeMode;
 
 pub use stage::strip_stage;
 
@@ -21,17 +23,29 @@ pub use stage::strip_stage;
 /// `healthy` says after an invocation that this environment can run no more scripts: then the
 /// process exits once that invocation's response is posted, and Lambda starts a fresh
 /// environment for the next one (nothing runs between invocations here that could heal it).
+/// In `RESPONSE_STREAM` mode every response is streamed (Lambda's response streaming, which a
+/// function URL with that invoke mode relays as it comes): streamed runs' events arrive as the
+/// script writes, and every other answer is one body as before.
 pub async fn run(
     router: Router,
+    mode: LambdaInvokeMode,
     healthy: impl Fn() -> bool + Send + Sync + 'static,
 ) -> Result<(), lambda_http::Error> {
-    Runtime::new(Adapter::from(handler(router)))
-        .layer(TracingLayer::new())
-        .layer(ExitWhenUnhealthy {
-            healthy: std::sync::Arc::new(healthy),
-        })
-        .run()
-        .await
+    let exit = ExitWhenUnhealthy {
+        healthy: std::sync::Arc::new(healthy),
+    };
+    match mode {
+        LambdaInvokeMode::Buffered => {
+            let adapter = Adapter::from(handler(router));
+            let runtime = Runtime::new(adapter).layer(TracingLayer::new());
+            runtime.layer(exit).run().await
+        }
+        LambdaInvokeMode::ResponseStream => {
+            let adapter = StreamAdapter::from(handler(router));
+            let runtime = Runtime::new(adapter).layer(TracingLayer::new());
+            runtime.layer(exit).run().await
+        }
+    }
 }
 
 /// What `lambda_http` calls for each event, already converted to an HTTP request: the router,

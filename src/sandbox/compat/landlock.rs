@@ -1,7 +1,7 @@
 //! The compat sandbox's filesystem policy (Landlock), prepared before fork as a ruleset fd.
 //!
-//! Writes only in the execution's scratch directory (and `/dev/null`); reads and execution only
-//! where the runtime lives. nsjail gets the same effect by mounting nothing else; without
+//! Writes only in the execution's scratch directory, `/tmp` where the execution has a uid of its
+//! own, and `/dev/null`; reads and execution only where the runtime lives. nsjail gets the same effect by mounting nothing else; without
 //! namespaces, Landlock is the only way an unprivileged process can narrow what it can open.
 //! Best effort by ABI: a kernel without Landlock gives no ruleset (and `/health` says so), an
 //! older one enforces what it knows.
@@ -40,6 +40,9 @@ pub struct FsPolicy<'a> {
     /// The layer's runtime and harness directories.
     pub runtime: &'a [PathBuf],
     pub scratch: &'a Path,
+    /// The shared `/tmp`, writable where each execution has a uid of its own: Unix permissions
+    /// (its uid, umask 077, the sticky bit) keep its files there its own.
+    pub shared_tmp: Option<&'a Path>,
 }
 
 /// The ruleset to enforce in the child, or `None` where the kernel has no Landlock.
@@ -51,7 +54,9 @@ pub fn ruleset(policy: &FsPolicy<'_>) -> Result<Option<OwnedFd>, RulesetError> {
         .iter()
         .map(PathBuf::as_path)
         .chain(SYSTEM_READ.iter().map(Path::new));
-    let writable = std::iter::once(policy.scratch).chain(SYSTEM_WRITE.iter().map(Path::new));
+    let writable = std::iter::once(policy.scratch)
+        .chain(policy.shared_tmp)
+        .chain(SYSTEM_WRITE.iter().map(Path::new));
     let created = landlock::Ruleset::default()
         .handle_access(all)?
         // Handled with no rule: no TCP bind or connect at all (seccomp already refuses the

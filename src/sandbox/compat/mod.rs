@@ -15,6 +15,7 @@
 
 mod child;
 pub mod landlock;
+pub mod leftovers;
 pub mod rlimits;
 pub mod scrub;
 mod scrub_fs;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 use pyexec_isolate::Spec;
 
 use self::child::{ChildHardening, Identity};
+use self::leftovers::OwnLeftovers;
 use self::rlimits::ProcessLimit;
 use self::scrub::SharedAreas;
 use self::signals::ListenerChannel;
@@ -47,6 +49,9 @@ const UID_SPAN: u32 = 4_000;
 /// The uid a template runs as when the service is root: its own, below every execution's. It
 /// keeps only CAP_SETUID and CAP_SETGID, which its policy lets reach executions' uids alone.
 const TEMPLATE_UID: u32 = UID_BASE - 1;
+/// The directory every program knows as the place to write, which a script under a uid of its
+/// own may write as under nsjail (see [`leftovers`]).
+const SHARED_TMP: &str = "/tmp";
 /// CAP_SETGID (6) and CAP_SETUID (7).
 const SETID_CAPABILITIES: u64 = (1 << 6) | (1 << 7);
 
@@ -151,10 +156,17 @@ impl CompatSandbox {
             uid: held.identity.uid,
         });
         let scratch = self.scratch(identity)?;
+        // With a uid of its own, an execution may write the literal /tmp too: its files there
+        // are its own, and are removed before its answer.
+        let leftovers = identity.map(|identity| OwnLeftovers {
+            dir: PathBuf::from(SHARED_TMP),
+            uid: identity.uid,
+        });
         let landlock = if self.isolation.landlock {
             let policy = landlock::FsPolicy {
                 runtime: &self.runtime,
                 scratch: scratch.path(),
+                shared_tmp: leftovers.as_ref().map(|leftovers| leftovers.dir.as_path()),
             };
             let failed =
                 |error: &dyn std::fmt::Display| SandboxError::Failed(format!("landlock: {error}"));
@@ -192,6 +204,7 @@ impl CompatSandbox {
             spec,
             landlock,
             keep_alive: Box::new((scratch, uid_release)),
+            leftovers,
         })
     }
 
@@ -254,7 +267,7 @@ impl Sandbox for CompatSandbox {
             env: self.environment(&workdir),
             hardening: Some(Box::new(move || hardening.run())),
             after_spawn,
-            claim: self.claim(prepared.keep_alive),
+            claim: self.claim(prepared.keep_alive, prepared.leftovers),
         })
     }
 
@@ -289,7 +302,7 @@ impl Sandbox for CompatSandbox {
             spec: prepared.spec,
             env,
             landlock: prepared.landlock,
-            claim: self.claim(prepared.keep_alive),
+            claim: self.claim(prepared.keep_alive, prepared.leftovers),
         })
     }
 }
@@ -326,12 +339,13 @@ impl CompatSandbox {
         })
     }
 
-    /// What each execution holds until its teardown: its scratch directory and uid, and its turn
-    /// on the shared places where executions take turns.
-    fn claim(&self, keep_alive: Box<dyn Send + Sync>) -> Claim {
+    /// What each execution holds until its teardown: its scratch directory and uid, its turn
+    /// on the shared places where executions take turns, and what its uid leaves in /tmp.
+    fn claim(&self, keep_alive: Box<dyn Send + Sync>, leftovers: Option<OwnLeftovers>) -> Claim {
         Claim {
             turns: self.shared_areas.clone(),
             keep_alive: Some(keep_alive),
+            leftovers,
         }
     }
 
@@ -348,6 +362,7 @@ struct Prepared {
     landlock: Option<std::os::fd::OwnedFd>,
     /// The scratch directory and the held uid, released with the execution.
     keep_alive: Box<dyn Send + Sync>,
+    leftovers: Option<OwnLeftovers>,
 }
 
 impl Prepared {

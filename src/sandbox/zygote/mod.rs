@@ -28,7 +28,7 @@ use tokio::process::Child;
 
 use super::execution::Started;
 use super::leader::{kill_through_pidfd, spawn_leader, Leader, LeaderIo};
-use super::pipes::{drain, seqpacket_pair, ChildPipe, Completion};
+use super::pipes::{drain, seqpacket_pair, ChildPipe, Completion, Tap};
 use super::plan::harness_options;
 use super::streams::Streams;
 use super::teardown::Held;
@@ -110,7 +110,14 @@ pub(super) fn spawn(
     let (_finish, finishing) = tokio::sync::oneshot::channel();
     let log_task = tokio::spawn(async move {
         let _keep_open = _finish;
-        drain(log.read, LOG_CAP, finishing, Completion::Eof).await
+        drain(
+            log.read,
+            LOG_CAP,
+            finishing,
+            Completion::Eof,
+            Tap::default(),
+        )
+        .await
     });
     let template = Zygote {
         runner,

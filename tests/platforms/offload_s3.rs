@@ -2,12 +2,10 @@
 //! inline has its large fields written to the bucket and replaced by presigned URLs that fetch
 //! them; small results stay inline; without a bucket the answer is RESULT_TOO_LARGE.
 
-mod lambda_support;
-
-use lambda_support::events;
-use lambda_support::http::HttpService;
-use lambda_support::moto::Moto;
-use lambda_support::rie::Rie;
+use crate::lambda_support::events;
+use crate::lambda_support::http::HttpService;
+use crate::lambda_support::moto::Moto;
+use crate::lambda_support::rie::Rie;
 use serde_json::{json, Value};
 
 const BUCKET: &str = "results";

@@ -6,9 +6,8 @@ pub mod lambda;
 pub mod template;
 pub mod vm;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::time::SystemTime;
 
 use serde_json::Value;
 
@@ -25,15 +24,13 @@ pub struct Image {
     pub size_bytes: u64,
 }
 
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+pub use crate::lambda_support::repo_root;
 
-/// Builds (or finds in the cache) the runtime filesystem of `dockerfile`, with the release
+/// Builds (or finds in the cache) the runtime filesystem of `dockerfile`, with the service
 /// binary in it; fails loudly when anything it needs is missing.
 pub fn build(dockerfile: &str) -> Image {
     let repo = repo_root();
-    let binary = release_binary();
+    let binary = service_binary();
     let output = Command::new(repo.join("tools/images/build-root.sh"))
         .arg(repo.join(dockerfile))
         .arg(&binary)
@@ -72,35 +69,10 @@ pub fn build(dockerfile: &str) -> Image {
     }
 }
 
-/// cargo's release build, which the images carry; it must be newer than every source file
-/// (`make build` makes it; `make test` runs that first).
-fn release_binary() -> PathBuf {
-    let repo = repo_root();
-    let binary = repo.join("target/release/python-executor");
-    let built = modified(&binary)
-        .unwrap_or_else(|| panic!("{} is missing: run `make build`", binary.display()));
-    let sources = ["src", "Cargo.toml", "Cargo.lock"].map(|path| repo.join(path));
-    let newest = sources.iter().filter_map(|path| newest_below(path)).max();
-    assert!(
-        newest.is_none_or(|newest| newest <= built),
-        "{} is older than the sources: run `make build`",
-        binary.display()
-    );
-    binary
-}
-
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).ok()?.modified().ok()
-}
-
-fn newest_below(path: &Path) -> Option<SystemTime> {
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return modified(path);
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| newest_below(&entry.path()))
-        .max()
+/// The service binary cargo built beside these tests, in the same profile (`make test` builds
+/// the whole crate graph once, in its `ci` profile: optimized, as the images' own build is).
+fn service_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_python-executor"))
 }
 
 /// The last `lines` lines of `text`.

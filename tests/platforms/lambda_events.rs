@@ -2,11 +2,9 @@
 //! converts it, through the real router running real scripts under real nsjail; each answer is
 //! checked against `events/expected.json`.
 
-mod lambda_support;
-
+use crate::lambda_support::events;
 use axum::body::to_bytes;
 use lambda_http::Service;
-use lambda_support::events;
 use python_executor::execute::{Category, Unavailable};
 use python_executor::http::lambda;
 use serde_json::{json, Value};
@@ -28,7 +26,7 @@ async fn invoke(router: &axum::Router, event: &str) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_sample_event_gets_its_expected_answer() {
-    let router = lambda_support::router_with(&[("TEMPLATES", "0")]).await;
+    let router = crate::lambda_support::router_with(&[("TEMPLATES", "0")]).await;
     let expected = events::expected();
     let files = events::files();
     for name in &files {
@@ -50,7 +48,7 @@ async fn every_sample_event_gets_its_expected_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_named_http_api_stage_is_taken_out_of_the_path() {
-    let router = lambda_support::router_with(&[("TEMPLATES", "0")]).await;
+    let router = crate::lambda_support::router_with(&[("TEMPLATES", "0")]).await;
     let mut event: Value =
         serde_json::from_str(&events::read("http-api-execute.json")).expect("json");
     event["rawPath"] = json!("/prod/execute");
@@ -63,7 +61,7 @@ async fn a_named_http_api_stage_is_taken_out_of_the_path() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_routes_still_answer_json_through_every_front_door() {
-    let router = lambda_support::router_with(&[("TEMPLATES", "0")]).await;
+    let router = crate::lambda_support::router_with(&[("TEMPLATES", "0")]).await;
     for name in [
         "function-url-health.json",
         "rest-api-health.json",
@@ -85,7 +83,7 @@ async fn unknown_routes_still_answer_json_through_every_front_door() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_json_value_is_a_result_through_the_lambda_entry_point() {
-    let router = lambda_support::router_with(&[("TEMPLATES", "0")]).await;
+    let router = crate::lambda_support::router_with(&[("TEMPLATES", "0")]).await;
     for (script, expected) in [
         ("def main():\n    print('only output')\n", json!(null)),
         ("def main():\n    return None\n", json!(null)),
@@ -109,7 +107,8 @@ async fn without_a_usable_sandbox_every_execution_is_refused_and_health_says_why
     // The full reason names host paths: it belongs in the logs, never in an answer.
     let detail =
         "the nsjail sandbox does not start: nsjail is missing at /opt/secret/nsjail/bin/nsjail";
-    let router = lambda_support::router_without_sandbox(Unavailable::new(Category::Setup, detail));
+    let router =
+        crate::lambda_support::router_without_sandbox(Unavailable::new(Category::Setup, detail));
     let (status, body) = invoke(&router, &events::read("function-url-execute-numpy.json")).await;
     assert_eq!(status, 500, "{body}");
     assert_eq!(body["code"], "SANDBOX_ERROR");
@@ -128,7 +127,7 @@ async fn without_a_usable_sandbox_every_execution_is_refused_and_health_says_why
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_go_in_and_a_plot_comes_out_through_the_lambda_entry_point() {
     use base64::Engine;
-    let router = lambda_support::router_with(&[("TEMPLATES", "0")]).await;
+    let router = crate::lambda_support::router_with(&[("TEMPLATES", "0")]).await;
     let script = [
         "import matplotlib.pyplot as plt",
         "def main():",

@@ -3,13 +3,11 @@
 //! no configuration, and every sample event is invoked through the emulator's HTTP endpoint.
 //! Fails, never skips, when the RIE (`make tools`) or the layer (`make layer`) is missing.
 
-mod lambda_support;
-
-use lambda_support::common::binary::service_exe;
-use lambda_support::common::mcp_client::{self, Handshake};
-use lambda_support::events;
-use lambda_support::function_url::FunctionUrl;
-use lambda_support::rie::Rie;
+use crate::lambda_support::common::binary::service_exe;
+use crate::lambda_support::common::mcp_client::{self, Handshake};
+use crate::lambda_support::events;
+use crate::lambda_support::function_url::FunctionUrl;
+use crate::lambda_support::rie::Rie;
 use serde_json::{json, Value};
 
 /// Credentials as Lambda hands them to a function; none may ever reach a script.

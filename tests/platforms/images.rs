@@ -2,28 +2,25 @@
 //! run as their platforms run them: the Lambda image under the Runtime Interface Emulator in
 //! Lambda's conditions, the Cloud Run image as a container's PID 1 on this host and, for the
 //! cgroup v2 path that only Cloud Run gen2 takes, on Debian 12's own kernel under qemu.
-//! Needs root, debootstrap, qemu and the kernel (`make test-deps`), the RIE (`make tools`) and
-//! the release binary (`make build`); fails, never skips, when one is missing.
-
-mod images_support;
-mod lambda_support;
+//! Needs root, debootstrap, qemu and the kernel (`make test-deps`) and the RIE (`make tools`);
+//! fails, never skips, when one is missing.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use images_support::cloudrun::CloudRunImage;
-use images_support::lambda::LambdaImage;
-use images_support::vm::VmRun;
-use lambda_support::events;
+use crate::images_support::cloudrun::CloudRunImage;
+use crate::images_support::lambda::LambdaImage;
+use crate::images_support::vm::VmRun;
+use crate::lambda_support::events;
 
-/// The seed documents' examples (tests/integration/seeds.rs).
+/// The documented examples (tests/integration/seeds.rs).
 const NUMPY_PANDAS_SEED: &str = "def main():\n    import numpy as np\n    import pandas as pd\n    print(\"Processing data...\")\n    data = np.array([1, 2, 3, 4, 5])\n    return {\"mean\": float(np.mean(data)), \"sum\": int(np.sum(data))}";
 const HELLO_SEED: &str = "def main():\n  print('hi')\n  return {\"sum\": 1+2}\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lambda_image_answers_every_sample_event_under_the_emulator() {
-    let image = images_support::build("Dockerfile.lambda");
+    let image = crate::images_support::build("Dockerfile.lambda");
     within_size_budget(&image);
     let lambda = LambdaImage::start(&image);
     for name in events::files() {
@@ -39,7 +36,7 @@ async fn lambda_image_answers_every_sample_event_under_the_emulator() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloud_run_image_serves_the_seeds_under_nsjail_and_drains_on_sigterm() {
-    let image = images_support::build("Dockerfile.cloudrun");
+    let image = crate::images_support::build("Dockerfile.cloudrun");
     within_size_budget(&image);
     let mut container = CloudRunImage::start(&image);
     let (status, health) = container.get("/health").await;
@@ -77,11 +74,11 @@ async fn drains_on_sigterm(container: &mut CloudRunImage) {
 
 #[test]
 fn cgroup_v2_limits_and_cleans_up_on_debian_12s_kernel() {
-    let image = images_support::build("Dockerfile.cloudrun");
+    let image = crate::images_support::build("Dockerfile.cloudrun");
     let vm = VmRun::boot(&image);
     let health = &vm.get("health")["body"];
     println!("/health on cgroup v2: {health}");
-    let console = images_support::tail(&vm.serial, 80);
+    let console = crate::images_support::tail(&vm.serial, 80);
     assert_eq!(
         health["cgroup"], "v2",
         "{health}\n--- serial console ---\n{console}"
@@ -121,7 +118,7 @@ fn cgroup_v2_limits_and_cleans_up_on_debian_12s_kernel() {
 /// (362 MB with matplotlib and its dependencies, about 100 MB of it, for plots.)
 const SIZE_BUDGET_BYTES: u64 = 400_000_000;
 
-fn within_size_budget(image: &images_support::Image) {
+fn within_size_budget(image: &crate::images_support::Image) {
     assert!(
         image.size_bytes < SIZE_BUDGET_BYTES,
         "{} is {} bytes, over the {SIZE_BUDGET_BYTES} budget",
