@@ -11,6 +11,8 @@
 //! asserted: timings on a shared machine are for reading, not for failing.
 //! `BENCH_SCALE=0.3 make bench` gives a quicker, noisier look.
 
+#[path = "service/doors.rs"]
+mod doors;
 #[path = "service/freezer.rs"]
 mod freezer;
 #[path = "service/http.rs"]
@@ -19,8 +21,6 @@ mod http;
 mod lambda;
 #[path = "../tests/platforms/lambda_support/mod.rs"]
 mod lambda_support;
-#[path = "service/mcp.rs"]
-mod mcp;
 #[path = "service/memory.rs"]
 mod memory;
 #[path = "service/report.rs"]
@@ -256,7 +256,10 @@ async fn measure_spaced(service: &http::Service, plan: &Plan, figures: &mut Figu
     );
     let seed_result = serde_json::json!({"mean": 3.0, "sum": 15});
     let (pairs, spacing) = (plan.spaced_seed, plan.spacing);
-    mcp::overhead(service, (SEED, &seed_result), pairs, spacing, figures).await;
+    for door in [doors::Door::Mcp, doors::Door::Streamed] {
+        let seed = (SEED, &seed_result);
+        doors::overhead(service, door, seed, (pairs, spacing), figures).await;
+    }
 }
 
 /// The 1, 5 and 15 minute load averages: whether something else competed for the two cores.
