@@ -89,7 +89,7 @@ pub async fn overhead(
     let median = quantile(0.5).copied();
     let name = door.name();
     figures.push(
-        &format!("{name} overhead, median of pairs (ms)"),
+        format!("{name} overhead, median of pairs (ms)"),
         Kind::Lower,
         median,
     );
