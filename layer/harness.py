@@ -1,26 +1,22 @@
-"""Runs one untrusted script's main() inside the sandbox and reports on a private channel.
+"""Runs one untrusted script's main() (or a notebook cell) in the sandbox; reports privately.
 
-Protocol with the service (src/sandbox/protocol.rs is the other half):
+Protocol with the service (src/execute/job.rs and src/execute/answer/report.rs the other half):
 
-- stdin carries one JSON job, {"script": str, "args": object, "files": [...], "mode": str,
-  "figures": bool}, then EOF. The script's process, forked ahead of the job, reads it, writes
-  the files into its working directory and runs the script (as a script or as a notebook cell:
-  harness_cell.py), saving its open matplotlib figures under outputs/ when `figures` says so;
-  `--max-result-bytes N` caps the result it may return.
-- fd 3 (RESULT_FD) is the result channel. Only this supervising process ever holds it: it forks,
-  and the child that runs the script closes fd 3 before any user code runs. What the supervisor
-  writes there is one header line (how the child ended) followed by the child's raw frame, then,
-  when the child reported, the files it left under outputs/ (`--max-output-files N` and
-  `--max-output-bytes N` bound them; harness_files.py reads them without trusting anything the
-  script left there).
+- stdin: one JSON job, {"script", "args", "files", "mode", "figures", "session"}, then EOF. The
+  script's process, forked ahead of the job, reads it, restores a session's state
+  (harness_session.py), writes the input files, runs the code (harness_cell.py for cells), and
+  saves open figures under outputs/ when `figures` says so. `--max-result-bytes N` caps the result.
+- fd 3 (RESULT_FD), the result channel, is held by this supervising process only (the child
+  closes it before any user code). It carries a header line (how the child ended, the lengths of
+  what follows), the child's raw frame, the files it left under outputs/ (bounded by
+  `--max-output-files N` and `--max-output-bytes N`; harness_files.py trusts nothing there),
+  then a session's new state (`--max-state-bytes N`).
 - stdout and stderr are the script's own; the harness never writes to them.
 
-The supervisor never executes user code, so nothing a script defines, prints, monkeypatches or
-writes can forge the header. A script can at worst corrupt its own frame, which the service then
-reports as a script failure. `--preload a,b` imports modules before the job arrives, so the
-script's process starts with numpy and pandas already imported. With `--template`, this process
-becomes a template (harness_template.py): it never supervises a script itself, and each child it
-forks per execution isolates itself and then goes on here, as a supervisor.
+The supervisor never executes user code, so nothing a script does can forge the header; a
+script can at worst corrupt its own frame or state. `--preload a,b` imports modules before the
+job arrives. With `--template` this process becomes a template (harness_template.py): it never
+supervises a script itself; each child it forks isolates itself and goes on here.
 """
 
 import ast
@@ -86,6 +82,7 @@ SCRIPT_FILENAME = harness_frames.SCRIPT_FILENAME
 harness_files = _load_sibling("harness_files")
 harness_isolation = _load_sibling("harness_isolation")
 harness_matplotlib = _load_sibling("harness_matplotlib")
+harness_session = _load_sibling("harness_session")
 harness_template = _load_sibling("harness_template")
 harness_warm_up = _load_sibling("harness_warm_up")
 _write = os.write
@@ -143,7 +140,7 @@ def supervise(options, warm_up=False):
         os.close(read_end)
         if warm_up:
             os.close(warm_up_read)
-        _run_child(write_end, options.max_result_bytes, warm_up_write)
+        _run_child(write_end, options, warm_up_write)
     os.close(write_end)
     if warm_up:
         os.close(warm_up_write)
@@ -152,7 +149,14 @@ def supervise(options, warm_up=False):
     # not when this process has exited (after its report).
     _to_devnull(0, 1, 2)
     frame_limit = options.max_result_bytes + FRAME_OVERHEAD
-    frame, oversized, status = harness_collect.collect(pid, read_end, frame_limit)
+    # The frame, then a session's state after a newline (harness_session.py).
+    collected, oversized, status = harness_collect.collect(
+        pid, read_end, frame_limit + 1 + options.max_state_bytes
+    )
+    frame, _, state = collected.partition(b"\n")
+    oversized = oversized or len(frame) > frame_limit
+    if oversized:
+        frame, state = b"", b""
     if warm_up:
         status = harness_warm_up.without_warm_up_cpu(status, warm_up_read)
     # Only once the script reported: a script that failed or vanished returns no files.
@@ -164,9 +168,10 @@ def supervise(options, warm_up=False):
         "frame_bytes": len(frame),
         "frame_oversized": oversized,
         "files_bytes": len(files),
+        "state_bytes": len(state),
         **harness_collect.describe_status(status),
     }
-    _write_all(RESULT_FD, (_dumps(header) + "\n").encode() + frame + files)
+    _write_all(RESULT_FD, (_dumps(header) + "\n").encode() + frame + files + state)
     os.close(RESULT_FD)
     # Skip interpreter teardown: with pandas loaded it costs a tenth of a second for nothing.
     _exit(0)
@@ -200,6 +205,7 @@ class _Options:
         self.max_result_bytes = int(options.get("--max-result-bytes", 5 * 1024 * 1024))
         self.max_output_files = int(options.get("--max-output-files", 32))
         self.max_output_bytes = int(options.get("--max-output-bytes", 8 * 1024 * 1024))
+        self.max_state_bytes = int(options.get("--max-state-bytes", 0))
         self.isolate = options.get("--isolate", "")
 
 
@@ -212,8 +218,9 @@ def _write_all(fd, data):
 # --- the child: everything below runs user code -------------------------------------------------
 
 
-def _run_child(frame_fd, max_result_bytes, warm_up_fd):
+def _run_child(frame_fd, options, warm_up_fd):
     os.close(RESULT_FD)
+    max_result_bytes = options.max_result_bytes
     if warm_up_fd is not None:
         encode = lambda result: harness_frames.result(result, max_result_bytes)  # noqa: E731
         harness_warm_up.warm_before_job(encode, warm_up_fd)
@@ -228,13 +235,13 @@ def _run_child(frame_fd, max_result_bytes, warm_up_fd):
     os.umask(0o077)
     reporter = _getpid()
     try:
-        frame = _execute(job, max_result_bytes)
+        frame, state = _execute(job, max_result_bytes, options.max_state_bytes)
     except SystemExit as exit_request:
         # sys.exit() in the script: the contract calls that "ended without a result".
         _flush_std_streams()
         _exit(_exit_code(exit_request.code))
     except BaseException:  # noqa: BLE001 - the script broke what reporting needs (json, ...)
-        frame = BROKEN_FRAME
+        frame, state = BROKEN_FRAME, None
     _flush_std_streams()
     if _getpid() != reporter:
         # A process the script forked came back here, out of main() (returning or raising):
@@ -250,6 +257,8 @@ def _run_child(frame_fd, max_result_bytes, warm_up_fd):
         except OSError:
             pass
     _write_all(frame_fd, frame.encode("utf-8", "surrogatepass"))
+    if state is not None:
+        _write_all(frame_fd, b"\n" + state)
     # End of file tells the supervisor the frame is complete, without waiting for our exit.
     _close(frame_fd)
     _exit(0)
@@ -289,23 +298,34 @@ def _exit_code(code):
     return code if isinstance(code, int) and 0 <= code <= 255 else 1
 
 
-def _execute(job, max_result_bytes):
+def _execute(job, max_result_bytes, max_state_bytes):
+    """The frame, and a session's state to save (None without a session, or after a failure)."""
+    session = harness_session.Session(job["session"]) if job.get("session") else None
+    namespace = {"__builtins__": builtins, "__file__": SCRIPT_FILENAME}
+    if session is not None:
+        _, failure = _call_script("session", session.restore, (namespace,), {})
+        if failure is not None:
+            return failure, None
     failed = harness_files.write_inputs(job.get("files") or [])
     if failed is not None:
-        return harness_frames.input_file(*failed)
+        return harness_frames.input_file(*failed), None
     source, args = harness_cell.dedent(job["script"]), job.get("args") or {}
     try:
         kind, code = _compile(source, job.get("mode") or "script")
     except SyntaxError as error:
-        return harness_frames.syntax_error(error)
+        return harness_frames.syntax_error(error), None
     except ValueError as error:  # e.g. "source code string cannot contain null bytes"
-        return harness_frames.failure("SYNTAX_ERROR", f"the script does not compile: {error}")
+        message = f"the script does not compile: {error}"
+        return harness_frames.failure("SYNTAX_ERROR", message), None
     linecache.cache[SCRIPT_FILENAME] = (len(source), None, source.splitlines(True), SCRIPT_FILENAME)
     run = _run_cell if kind == "cell" else _run_script
-    frame = run(code, args, max_result_bytes)
+    frame = run(code, args, namespace, max_result_bytes)
     if job.get("figures"):
         harness_matplotlib.save_open_figures(harness_files.OUTPUTS_DIR)
-    return frame
+    if session is None or not frame.startswith('{"status":"ok"'):
+        return frame, None
+    state, dropped, problem = session.save(namespace, max_state_bytes)
+    return harness_frames.with_session(frame, dropped, problem), state
 
 
 def _compile(source, mode):
@@ -319,8 +339,8 @@ def _compile(source, mode):
     return "script", compile(tree, SCRIPT_FILENAME, "exec", dont_inherit=True)
 
 
-def _run_script(code, args, max_result_bytes):
-    namespace = {"__name__": "__script__", "__builtins__": builtins, "__file__": SCRIPT_FILENAME}
+def _run_script(code, args, namespace, max_result_bytes):
+    namespace["__name__"] = "__script__"
     _, failure = _call_script("module", exec, (code, namespace), {})
     if failure is not None:
         return failure
@@ -333,12 +353,12 @@ def _run_script(code, args, max_result_bytes):
     return harness_frames.result(result, max_result_bytes)
 
 
-def _run_cell(code, args, max_result_bytes):
+def _run_cell(code, args, namespace, max_result_bytes):
     """A notebook cell: `args` are its globals, `__name__` is "__main__" as in a notebook, and
     its result is its last expression statement's value (None without one)."""
     module, expression = code
-    names = {"__name__": "__main__", "__builtins__": builtins, "__file__": SCRIPT_FILENAME}
-    namespace = {**args, **names}
+    namespace.update(args)
+    namespace["__name__"] = "__main__"
     _, failure = _call_script("cell", exec, (module, namespace), {})
     if failure is not None or expression is None:
         return failure or harness_frames.result(None, max_result_bytes)

@@ -65,7 +65,8 @@ def syntax_error(problem):
 
 
 def exception(error, where):
-    """An exception the script raised in `where`: "module", "main" or "cell"; its traceback
+    """An exception the script raised in `where`: "module", "main", "cell" or "session"
+    (restoring its state); its traceback
     keeps only the script's own frames."""
     frames = [
         frame
@@ -83,6 +84,8 @@ def exception(error, where):
         message = f"the script's module-level code raised {raised}; main() was never called"
     elif where == "cell":
         message = f"the cell raised {raised}"
+    elif where == "session":
+        message = f"the session's saved state could not be restored: {raised}; nothing ran"
     else:
         message = f"main() raised {raised}"
     return failure(
@@ -99,3 +102,12 @@ def _safe_text(render):
 
 def failure(code, message, **details):
     return _dumps({"status": "error", "code": code, "error": message, **details}, default=str)
+
+
+def with_session(frame, dropped, problem):
+    """A result frame with what its session saved: the names left out (`dropped`), and, when
+    no state could be saved at all, why (`too_large`)."""
+    session = {"dropped": dropped}
+    if problem is not None:
+        session["error"] = problem
+    return frame[:-1] + ',"session":' + _dumps(session) + "}"

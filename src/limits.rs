@@ -64,6 +64,8 @@ pub struct Limits {
     pub output_files: u32,
     /// Files returned from `outputs/` together, before base64.
     pub output_bytes: ByteSize,
+    /// Largest state a session may save after a call (its variables and files, pickled).
+    pub session_state: ByteSize,
 }
 
 impl Default for Limits {
@@ -80,6 +82,7 @@ impl Default for Limits {
             result: ByteSize::mib(5),
             output_files: 32,
             output_bytes: ByteSize::mib(8),
+            session_state: ByteSize::mib(32),
         }
     }
 }

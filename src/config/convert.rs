@@ -2,9 +2,10 @@
 //! parsed here (the values are typed already); this only groups them and applies the two rules
 //! that span settings: FORCE_COMPAT wins over SANDBOX, and a blank text setting means unset.
 
-use super::InputFileLimits;
-use super::OffloadConfig;
-use super::{ApiKey, Config, HttpConfig, SandboxChoice, Settings, TemplateConfig};
+use super::{
+    ApiKey, Config, HttpConfig, InputFileLimits, OffloadConfig, SandboxChoice, SessionConfig,
+    Settings, TemplateConfig,
+};
 use crate::limits::Limits;
 
 impl From<Settings> for Config {
@@ -37,6 +38,7 @@ impl From<Settings> for Config {
             lambda: trimmed(s.aws_lambda_runtime_api.clone()).is_some(),
             lambda_invoke_mode: s.lambda_invoke_mode,
             offload: offload(&s),
+            sessions: sessions(&s),
             http: HttpConfig {
                 header_read_timeout: s.header_read_timeout_s,
                 body_read_timeout: s.body_read_timeout_s,
@@ -59,6 +61,7 @@ fn limits(s: &Settings) -> Limits {
         result: s.max_result_kib,
         output_files: s.max_output_files,
         output_bytes: s.max_output_files_kib,
+        session_state: s.session_state_max_mib,
     }
 }
 
@@ -79,6 +82,19 @@ fn templates(s: &Settings) -> TemplateConfig {
         spare_forks: s.spare_forks,
         max_forks: s.template_max_forks,
         max_age: s.template_max_age_s,
+    }
+}
+
+fn sessions(s: &Settings) -> SessionConfig {
+    SessionConfig {
+        store: s.session_store,
+        dir: s.session_dir.clone(),
+        // The bucket that already holds large answers, unless sessions have their own.
+        bucket: trimmed(s.session_bucket.clone()).or_else(|| trimmed(s.result_bucket.clone())),
+        key: trimmed(s.session_key.clone()).map(ApiKey),
+        ttl: s.session_ttl_s,
+        per_key: s.sessions_per_key,
+        memory_max: s.session_memory_max_mib,
     }
 }
 

@@ -46,6 +46,27 @@ pub enum LambdaInvokeMode {
     ResponseStream,
 }
 
+/// Where session states are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SessionStoreKind {
+    Memory,
+    Disk,
+    S3,
+}
+
+/// Sessions: where their states are kept, sealed with what, for how long, how many.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    pub store: SessionStoreKind,
+    pub dir: Option<PathBuf>,
+    pub bucket: Option<String>,
+    /// 32 bytes, base64; never printed.
+    pub key: Option<ApiKey>,
+    pub ttl: Duration,
+    pub per_key: u32,
+    pub memory_max: ByteSize,
+}
+
 /// Which sandbox runs scripts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum SandboxChoice {
@@ -85,6 +106,7 @@ pub struct Config {
     pub lambda: bool,
     /// How responses travel there.
     pub lambda_invoke_mode: LambdaInvokeMode,
+    pub sessions: SessionConfig,
     /// Where responses too large to return inline go.
     pub offload: OffloadConfig,
     /// Bounds on clients of the HTTP server (slow or idle connections, how many at once).

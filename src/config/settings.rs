@@ -16,7 +16,7 @@ use super::values::{
     concurrency, connections, count, isolation, kib, mib, millis, modules, number, seconds,
     spare_forks, switch, url_ttl, Lenient, Modules,
 };
-use super::{LambdaInvokeMode, LogFormat, SandboxChoice};
+use super::{LambdaInvokeMode, LogFormat, SandboxChoice, SessionStoreKind};
 use crate::limits::ByteSize;
 use crate::sandbox::Isolation;
 
@@ -26,6 +26,7 @@ const TEMPLATES: &str = "Templates";
 const SANDBOX: &str = "Sandbox";
 const OFFLOAD: &str = "Large responses";
 const SERVICE: &str = "Service";
+const SESSIONS: &str = "Sessions";
 
 /// The settings as given, before they are assembled into a `Config`.
 #[derive(Args, Clone, Debug)]
@@ -162,6 +163,30 @@ pub struct Settings {
     /// Log lines as json, text, or auto (JSON unless stderr is a terminal)
     #[arg(long, env, default_value = "auto", value_parser = Lenient(EnumValueParser::<LogFormat>::new()), help_heading = SERVICE)]
     pub log_format: LogFormat,
+    /// Where session states are kept: memory (one instance), disk (SESSION_DIR, one instance) or s3 (SESSION_BUCKET: any instance continues any session)
+    #[arg(long, env, default_value = "memory", value_parser = Lenient(EnumValueParser::<SessionStoreKind>::new()), help_heading = SESSIONS)]
+    pub session_store: SessionStoreKind,
+    /// The directory of the disk store
+    #[arg(long, env, value_parser = OsStringValueParser::new().map(PathBuf::from), help_heading = SESSIONS)]
+    pub session_dir: Option<PathBuf>,
+    /// The bucket of the s3 store (defaults to RESULT_BUCKET)
+    #[arg(long, env, help_heading = SESSIONS)]
+    pub session_bucket: Option<String>,
+    /// Key that seals session states, 32 bytes in base64; unset, a random one per process (states then die with it, and cannot move between instances)
+    #[arg(long, env, hide_env_values = true, help_heading = SESSIONS)]
+    pub session_key: Option<String>,
+    /// A session not used for this long expires
+    #[arg(long, env, default_value = "3600", value_parser = Lenient(seconds), help_heading = SESSIONS)]
+    pub session_ttl_s: Duration,
+    /// Largest state a session saves (its variables and files, pickled); a call that would save more answers SESSION_TOO_LARGE
+    #[arg(long, env, default_value = "32", value_parser = Lenient(mib), help_heading = SESSIONS)]
+    pub session_state_max_mib: ByteSize,
+    /// Sessions one API key may hold at once
+    #[arg(long, env, default_value = "100", value_parser = Lenient(count), help_heading = SESSIONS)]
+    pub sessions_per_key: u32,
+    /// What the memory store holds at most, all sessions together (the soonest to expire go first)
+    #[arg(long, env, default_value = "256", value_parser = Lenient(mib), help_heading = SESSIONS)]
+    pub session_memory_max_mib: ByteSize,
     /// Set by AWS Lambda, never by hand: serve the Lambda Runtime API instead of HTTP. Hidden,
     /// because the Lambda runtime reads the variable itself and a flag could not reach it.
     #[arg(long, env, hide = true)]

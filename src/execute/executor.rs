@@ -1,10 +1,13 @@
 //! Runs one validated request: wait for a slot, fork a sandbox from a template (or start a
 //! fresh one), hand it the job, interpret what happened.
 
+use std::sync::Arc;
+
 use crate::config::Config;
 use crate::execute::admission::Admission;
 use crate::execute::answer::{interpret, sandbox_failed, shared_places_unclean};
 use crate::execute::api::{ApiError, ExecuteRequest, ExecuteResponse};
+use crate::execute::sessions::Sessions;
 use crate::execute::templates::{Templates, TemplatesStatus};
 use crate::limits::Limits;
 use crate::sandbox::{Abort, Isolation, Job, Runner, SandboxKind, Started, Watcher, Zygote};
@@ -16,12 +19,13 @@ pub struct Executor {
     admission: Admission,
     /// `None` when `TEMPLATES=0`: every request starts its own sandbox.
     templates: Option<Templates>,
+    sessions: Arc<Sessions>,
 }
 
 impl Executor {
     /// Builds the executor and, unless disabled, starts the templates (within the runtime);
     /// [`Executor::wait_for_templates`] waits until they have imported their modules.
-    pub fn start(runner: Runner, config: &Config) -> Self {
+    pub fn start(runner: Runner, config: &Config, sessions: Sessions) -> Self {
         let templates = config
             .templates
             .enabled
@@ -41,6 +45,7 @@ impl Executor {
             limits: config.limits.clone(),
             admission: Admission::new(capacity, config.queue_wait),
             templates,
+            sessions: Arc::new(sessions),
         }
     }
 
@@ -100,6 +105,24 @@ impl Executor {
         })
     }
 
+    /// Runs `request`, in its session when it names one: the state restored before, the new
+    /// one saved after.
+    async fn run_in_session(
+        &self,
+        request: ExecuteRequest,
+        watcher: Option<Watcher>,
+    ) -> Result<ExecuteResponse, ApiError> {
+        let limits = self.limits.with_wall_at_most(request.timeout);
+        let Some(asked) = &request.session else {
+            let job = super::job::for_request(&request, limits, None);
+            return self.run(&request.script, job, watcher).await;
+        };
+        let begun = self.sessions.begin(&request.caller, asked).await?;
+        let job = super::job::for_request(&request, limits, Some(begun.state.as_deref()));
+        let answer = self.run(&request.script, job, watcher).await;
+        self.sessions.finish(begun, answer).await
+    }
+
     /// Runs `job` (whose script is `script`) from its template, or cold where none serves.
     async fn run(
         &self,
@@ -147,12 +170,10 @@ impl Admitted {
         watcher: Option<Watcher>,
     ) -> Result<ExecuteResponse, ApiError> {
         let Self { executor, permit } = self;
-        let limits = executor.limits.with_wall_at_most(request.timeout);
-        let job = super::job::for_request(&request, limits);
         // Its own task: if the client goes away mid-run, the execution still ends and cleans up
-        // (kills, reaps, removes its cgroup) instead of being dropped half-way.
+        // (kills, reaps, removes its cgroup, saves its session) instead of being dropped half-way.
         let task = tokio::spawn(async move {
-            let answer = executor.run(&request.script, job, watcher).await;
+            let answer = executor.run_in_session(request, watcher).await;
             drop(permit);
             answer
         });

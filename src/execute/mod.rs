@@ -9,6 +9,8 @@ pub mod answer;
 pub mod api;
 mod executor;
 pub mod job;
+pub mod s3;
+pub mod sessions;
 pub mod templates;
 mod unavailable;
 

@@ -195,19 +195,24 @@ pub async fn drain(
 }
 
 /// Whether a report channel holds a complete report: the harness's header line announces the
-/// lengths of the frame and the files that follow it (what they mean is the execute layer's).
+/// lengths of the frame, the files and the session state that follow it (what they mean is the
+/// execute layer's).
 fn report_complete(bytes: &[u8]) -> bool {
     #[derive(serde::Deserialize)]
     struct Lengths {
         frame_bytes: usize,
         #[serde(default)]
         files_bytes: usize,
+        #[serde(default)]
+        state_bytes: usize,
     }
     let Some(newline) = bytes.iter().position(|&byte| byte == b'\n') else {
         return false;
     };
-    serde_json::from_slice::<Lengths>(&bytes[..newline])
-        .is_ok_and(|lengths| bytes.len() >= newline + 1 + lengths.frame_bytes + lengths.files_bytes)
+    serde_json::from_slice::<Lengths>(&bytes[..newline]).is_ok_and(|lengths| {
+        let announced = lengths.frame_bytes + lengths.files_bytes + lengths.state_bytes;
+        bytes.len() >= newline + 1 + announced
+    })
 }
 
 fn take_buffered(

@@ -122,6 +122,8 @@ pub fn harness_options(limits: &Limits, preload: &[String]) -> Vec<OsString> {
         limits.output_files.to_string().into(),
         "--max-output-bytes".into(),
         limits.output_bytes.as_bytes().to_string().into(),
+        "--max-state-bytes".into(),
+        limits.session_state.as_bytes().to_string().into(),
     ];
     if !preload.is_empty() {
         options.extend(["--preload".into(), preload.join(",").into()]);

@@ -117,10 +117,11 @@ impl Streams {
     }
 }
 
-/// The most the harness's report can be: the result, the output files in base64, and their
-/// framing. A larger channel is cut, and its report then never completes.
+/// The most the harness's report can be: the result, the output files in base64, a session's
+/// state, and their framing. A larger channel is cut, and its report then never completes.
 fn channel_cap(limits: &Limits) -> usize {
     let files = limits.output_bytes.as_usize().div_ceil(3) * 4;
     let entries = limits.output_files as usize + SKIPPED_LISTED;
-    limits.result.as_usize() + files + entries * PER_FILE_OVERHEAD + CHANNEL_OVERHEAD
+    let state = limits.session_state.as_usize();
+    limits.result.as_usize() + files + entries * PER_FILE_OVERHEAD + state + CHANNEL_OVERHEAD
 }

@@ -19,6 +19,7 @@ use thiserror::Error;
 use crate::config::{Config, SandboxChoice};
 use crate::execute::answer::interpret;
 use crate::execute::api::ExecuteRequest;
+use crate::execute::sessions::Sessions;
 use crate::execute::Executor;
 use crate::execute::{Category, Unavailable};
 use crate::http::App;
@@ -37,6 +38,8 @@ const SELF_TEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum StartupError {
     #[error(transparent)]
     Layer(#[from] LayerError),
+    #[error("sessions cannot work as configured: {0}")]
+    Sessions(String),
 }
 
 /// What start-up found and proved: the platform's layers and the sandbox that passed its
@@ -79,11 +82,13 @@ pub async fn probe(config: &Config) -> Result<Probed, StartupError> {
 /// The service, ready to serve. Logs the same summary `probe` prints, so a platform's answer
 /// shows in the start-up log too (on Lambda, in the init log).
 pub async fn build(config: Config) -> Result<App, StartupError> {
+    let sessions =
+        Sessions::new(&config.sessions, &config.offload).map_err(StartupError::Sessions)?;
     let probed = probe(&config).await?;
     Report::new(&probed, &config).log();
     let executor = probed
         .sandbox
-        .map(|runner| Executor::start(runner, &config));
+        .map(|runner| Executor::start(runner, &config, sessions));
     // Before serving: on Lambda this is the init phase, which is not frozen, so the imports are
     // paid for here rather than by the first invocation.
     if let Ok(executor) = &executor {
@@ -152,9 +157,11 @@ async fn self_tested(
         files: Vec::new(),
         mode: crate::execute::api::Mode::Script,
         save_figures: false,
+        session: None,
+        caller: crate::execute::api::ANONYMOUS.to_owned(),
     };
     let limits = config.limits.with_wall_at_most(Some(SELF_TEST_TIMEOUT));
-    let job = crate::execute::job::for_request(&request, limits);
+    let job = crate::execute::job::for_request(&request, limits, None);
     let started = runner
         .start(&job.limits)
         .map_err(|error| setup(format!("the {name} sandbox does not start: {error}")))?;

@@ -23,6 +23,7 @@ mod http_clients;
 mod mcp;
 mod raw_http;
 mod seeds;
+mod sessions;
 mod streaming;
 mod templates;
 mod templates_growth;

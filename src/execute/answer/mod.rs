@@ -98,6 +98,8 @@ pub fn interpret(execution: &Execution, limits: &Limits) -> Result<ExecuteRespon
             isolation: execution.isolation.names(),
             files,
             skipped_files,
+            session: None,
+            saved_state: report.saved,
         }),
         Err(error) => fail(error),
     }

@@ -7,6 +7,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::execute::api::SavedState;
+
 /// How the script's process ended, as its supervisor saw it.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub struct Header {
@@ -20,6 +22,9 @@ pub struct Header {
     pub files_bytes: usize,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
+    /// Length of a session's state after the files (0: none).
+    #[serde(default)]
+    pub state_bytes: usize,
     /// CPU time of the script's process (its threads, and the children it waited for), from
     /// wait4 once it exited; from /proc, coarser, when it was still exiting after its frame.
     #[serde(default)]
@@ -50,6 +55,8 @@ pub struct Report {
     pub display: Option<String>,
     /// What the supervisor found under `outputs/`; `None` when the script did not report.
     pub outputs: Option<Outputs>,
+    /// What a call in a session saved, after a result; `None` outside sessions.
+    pub saved: Option<SavedState>,
 }
 
 /// The supervisor's section on the script's output files (layer/harness_files.py). Written by
@@ -86,17 +93,41 @@ pub fn parse(channel: &[u8]) -> Option<Report> {
     let header: Header = serde_json::from_slice(&channel[..newline]).ok()?;
     let frame_start = newline + 1;
     let frame_end = (frame_start + header.frame_bytes).min(channel.len());
-    let (frame, display) = parse_frame(&channel[frame_start..frame_end]);
+    let parsed = parse_frame(&channel[frame_start..frame_end]);
     let files_end = (frame_end + header.files_bytes).min(channel.len());
     let outputs = (header.files_bytes > 0).then(|| {
         serde_json::from_slice(&channel[frame_end..files_end]).unwrap_or(Outputs::Corrupt)
     });
+    let state_end = (files_end + header.state_bytes).min(channel.len());
+    let saved = parsed.session.map(|session| SavedState {
+        state: (session.error.is_none() && header.state_bytes > 0)
+            .then(|| channel[files_end..state_end].to_vec()),
+        dropped: session.dropped,
+    });
     Some(Report {
         header,
-        frame,
-        display,
+        frame: parsed.frame,
+        display: parsed.display,
         outputs,
+        saved,
     })
+}
+
+/// A frame, with what only a result frame may carry besides its result.
+struct Parsed {
+    frame: Frame,
+    display: Option<String>,
+    session: Option<FrameSession>,
+}
+
+/// What a result frame says of its session's save (layer/harness_frames.py, `with_session`).
+#[derive(Debug, Default, Deserialize)]
+struct FrameSession {
+    #[serde(default)]
+    dropped: Vec<String>,
+    /// `too_large`: no state could be saved.
+    #[serde(default)]
+    error: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -128,7 +159,10 @@ impl Detail {
             Self::Count => value.is_u64(),
             Self::Text => value.is_string(),
             // `files`: the request's input files could not be written; main() never ran.
-            Self::Stage => matches!(value.as_str(), Some("module" | "main" | "cell" | "files")),
+            Self::Stage => matches!(
+                value.as_str(),
+                Some("module" | "main" | "cell" | "files" | "session")
+            ),
         }
     }
 }
@@ -172,27 +206,39 @@ where
 }
 
 /// The frame, and the display a result frame carries (a string, or nothing).
-fn parse_frame(bytes: &[u8]) -> (Frame, Option<String>) {
+fn parse_frame(bytes: &[u8]) -> Parsed {
+    let only = |frame| Parsed {
+        frame,
+        display: None,
+        session: None,
+    };
     if bytes.is_empty() {
-        return (Frame::Missing, None);
+        return only(Frame::Missing);
     }
     let Ok(mut raw) = serde_json::from_slice::<RawFrame>(bytes) else {
-        return (Frame::Corrupt, None);
+        return only(Frame::Corrupt);
     };
     let display = match raw.details.remove("display") {
         Some(Value::String(display)) => Some(display),
         _ => None,
     };
-    let frame = match (raw.status.as_str(), raw.result, raw.code) {
-        ("ok", Some(result), None) => return (Frame::Result(result.to_owned()), display),
-        ("error", None, Some(code)) => Frame::Error {
+    let session = raw
+        .details
+        .remove("session")
+        .map(|session| serde_json::from_value(session).unwrap_or_default());
+    match (raw.status.as_str(), raw.result, raw.code) {
+        ("ok", Some(result), None) => Parsed {
+            frame: Frame::Result(result.to_owned()),
+            display,
+            session,
+        },
+        ("error", None, Some(code)) => only(Frame::Error {
             code,
             message: raw.error.unwrap_or_default(),
             details: raw.details,
-        },
-        _ => Frame::Corrupt,
-    };
-    (frame, None)
+        }),
+        _ => only(Frame::Corrupt),
+    }
 }
 
 #[cfg(test)]

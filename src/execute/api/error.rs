@@ -39,12 +39,24 @@ pub enum ErrorCode {
     OutputFilesTooLarge,
     NotFound,
     MethodNotAllowed,
+    /// No such session for the caller: never existed, expired, or another key's.
+    SessionNotFound,
+    /// Another call of the session is running.
+    SessionBusy,
+    /// Another call of the session saved its state first (several instances).
+    SessionConflict,
+    /// The call would have saved a state over `SESSION_STATE_MAX_MIB`.
+    SessionTooLarge,
+    /// The session's stored state failed authentication.
+    SessionStateRejected,
+    /// The caller holds `SESSIONS_PER_KEY` sessions already.
+    TooManySessions,
 }
 
 impl ErrorCode {
     /// Every code, so the OpenAPI document can be checked against them (src/http/openapi.rs, whose
     /// tests also fail when a variant is missing here).
-    pub const ALL: [Self; 24] = [
+    pub const ALL: [Self; 30] = [
         Self::InvalidRequest,
         Self::UnsupportedMediaType,
         Self::ScriptTooLarge,
@@ -69,6 +81,12 @@ impl ErrorCode {
         Self::OutputFilesTooLarge,
         Self::NotFound,
         Self::MethodNotAllowed,
+        Self::SessionNotFound,
+        Self::SessionBusy,
+        Self::SessionConflict,
+        Self::SessionTooLarge,
+        Self::SessionStateRejected,
+        Self::TooManySessions,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -97,6 +115,12 @@ impl ErrorCode {
             Self::OutputFilesTooLarge => "OUTPUT_FILES_TOO_LARGE",
             Self::NotFound => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::SessionNotFound => "SESSION_NOT_FOUND",
+            Self::SessionBusy => "SESSION_BUSY",
+            Self::SessionConflict => "SESSION_CONFLICT",
+            Self::SessionTooLarge => "SESSION_TOO_LARGE",
+            Self::SessionStateRejected => "SESSION_STATE_REJECTED",
+            Self::TooManySessions => "TOO_MANY_SESSIONS",
         }
     }
 
@@ -118,7 +142,12 @@ impl ErrorCode {
             | Self::MemoryLimit
             | Self::ResultTooLarge
             | Self::TooManyOutputFiles
-            | Self::OutputFilesTooLarge => StatusCode::UNPROCESSABLE_ENTITY,
+            | Self::OutputFilesTooLarge
+            | Self::SessionTooLarge
+            | Self::SessionStateRejected => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::SessionNotFound => StatusCode::NOT_FOUND,
+            Self::SessionBusy | Self::SessionConflict => StatusCode::CONFLICT,
+            Self::TooManySessions => StatusCode::TOO_MANY_REQUESTS,
             Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::SandboxError => StatusCode::INTERNAL_SERVER_ERROR,
@@ -149,7 +178,7 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub details: Map<String, Value>,
-    /// Seconds, sent as `Retry-After` (only `OVERLOADED` sets it).
+    /// Seconds, sent as `Retry-After` (`OVERLOADED`, `SESSION_BUSY`).
     pub retry_after_s: Option<u64>,
 }
 

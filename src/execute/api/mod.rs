@@ -7,5 +7,5 @@ pub mod response;
 
 pub use error::{ApiError, ErrorCode};
 pub use files::{InputFile, OutputFile, SkippedFile};
-pub use request::{ExecuteRequest, Mode};
-pub use response::{ExecuteResponse, Truncated, Usage};
+pub use request::{ExecuteRequest, Mode, SessionRequest, ANONYMOUS};
+pub use response::{ExecuteResponse, SavedState, SessionOutcome, Truncated, Usage};

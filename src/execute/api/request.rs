@@ -24,7 +24,24 @@ pub struct ExecuteRequest {
     /// Save the open matplotlib figures under `outputs/` once the code has run. Not a field of
     /// `/execute`: the MCP door asks for it, to return every figure as an image.
     pub save_figures: bool,
+    /// A session to start or continue, when the call runs in one.
+    pub session: Option<SessionRequest>,
+    /// Who asks (the API key's name): a session is its caller's alone. Not a field of the body:
+    /// the front door sets it once the caller is authenticated.
+    pub caller: String,
 }
+
+/// What a request asks of sessions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionRequest {
+    /// Start a new session (the service names it).
+    New,
+    /// Continue the session with this id.
+    Continue(String),
+}
+
+/// The caller of a service with no API key: everyone, alike.
+pub const ANONYMOUS: &str = "anonymous";
 
 /// How the harness runs the code (layer/harness_cell.py).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -111,6 +128,8 @@ impl ExecuteRequest {
             files: parse_input_files(fields.remove("files"), file_limits)?,
             mode: parse_mode(fields.remove("mode"))?,
             save_figures: false,
+            session: parse_session(fields.remove("session"))?,
+            caller: ANONYMOUS.to_owned(),
         })
     }
 }
@@ -160,6 +179,25 @@ fn parse_mode(mode: Option<Value>) -> Result<Mode, ApiError> {
         Some((_, Some("auto"))) => Ok(Mode::Auto),
         Some(_) => Err(invalid("\"mode\" must be \"script\", \"cell\" or \"auto\"")),
     }
+}
+
+/// `"new"`, a session's id (32 hexadecimal digits, as the service names them), or nothing.
+pub fn parse_session(session: Option<Value>) -> Result<Option<SessionRequest>, ApiError> {
+    match session {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) if text == "new" => Ok(Some(SessionRequest::New)),
+        Some(Value::String(id)) if is_session_id(&id) => Ok(Some(SessionRequest::Continue(id))),
+        Some(_) => Err(invalid(
+            "\"session\" must be \"new\" or the id of a session (32 hexadecimal digits)",
+        )),
+    }
+}
+
+fn is_session_id(text: &str) -> bool {
+    text.len() == 32
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_hexdigit() && !byte.is_ascii_uppercase())
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {

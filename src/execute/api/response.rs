@@ -22,7 +22,27 @@ pub struct Usage {
     pub warm_start: bool,
 }
 
-/// `result` and `stdout` keep exactly the seeds' meaning; the rest only adds to them.
+/// What became of the session a call ran in.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct SessionOutcome {
+    pub id: String,
+    /// The call's state is the session's now.
+    pub saved: bool,
+    /// Names the state left out: values that cannot be pickled (open files, sockets,
+    /// generators, threads), or that could not be restored.
+    pub dropped: Vec<String>,
+    pub state_bytes: u64,
+}
+
+/// What the sandbox saved for the session, until the executor seals and stores it.
+#[derive(Debug, Default)]
+pub struct SavedState {
+    /// None when it was over the limit.
+    pub state: Option<Vec<u8>>,
+    pub dropped: Vec<String>,
+}
+
+/// `result` and `stdout` keep exactly their documented meaning; the rest only adds to them.
 #[derive(Debug, Serialize)]
 pub struct ExecuteResponse {
     /// main()'s return value, passed through byte for byte as the harness serialized it.
@@ -43,4 +63,10 @@ pub struct ExecuteResponse {
     /// Entries under `outputs/` that are not returned (symlinks, FIFOs...); only when any.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub skipped_files: Vec<SkippedFile>,
+    /// The session the call ran in, when it ran in one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionOutcome>,
+    /// Never sent: what the sandbox saved, for the executor to seal and store.
+    #[serde(skip)]
+    pub saved_state: Option<SavedState>,
 }

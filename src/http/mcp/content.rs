@@ -74,6 +74,9 @@ fn success(response: ExecuteResponse) -> (Outcome, Vec<OutputFile>) {
             peak_memory_bytes: response.usage.peak_memory_bytes,
         }),
         sandbox: Some(response.sandbox.to_owned()),
+        session: response
+            .session
+            .map(|session| serde_json::to_value(session).unwrap_or_default()),
         ..Outcome::default()
     };
     (outcome, response.files)
@@ -112,6 +115,7 @@ fn failure(error: ApiError) -> Outcome {
     outcome.usage = details
         .remove("usage")
         .and_then(|value| serde_json::from_value(value).ok());
+    outcome.session = details.remove("session");
     outcome.line = details.remove("line").and_then(|value| value.as_u64());
     outcome.column = details.remove("column").and_then(|value| value.as_u64());
     details.remove("isolation");

@@ -26,6 +26,10 @@ pub struct Outcome {
     pub sandbox: Option<String>,
     /// The files the code left under `outputs/`; their contents are content blocks.
     pub files: Vec<FileEntry>,
+    /// The session the call ran in: `{"id", "saved", "dropped"}`; pass `id` as `session`
+    /// again to continue it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<Value>,
     /// The failure's code (`EXCEPTION`, `TIMEOUT`, ...), as `/execute` answers it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,

@@ -39,6 +39,10 @@ pub struct RunPythonInput {
     /// Wall-clock limit in seconds; it can only lower the server's own limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_s: Option<f64>,
+    /// `"new"` to start a session, or the `session.id` an earlier call answered, to continue
+    /// it: the variables and files that call left are there again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 /// One input file: text in `content`, or bytes in `content_base64`.
@@ -130,6 +134,7 @@ fn request(input: RunPythonInput, config: &Config) -> Result<ExecuteRequest, Api
         "files": input.files,
         "timeout_s": input.timeout_s,
         "mode": Mode::Auto.as_str(),
+        "session": input.session,
     });
     let mut request = ExecuteRequest::parse_with(
         body.to_string().as_bytes(),
@@ -147,8 +152,14 @@ fn description(config: &Config) -> String {
         "Run Python 3.11 code in an isolated sandbox; get back its result, printed output, \
          figures and files.\n\n\
          Available: the standard library, numpy, pandas and matplotlib; nothing else can be \
-         installed. No network. Every call starts from scratch: nothing persists between calls, \
-         so send everything the code needs (`files`, `args`) with it.\n\n\
+         installed. No network. Without a session every call starts from scratch: send \
+         everything the code needs (`files`, `args`) with it.\n\n\
+         Sessions: pass `session: \"new\"` and the result's `session.id` names a session; pass \
+         that id as `session` in later calls and the variables, functions, classes, imported \
+         modules and working-directory files the earlier calls left are there again (keep the \
+         id; a session expires after {ttl} s unused). Values that cannot be saved (open files, \
+         generators, threads) are listed in `session.dropped`. A call that fails leaves the \
+         session as it was. One call at a time per session.\n\n\
          The result: if the code defines a top-level `def main(...)`, it runs as a script: \
          `main(**args)` is called and its return value is the result (it must be JSON: dict, \
          list, str, int, float, bool or None). Otherwise it runs as a notebook cell: `args` are \
@@ -170,6 +181,7 @@ fn description(config: &Config) -> String {
          sentence), the traceback of your own lines for an exception, and the output printed \
          before it.",
         wall = limits.wall.as_secs_f64(),
+        ttl = config.sessions.ttl.as_secs(),
         cpu = limits.cpu.as_secs_f64(),
         memory = limits.memory.as_mib_ceil(),
         files = limits.output_files,

@@ -1,8 +1,6 @@
 //! The S3 side of offloading: write an object, hand back a presigned GET URL for it.
 //!
-//! Credentials and region come from the platform through `aws-config`'s default chain (on
-//! Lambda, the execution role's variables). The client is built on first use, so a service that
-//! never offloads never touches AWS configuration.
+//! The client is `crate::execute::s3`'s, built on first use.
 
 use std::time::Duration;
 
@@ -94,16 +92,9 @@ impl Store {
     }
 
     async fn client(&self) -> &Client {
+        let endpoint = self.endpoint_url.as_deref();
         self.client
-            .get_or_init(|| async {
-                let shared = aws_config::load_from_env().await;
-                let mut builder = aws_sdk_s3::config::Builder::from(&shared)
-                    .force_path_style(self.force_path_style);
-                if let Some(endpoint) = &self.endpoint_url {
-                    builder = builder.endpoint_url(endpoint);
-                }
-                Client::from_conf(builder.build())
-            })
+            .get_or_init(|| crate::execute::s3::client(endpoint, self.force_path_style))
             .await
     }
 }

@@ -1,0 +1,276 @@
+//! Sessions that need no server affinity: a session is a state, stored, not a process kept
+//! alive. After each call that runs in a session, the sandbox pickles what the next call needs
+//! (layer/harness_session.py); the service seals it (`seal`) and keeps it in the store the
+//! deployment chose (`store`), under its caller, so any instance sharing the store continues
+//! any session, and the next call restores it inside its own sandbox before its code runs.
+//!
+//! One call at a time per session: a second call while one runs on this instance is refused
+//! (`SESSION_BUSY`, retry shortly), because running it from the same state would make its
+//! answer and the other's race for the next state; across instances (S3), a call's state is
+//! saved only if the session is still at the state it began from (`SESSION_CONFLICT`
+//! otherwise). A failed call leaves the session at its previous state, and says so.
+
+mod seal;
+mod store;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use serde_json::json;
+
+use crate::config::{OffloadConfig, SessionConfig, SessionStoreKind};
+use crate::execute::api::{ApiError, ErrorCode, ExecuteResponse, SessionOutcome, SessionRequest};
+use seal::{Rejected, Sealer};
+use store::{Expected, MemoryStore, S3Store, Store, StoreError};
+
+#[derive(Debug)]
+pub struct Sessions {
+    store: Store,
+    sealer: Sealer,
+    ttl: Duration,
+    per_key: u32,
+    /// Sessions with a call running on this instance.
+    running: Arc<Mutex<HashSet<String>>>,
+}
+
+/// One call's session, from its start to its save: the state it restores, and the version of
+/// it the save must still find.
+#[derive(Debug)]
+pub struct Begun {
+    pub id: String,
+    pub state: Option<Vec<u8>>,
+    caller: String,
+    expected: Expected,
+    _running: Running,
+}
+
+/// Marks a session as running a call on this instance until dropped.
+#[derive(Debug)]
+struct Running {
+    id: String,
+    running: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        lock(&self.running).remove(&self.id);
+    }
+}
+
+impl Sessions {
+    pub fn new(config: &SessionConfig, offload: &OffloadConfig) -> Result<Self, String> {
+        let key = config.key.as_ref().map(|key| key.0.as_str());
+        let store = match config.store {
+            SessionStoreKind::Memory => {
+                Store::Memory(MemoryStore::new(config.memory_max.as_usize()))
+            }
+            SessionStoreKind::Disk => Store::Disk(
+                config
+                    .dir
+                    .clone()
+                    .ok_or("SESSION_STORE=disk needs SESSION_DIR")?,
+            ),
+            SessionStoreKind::S3 => {
+                let bucket = config
+                    .bucket
+                    .clone()
+                    .ok_or("SESSION_STORE=s3 needs SESSION_BUCKET (or RESULT_BUCKET)")?;
+                if key.is_none() {
+                    // A random key per process would make every other instance's states unreadable.
+                    return Err(
+                        "SESSION_STORE=s3 needs SESSION_KEY, which every instance shares".into(),
+                    );
+                }
+                Store::S3(S3Store::new(bucket, offload))
+            }
+        };
+        if key.is_none() {
+            tracing::info!(
+                "no SESSION_KEY: session states are sealed with a key of this process's own"
+            );
+        }
+        Ok(Self {
+            store,
+            sealer: Sealer::new(key)?,
+            ttl: config.ttl,
+            per_key: config.per_key,
+            running: Arc::default(),
+        })
+    }
+
+    /// Starts a call in `caller`'s session: a new one (within the caller's allowance), or the
+    /// one `request` names, with its state opened.
+    pub async fn begin(&self, caller: &str, request: &SessionRequest) -> Result<Begun, ApiError> {
+        let (id, state, expected) = match request {
+            SessionRequest::New => {
+                self.within_allowance(caller).await?;
+                (
+                    uuid::Uuid::new_v4().simple().to_string(),
+                    None,
+                    Expected::Absent,
+                )
+            }
+            SessionRequest::Continue(id) => {
+                let (state, version) = self.load(caller, id).await?;
+                (id.clone(), Some(state), Expected::Version(version))
+            }
+        };
+        let running = self.mark_running(&id)?;
+        Ok(Begun {
+            id,
+            state,
+            caller: caller.to_owned(),
+            expected,
+            _running: running,
+        })
+    }
+
+    /// Saves what the call left, when it succeeded, and says in the answer what became of the
+    /// session; a failure leaves the session where it was.
+    pub async fn finish(
+        &self,
+        begun: Begun,
+        answer: Result<ExecuteResponse, ApiError>,
+    ) -> Result<ExecuteResponse, ApiError> {
+        let mut response = match answer {
+            Ok(response) => response,
+            Err(error) => {
+                let kept = json!({"id": begun.id, "saved": false});
+                return Err(error.with("session", kept));
+            }
+        };
+        let Some(saved) = response.saved_state.take() else {
+            return Err(not_saved(
+                &begun.id,
+                ErrorCode::SandboxError,
+                "the sandbox saved no state",
+            ));
+        };
+        let Some(state) = saved.state else {
+            let message = "the session's state is over SESSION_STATE_MAX_MIB; the session keeps its previous state";
+            return Err(not_saved(&begun.id, ErrorCode::SessionTooLarge, message));
+        };
+        let expires = SystemTime::now() + self.ttl;
+        let sealed = self.sealer.seal(&begun.caller, &begun.id, expires, &state);
+        let path = path(&begun.caller, &begun.id);
+        match self.store.put(&path, sealed, expires, begun.expected).await {
+            Ok(()) => {}
+            Err(StoreError::Changed) => {
+                let message =
+                    "another call of this session saved its state first; this call's was not saved";
+                return Err(not_saved(&begun.id, ErrorCode::SessionConflict, message));
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not save a session's state");
+                return Err(not_saved(
+                    &begun.id,
+                    ErrorCode::SandboxError,
+                    "the session's state could not be saved",
+                ));
+            }
+        }
+        response.session = Some(SessionOutcome {
+            id: begun.id,
+            saved: true,
+            dropped: saved.dropped,
+            state_bytes: state.len() as u64,
+        });
+        Ok(response)
+    }
+
+    /// The opened state of `caller`'s session `id`, and the version read.
+    async fn load(&self, caller: &str, id: &str) -> Result<(Vec<u8>, Option<String>), ApiError> {
+        let path = path(caller, id);
+        let stored = self.store.get(&path).await.map_err(store_failed)?;
+        let Some(stored) = stored else {
+            return Err(not_found(id));
+        };
+        match self.sealer.open(caller, id, &stored.sealed) {
+            Ok(opened) if opened.expires > SystemTime::now() => Ok((opened.state, stored.version)),
+            Ok(_) => {
+                self.store.delete(&path).await;
+                Err(not_found(id))
+            }
+            Err(Rejected) => {
+                tracing::warn!("a stored session state failed authentication: refused");
+                Err(ApiError::new(
+                    ErrorCode::SessionStateRejected,
+                    "the session's stored state failed authentication (altered, or sealed with another key); it was refused, not restored",
+                )
+                .with("session", json!({"id": id})))
+            }
+        }
+    }
+
+    async fn within_allowance(&self, caller: &str) -> Result<(), ApiError> {
+        let allowed = self.per_key as usize;
+        let held = self
+            .store
+            .count(&prefix(caller), allowed + 1)
+            .await
+            .map_err(store_failed)?;
+        if held >= allowed {
+            return Err(ApiError::new(
+                ErrorCode::TooManySessions,
+                format!("this key holds {held} sessions, its allowance (SESSIONS_PER_KEY); let one expire first"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn mark_running(&self, id: &str) -> Result<Running, ApiError> {
+        if !lock(&self.running).insert(id.to_owned()) {
+            let mut error = ApiError::new(
+                ErrorCode::SessionBusy,
+                "another call of this session is running; sessions take one call at a time",
+            )
+            .with("session", json!({"id": id}));
+            error.retry_after_s = Some(1);
+            return Err(error);
+        }
+        Ok(Running {
+            id: id.to_owned(),
+            running: Arc::clone(&self.running),
+        })
+    }
+}
+
+/// Where a caller's states live: under a digest of the caller's name, so one caller's listing
+/// is one prefix and no name reaches the store.
+fn prefix(caller: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, caller.as_bytes());
+    let hex: String = digest.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sessions/{hex}/")
+}
+
+fn path(caller: &str, id: &str) -> String {
+    format!("{}{id}", prefix(caller))
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::SessionNotFound,
+        "no such session for this key: it never existed, expired, or is another key's",
+    )
+    .with("session", json!({"id": id}))
+}
+
+fn not_saved(id: &str, code: ErrorCode, message: &str) -> ApiError {
+    ApiError::new(code, message).with("session", json!({"id": id, "saved": false}))
+}
+
+fn store_failed(error: StoreError) -> ApiError {
+    tracing::error!(%error, "the session store failed");
+    ApiError::new(
+        ErrorCode::SandboxError,
+        "the session store failed; please retry",
+    )
+}
+
+fn lock(running: &Mutex<HashSet<String>>) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    running.lock().unwrap_or_else(PoisonError::into_inner)
+}

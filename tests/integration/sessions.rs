@@ -1,0 +1,127 @@
+//! Sessions: an agent's variables and files survive between calls, restored inside each call's
+//! own sandbox, the state kept sealed by the service between them.
+
+use serde_json::{json, Value};
+
+use crate::support::{Kind, Reply, Service};
+
+async fn cell(service: &Service, code: &str, session: &str, files: Value) -> Reply {
+    let body = json!({"script": code, "mode": "cell", "session": session, "files": files});
+    service.execute(body).await
+}
+
+fn session_id(reply: &Reply) -> String {
+    reply.body["session"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no session id: {}", reply.body))
+        .to_owned()
+}
+
+/// A DataFrame read in one call is there in the next; a failed call changes nothing.
+async fn variables_and_files_survive_between_calls(kind: Kind) {
+    let service = Service::start(kind).await;
+    let csv = json!([{"path": "in.csv", "content": "x,y\n1,2\n3,4\n"}]);
+    let first = cell(
+        &service,
+        "import pandas as pd\ndf = pd.read_csv('in.csv')\nlen(df)",
+        "new",
+        csv,
+    )
+    .await;
+    assert_eq!(first.expect_result(), &json!(2), "{}", first.body);
+    assert_eq!(first.body["session"]["saved"], true, "{}", first.body);
+    let id = session_id(&first);
+    let second = cell(&service, "df.x.sum()", &id, json!([])).await;
+    assert_eq!(second.expect_result(), &json!(4), "{}", second.body);
+    // The file the first call was given is in the session's working directory too.
+    let file = cell(
+        &service,
+        "open('in.csv').read().count('\\n')",
+        &id,
+        json!([]),
+    )
+    .await;
+    assert_eq!(file.expect_result(), &json!(3), "{}", file.body);
+    // A failing call leaves the session at its previous state, and says so.
+    let failed = cell(
+        &service,
+        "df['x'] = 100\nraise ValueError('no')",
+        &id,
+        json!([]),
+    )
+    .await;
+    failed.expect_error(422, "EXCEPTION");
+    assert_eq!(failed.body["session"], json!({"id": id, "saved": false}));
+    let after = cell(&service, "int(df.x.sum())", &id, json!([])).await;
+    assert_eq!(after.expect_result(), &json!(4), "{}", after.body);
+}
+
+/// What cannot be pickled is named in `dropped`, never lost silently; functions and classes
+/// the session defined travel by value; modules are imported again.
+async fn what_cannot_be_saved_is_named(kind: Kind) {
+    let service = Service::start(kind).await;
+    let code = "import math\ndef double(x):\n    return 2 * x\nclass Box:\n    size = 3\ngen = (i for i in range(3))\nkept = 7\n";
+    let first = cell(&service, code, "new", json!([])).await;
+    assert_eq!(
+        first.body["session"]["dropped"],
+        json!(["gen"]),
+        "{}",
+        first.body
+    );
+    let id = session_id(&first);
+    let second = cell(
+        &service,
+        "[double(kept), Box.size, math.floor(2.5), 'gen' in globals()]",
+        &id,
+        json!([]),
+    )
+    .await;
+    assert_eq!(
+        second.expect_result(),
+        &json!([14, 3, 2, false]),
+        "{}",
+        second.body
+    );
+}
+
+async fn unknown_sessions_and_bad_ids_are_refused(kind: Kind) {
+    let service = Service::start(kind).await;
+    let unknown = cell(&service, "1", "0123456789abcdef0123456789abcdef", json!([])).await;
+    unknown.expect_error(404, "SESSION_NOT_FOUND");
+    let malformed = cell(&service, "1", "../../etc/passwd", json!([])).await;
+    malformed.expect_error(400, "INVALID_REQUEST");
+}
+
+/// Two calls in one session at once: the second is refused while the first runs.
+async fn one_call_at_a_time_per_session(kind: Kind) {
+    let service = Service::start(kind).await;
+    let first = cell(&service, "n = 1", "new", json!([])).await;
+    let id = session_id(&first);
+    let slow = cell(
+        &service,
+        "import time\ntime.sleep(2)\nn = 2",
+        &id,
+        json!([]),
+    );
+    let beside = async {
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        cell(&service, "n", &id, json!([])).await
+    };
+    let (slow, beside) = tokio::join!(slow, beside);
+    assert_eq!(slow.status, 200, "{}", slow.body);
+    if kind == Kind::Lambda {
+        // One execution at a time there: the second waited for a slot, then ran after the first.
+        assert_eq!(beside.expect_result(), &json!(2), "{}", beside.body);
+    } else {
+        let refused = beside.expect_error(409, "SESSION_BUSY");
+        assert_eq!(refused["session"]["id"], id.as_str());
+        assert_eq!(beside.retry_after.as_deref(), Some("1"));
+    }
+}
+
+for_each_sandbox!(
+    variables_and_files_survive_between_calls,
+    what_cannot_be_saved_is_named,
+    unknown_sessions_and_bad_ids_are_refused,
+    one_call_at_a_time_per_session,
+);
