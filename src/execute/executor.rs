@@ -1,13 +1,19 @@
 //! Runs one validated request: wait for a slot, fork a sandbox from a template (or start a
-//! fresh one), hand it the job, interpret what happened.
+//! fresh one), hand it the job, interpret what happened, and record its figures.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::execute::admission::Admission;
 use crate::execute::answer::{interpret, sandbox_failed, shared_places_unclean};
-use crate::execute::api::{ApiError, ExecuteRequest, ExecuteResponse};
+use crate::execute::api::{ApiError, ErrorCode, ExecuteRequest, ExecuteResponse};
 use crate::execute::templates::{Templates, TemplatesStatus};
 use crate::limits::Limits;
-use crate::sandbox::{Abort, Isolation, Job, Runner, SandboxKind, Started, Zygote};
+use crate::observe::metrics::{ColdReason, ExecutionFigures, Metrics, Start, State};
+use crate::sandbox::{Abort, Execution, Isolation, Job, Runner, SandboxKind, Started, Zygote};
 
 #[derive(Clone, Debug)]
 pub struct Executor {
@@ -16,12 +22,21 @@ pub struct Executor {
     admission: Admission,
     /// `None` when `TEMPLATES=0`: every request starts its own sandbox.
     templates: Option<Templates>,
+    metrics: Arc<Metrics>,
+}
+
+/// One execution's answer, and what it measured.
+struct Ran {
+    answer: Result<ExecuteResponse, ApiError>,
+    start: Option<Start>,
+    cpu: Option<Duration>,
+    peak_memory_bytes: Option<u64>,
 }
 
 impl Executor {
     /// Builds the executor and, unless disabled, starts the templates (within the runtime);
     /// [`Executor::wait_for_templates`] waits until they have imported their modules.
-    pub fn start(runner: Runner, config: &Config) -> Self {
+    pub fn start(runner: Runner, config: &Config, metrics: Arc<Metrics>) -> Self {
         let templates = config
             .templates
             .enabled
@@ -37,10 +52,11 @@ impl Executor {
             config.max_concurrency
         };
         Self {
-            runner,
             limits: config.limits.clone(),
-            admission: Admission::new(capacity, config.queue_wait),
+            admission: Admission::new(capacity, config.queue_wait, runner.abort()),
+            runner,
             templates,
+            metrics,
         }
     }
 
@@ -82,43 +98,87 @@ impl Executor {
         self.runner.healthy()
     }
 
+    /// The state the metrics read: slots in use and in all, the templates' counts.
+    pub fn state(&self) -> State {
+        State {
+            in_flight: self.admission.in_use(),
+            capacity: self.admission.capacity(),
+            templates: self
+                .templates
+                .as_ref()
+                .map(Templates::counts)
+                .unwrap_or_default(),
+        }
+    }
+
     pub async fn execute(&self, request: ExecuteRequest) -> Result<ExecuteResponse, ApiError> {
         if !self.healthy() {
+            self.metrics.overloaded();
             return Err(shared_places_unclean());
         }
-        let permit = self.admission.admit().await?;
+        let queued = Instant::now();
+        let permit = self.admission.admit().await.inspect_err(|_| {
+            self.metrics.overloaded();
+        })?;
+        let queue_wait = queued.elapsed();
         let job = super::job::for_request(&request, self.limits.with_wall_at_most(request.timeout));
         let this = self.clone();
         // Its own task: if the client goes away mid-run, the execution still ends and cleans up
-        // (kills, reaps, removes its cgroup) instead of being dropped half-way.
-        let task = tokio::spawn(async move {
-            let answer = this.run(&request.script, job).await;
-            drop(permit);
-            answer
-        });
+        // (kills, reaps, removes its cgroup) instead of being dropped half-way. In the request's
+        // span, so what it logs carries the request's id.
+        let task = tokio::spawn(
+            async move {
+                let started = Instant::now();
+                let ran = this.run(&request.script, job).await;
+                drop(permit);
+                this.record(&ran, queue_wait, started.elapsed());
+                ran.answer
+            }
+            .in_current_span(),
+        );
         task.await.unwrap_or_else(|error| {
             tracing::error!(%error, "the execution task failed");
             Err(sandbox_failed())
         })
     }
 
+    fn record(&self, ran: &Ran, queue_wait: Duration, run: Duration) {
+        let code = match &ran.answer {
+            Ok(_) => "OK",
+            Err(error) if error.code == ErrorCode::Overloaded => {
+                self.metrics.overloaded();
+                error.code.as_str()
+            }
+            Err(error) => error.code.as_str(),
+        };
+        self.metrics.execution(ExecutionFigures {
+            code,
+            sandbox: self.kind().as_str(),
+            queue_wait,
+            run,
+            cpu: ran.cpu,
+            peak_memory_bytes: ran.peak_memory_bytes,
+            start: ran.start,
+        });
+    }
+
     /// Runs `job` (whose script is `script`) from its template, or cold where none serves.
-    async fn run(&self, script: &str, job: Job) -> Result<ExecuteResponse, ApiError> {
+    async fn run(&self, script: &str, job: Job) -> Ran {
         let forked = match &self.templates {
             Some(templates) => templates.fork(script).await,
-            None => None,
+            None => Err(ColdReason::Disabled),
         };
-        let sandbox = match forked {
-            Some(Ok(sandbox)) => sandbox,
-            Some(Err(error)) => {
-                // The template is there but this fork failed: a cold start still answers.
-                tracing::warn!(%error, "could not fork from the template; starting cold");
-                self.start_cold()?
-            }
-            None => self.start_cold()?,
+        let (sandbox, start) = match forked {
+            Ok((sandbox, start)) => (Ok(sandbox), start),
+            // A template that is down or failed to fork: a cold start still answers.
+            Err(reason) => (self.start_cold(), Start::Cold(reason)),
+        };
+        let sandbox = match sandbox {
+            Ok(sandbox) => sandbox,
+            Err(error) => return Ran::failed(error),
         };
         let execution = sandbox.run(&job).await;
-        interpret(&execution, &job.limits)
+        Ran::measured(interpret(&execution, &job.limits), &execution, start)
     }
 
     fn start_cold(&self) -> Result<Started, ApiError> {
@@ -126,5 +186,30 @@ impl Executor {
             tracing::error!(%error, "could not start a sandbox");
             sandbox_failed()
         })
+    }
+}
+
+impl Ran {
+    fn measured(
+        answer: Result<ExecuteResponse, ApiError>,
+        execution: &Execution,
+        start: Start,
+    ) -> Self {
+        Self {
+            answer,
+            start: Some(start),
+            cpu: execution.cpu,
+            peak_memory_bytes: execution.peak_memory_bytes,
+        }
+    }
+
+    /// No sandbox could be had.
+    fn failed(error: ApiError) -> Self {
+        Self {
+            answer: Err(error),
+            start: None,
+            cpu: None,
+            peak_memory_bytes: None,
+        }
     }
 }

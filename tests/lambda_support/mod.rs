@@ -70,9 +70,5 @@ pub async fn router_with(pairs: &[(&str, &str)]) -> axum::Router {
 
 /// A router whose sandbox is unavailable for `reason`, as on a platform refusing namespaces.
 pub fn router_without_sandbox(reason: Unavailable) -> axum::Router {
-    let app = App {
-        config: Config::default(),
-        executor: Err(reason),
-    };
-    router(Arc::new(app))
+    router(Arc::new(App::unavailable(Config::default(), reason)))
 }
