@@ -35,10 +35,11 @@ pub fn router(app: Arc<App>) -> Router {
         true => get(serve_metrics),
         false => get(serve_metrics).route_layer(guard(&keyed)),
     };
+    // Every method on /mcp asks for the key first (`any` has no method routes to route-layer).
     let mcp = any(mcp::serve).with_state(mcp::Mcp::new(Arc::clone(&app)));
     let routes = Router::new()
         .route("/execute", post(execute).route_layer(guard(&quota)))
-        .route(mcp::PATH, mcp.route_layer(guard(&quota)))
+        .route(mcp::PATH, mcp.layer(guard(&quota)))
         .route("/health", get(health))
         .route("/metrics", metrics_route)
         .route("/openapi.json", get(crate::http::openapi::serve))
