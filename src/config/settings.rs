@@ -191,7 +191,7 @@ pub struct Settings {
     /// 1 serves GET /metrics without an API key (for a scraper on a private network); 0 asks for one whenever keys are configured
     #[arg(long, env, action = ArgAction::Set, default_value = "0", value_parser = Lenient(switch), help_heading = OPERATIONS)]
     pub metrics_public: bool,
-    /// Write each Lambda invocation's figures as a CloudWatch Embedded Metric Format line: 1, 0, or auto (on Lambda only)
+    /// Write each request's figures as a CloudWatch Embedded Metric Format line on stdout (on Lambda, one per invocation): 1, 0, or auto (on Lambda only)
     #[arg(long, env, default_value = "auto", value_parser = Lenient(auto_switch), help_heading = OPERATIONS)]
     pub metrics_emf: AutoSwitch,
     /// The CloudWatch namespace of the Embedded Metric Format lines

@@ -11,16 +11,16 @@
 //! - one access line and the request's figures when it is answered.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, HttpBody};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use tower_http::request_id::{MakeRequestId, RequestId};
 use tracing::field::Empty;
-use tracing::{Instrument, Span};
+use tracing::{Instrument, Level, Span};
 
 use crate::execute::api::ErrorCode;
 use crate::http::App;
@@ -113,13 +113,7 @@ pub async fn track(State(app): State<Arc<App>>, mut request: Request, next: Next
         key: Arc::default(),
     };
     request.extensions_mut().insert(context.clone());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED, MatchedPath::as_str)
-        .to_owned();
-    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
-    let user_agent = header_text(&request, header::USER_AGENT);
+    let seen = Seen::of(&request);
     let response = next.run(request).instrument(span.clone()).await;
     let code = response
         .extensions()
@@ -127,22 +121,9 @@ pub async fn track(State(app): State<Arc<App>>, mut request: Request, next: Next
         .map_or("OK", |code| code.as_str());
     let response = with_id_in_error_body(response, &id).await;
     let duration = started.elapsed();
-    span.in_scope(|| {
-        tracing::info!(
-            target: ACCESS,
-            method = %method,
-            path,
-            status = response.status().as_u16(),
-            code,
-            duration_ms = duration.as_secs_f64() * 1000.0,
-            user_agent,
-            response_bytes = response.body().size_hint().exact(),
-            sandbox = app.sandbox_name(),
-            "request"
-        );
-    });
+    span.in_scope(|| seen.log(&response, code, duration, app.sandbox_name()));
     app.metrics.request(RequestFigures {
-        route,
+        route: seen.route,
         code,
         key: context.key().to_owned(),
         duration,
@@ -153,6 +134,57 @@ pub async fn track(State(app): State<Arc<App>>, mut request: Request, next: Next
         emf.write(&mut std::io::stdout().lock());
     }
     response
+}
+
+/// What the access line says of the request, taken before it is served.
+struct Seen {
+    route: String,
+    method: Method,
+    path: String,
+    user_agent: Option<String>,
+}
+
+impl Seen {
+    fn of(request: &Request) -> Self {
+        let route = request.extensions().get::<MatchedPath>();
+        Self {
+            route: route.map_or(UNMATCHED, MatchedPath::as_str).to_owned(),
+            method: request.method().clone(),
+            path: request.uri().path().to_owned(),
+            user_agent: header_text(request, header::USER_AGENT),
+        }
+    }
+
+    /// The access line: never the script or its output. A failure of the service is an error,
+    /// a refusal to retry (503, 429) a warning, the rest (scripts' own failures included) info.
+    fn log(&self, response: &Response, code: &str, duration: Duration, sandbox: &str) {
+        let status = response.status().as_u16();
+        let bytes = response.body().size_hint().exact();
+        // Milliseconds to the microsecond: the rest is noise.
+        let duration_ms = (duration.as_secs_f64() * 1e6).round() / 1e3;
+        macro_rules! access {
+            ($level:expr) => {
+                tracing::event!(
+                    target: ACCESS,
+                    $level,
+                    method = %self.method,
+                    path = self.path,
+                    status,
+                    code,
+                    duration_ms,
+                    user_agent = self.user_agent,
+                    response_bytes = bytes,
+                    sandbox,
+                    "request"
+                )
+            };
+        }
+        match status {
+            503 | 429 => access!(Level::WARN),
+            500.. => access!(Level::ERROR),
+            _ => access!(Level::INFO),
+        }
+    }
 }
 
 /// The span every line of the request is logged in (the names are `observe::logs`' fields).
