@@ -6,7 +6,8 @@
 //! Two spellings, so the keys can come straight from a secret store: `NAME=KEY` entries
 //! separated by commas or newlines (blank lines and `#` comments skipped), or a JSON object
 //! `{"NAME": "KEY", ...}`, which is how Secrets Manager's and Secret Manager's consoles store
-//! key/value pairs. No error message ever quotes a key.
+//! key/value pairs (a name's value may be a list of keys, its rotation). No error message ever
+//! quotes a key.
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -133,13 +134,20 @@ fn from_json(text: &str) -> Result<Vec<NamedKey>, String> {
     // serde_json's messages give a line and column, never the text itself.
     let object: serde_json::Map<String, Value> = serde_json::from_str(text)
         .map_err(|error| format!("not a JSON object of names and keys: {error}"))?;
-    object
-        .into_iter()
-        .map(|(name, key)| match key {
-            Value::String(key) => named(&name, &key),
-            _ => Err(format!("the key of {name:?} is not a string")),
-        })
-        .collect()
+    let mut keys = Vec::new();
+    for (name, value) in object {
+        let not_keys = || format!("the key of {name:?} is not a string or a list of strings");
+        match value {
+            Value::String(key) => keys.push(named(&name, &key)?),
+            Value::Array(list) if !list.is_empty() => {
+                for key in list {
+                    keys.push(named(&name, key.as_str().ok_or_else(not_keys)?)?);
+                }
+            }
+            _ => return Err(not_keys()),
+        }
+    }
+    Ok(keys)
 }
 
 fn from_entries(text: &str) -> Result<Vec<NamedKey>, String> {
@@ -194,6 +202,8 @@ mod tests {
         assert_eq!(entries[1].key, ApiKey("k-2".into()));
         let json = parse(r#"{"alice": "k-1", "bob": "k-2"}"#).expect("valid");
         assert_eq!(names(&json), ["alice", "bob"]);
+        let rotation = parse(r#"{"alice": ["k-1", "k-3"]}"#).expect("valid");
+        assert_eq!(names(&rotation), ["alice", "alice"]);
         assert_eq!(ApiKeys(entries).names(), ["alice", "bob"]);
     }
 
@@ -205,6 +215,8 @@ mod tests {
             "alice=sec ret",
             "alice=secret-1,bob=secret-1",
             r#"{"alice": 1}"#,
+            r#"{"alice": []}"#,
+            r#"{"alice": ["secret-1", 2]}"#,
             "{not json secret-1",
         ] {
             let error = parse(bad).expect_err(bad);

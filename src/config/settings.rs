@@ -172,7 +172,7 @@ pub struct Settings {
     /// One key, named default: requests to /execute, /mcp and /metrics then need Authorization: Bearer <key> (compared in constant time)
     #[arg(long, env, hide_env_values = true, help_heading = KEYS)]
     pub api_key: Option<String>,
-    /// Named keys, any of which is accepted (rotation, one per caller): NAME=KEY entries separated by commas or newlines, or a JSON object {"NAME": "KEY"}; the name, never the key, goes to logs and metrics
+    /// Named keys, any of which is accepted (rotation, one per caller): NAME=KEY entries separated by commas or newlines, or a JSON object {"NAME": "KEY" or ["KEY", ...]}; the name, never the key, goes to logs and metrics
     #[arg(long, env, hide_env_values = true, value_parser = Lenient(KeyListParser), help_heading = KEYS)]
     pub api_keys: Option<KeyList>,
     /// A file holding named keys as API_KEYS does (a mounted secret), read once at start
