@@ -27,7 +27,8 @@ async fn execute(service: &Service, key: &str, script: &str) -> Reply {
 }
 
 async fn every_key_opens_the_door_and_a_wrong_one_does_not(kind: Kind) {
-    let service = Service::start_with(kind, &[KEYS, ("API_KEY", "single-key")]).await;
+    let public = ("METRICS_PUBLIC", "1");
+    let service = Service::start_with(kind, &[KEYS, ("API_KEY", "single-key"), public]).await;
     for key in ["alice-key-1", "alice-key-2", "bob-key-1", "single-key"] {
         let reply = execute(&service, key, QUICK).await;
         assert_eq!(reply.expect_result(), &json!("quick"), "{key}");

@@ -142,10 +142,17 @@ fn text(line: Line) -> String {
     out
 }
 
-/// A value as text: strings without their quotes unless they hold a space or a quote.
+/// A value as text: strings without their quotes, unless they hold a space, a quote or a
+/// control character (a caller's header can hold any), which JSON's quoting escapes.
 fn plain(value: &Value) -> String {
+    let bare = |text: &str| {
+        !text.is_empty()
+            && !text
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '"')
+    };
     match value {
-        Value::String(text) if !text.contains([' ', '"', '\n']) => text.clone(),
+        Value::String(text) if bare(text) => text.clone(),
         other => other.to_string(),
     }
 }
@@ -223,5 +230,8 @@ mod tests {
             out,
             "2026-01-02T03:04:05.000006Z  WARN request path=\"/a b\""
         );
+        let forged = json!({"message": "m", "user_agent": "x\r\u{1b}[2J"});
+        let out = render(LogStyle::Text, line(false, forged));
+        assert!(out.ends_with("user_agent=\"x\\r\\u001b[2J\""), "{out}");
     }
 }

@@ -10,33 +10,18 @@
 //! restarts) is asked of the executor when the figures are read ([`Metrics::observe_state`]).
 
 pub mod emf;
+mod families;
 pub mod figures;
 
 use std::sync::{Mutex, OnceLock, PoisonError};
 
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
-};
+use prometheus::{Encoder, Registry, TextEncoder};
+
+use families::Families;
 
 pub use figures::{
     ColdReason, ExecutionFigures, RequestFigures, Start, State, TemplateState, Window,
 };
-
-/// Every family's name starts with this.
-const PREFIX: &str = "python_executor";
-/// Whole requests and executions: milliseconds for a template's fork, a minute at most.
-const SECONDS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-];
-/// Waiting for a slot: usually nothing, at most `QUEUE_WAIT_MS`.
-const QUEUE_SECONDS: &[f64] = &[
-    0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0,
-];
-/// A script's CPU time, up to its limit.
-const CPU_SECONDS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
-/// A script's peak memory: 4 MiB, doubling, to 4 GiB.
-const MEMORY_BYTES: (f64, f64, usize) = (4.0 * 1024.0 * 1024.0, 2.0, 11);
 
 /// The content type of [`Metrics::render`]'s text.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -56,26 +41,6 @@ impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
     }
-}
-
-struct Families {
-    requests: IntCounterVec,
-    request_seconds: HistogramVec,
-    executions: IntCounterVec,
-    queue_wait: Histogram,
-    execution_seconds: HistogramVec,
-    script_cpu: Histogram,
-    script_memory: Histogram,
-    template_serves: IntCounterVec,
-    cold_starts: IntCounterVec,
-    template_restarts: IntCounterVec,
-    template_recycles: IntCounterVec,
-    template_growths: IntCounterVec,
-    in_flight: IntGauge,
-    capacity: IntGauge,
-    overloaded: IntCounter,
-    quota_refusals: IntCounterVec,
-    offloads: IntCounterVec,
 }
 
 impl Metrics {
@@ -174,10 +139,10 @@ impl Metrics {
 
     /// Every family in the Prometheus text format, the state read just now.
     pub fn render(&self) -> String {
-        self.families.sync(&self.state());
+        self.families.state.sync(&self.state());
         let mut text = Vec::new();
         // Encoding into memory fails only for a family the encoder cannot express, which
-        // the families above never are.
+        // these families never are.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut text);
         String::from_utf8_lossy(&text).into_owned()
     }
@@ -191,175 +156,6 @@ impl Metrics {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl Families {
-    fn register(registry: &Registry) -> Self {
-        let mut r = Registrar { registry };
-        Self {
-            requests: r.counters(
-                "requests_total",
-                "Requests answered, by route, outcome code and key name",
-                &["route", "code", "key"],
-            ),
-            request_seconds: r.histograms(
-                "request_duration_seconds",
-                "Whole requests, from their headers to their answer",
-                &["route"],
-                SECONDS,
-            ),
-            executions: r.counters(
-                "executions_total",
-                "Executions, by outcome code and sandbox",
-                &["code", "sandbox"],
-            ),
-            queue_wait: r.histogram(
-                "queue_wait_seconds",
-                "Time executions waited for a slot",
-                QUEUE_SECONDS,
-            ),
-            execution_seconds: r.histograms(
-                "execution_duration_seconds",
-                "Executions, from their slot to their answer",
-                &["sandbox"],
-                SECONDS,
-            ),
-            script_cpu: r.histogram(
-                "script_cpu_seconds",
-                "CPU time of each script, where measured",
-                CPU_SECONDS,
-            ),
-            script_memory: r.histogram(
-                "script_peak_memory_bytes",
-                "Peak memory of each script, where measured",
-                &memory_buckets(),
-            ),
-            template_serves: r.counters(
-                "template_serves_total",
-                "Executions forked from a template, by template and whether forked ahead (spare)",
-                &["template", "spare"],
-            ),
-            cold_starts: r.counters(
-                "cold_starts_total",
-                "Executions started cold, with a fresh interpreter, by reason",
-                &["reason"],
-            ),
-            template_restarts: r.counters(
-                "template_restarts_total",
-                "Templates that died and were started again",
-                &["template"],
-            ),
-            template_recycles: r.counters(
-                "template_recycles_total",
-                "Templates replaced at the end of their span",
-                &["template"],
-            ),
-            template_growths: r.counters(
-                "template_growths_total",
-                "Templates grown by PRELOAD_ON_DEMAND",
-                &["template"],
-            ),
-            in_flight: r.gauge("executions_in_flight", "Executions holding a slot now"),
-            capacity: r.gauge(
-                "execution_capacity",
-                "Execution slots (MAX_CONCURRENCY, or 1 where executions share a uid)",
-            ),
-            overloaded: r.counter("overloaded_total", "Requests answered OVERLOADED"),
-            quota_refusals: r.counters(
-                "quota_refusals_total",
-                "Requests refused by their key's quota, by key name and quota",
-                &["key", "quota"],
-            ),
-            offloads: r.counters(
-                "offloads_total",
-                "Responses too large to return inline, by outcome (stored in S3, or failed)",
-                &["outcome"],
-            ),
-        }
-    }
-
-    /// The families that mirror the executor's own counts catch up with them.
-    fn sync(&self, state: &State) {
-        self.in_flight.set(state.in_flight as i64);
-        self.capacity.set(state.capacity as i64);
-        for template in &state.templates {
-            let label = [template.name];
-            catch_up(
-                &self.template_restarts.with_label_values(&label),
-                template.restarts,
-            );
-            catch_up(
-                &self.template_recycles.with_label_values(&label),
-                template.recycles,
-            );
-            catch_up(
-                &self.template_growths.with_label_values(&label),
-                u64::from(template.grown),
-            );
-        }
-    }
-}
-
-/// A counter brought up to `total`, which only grows.
-fn catch_up(counter: &IntCounter, total: u64) {
-    let behind = total.saturating_sub(counter.get());
-    if behind > 0 {
-        counter.inc_by(behind);
-    }
-}
-
-fn memory_buckets() -> Vec<f64> {
-    let (start, factor, count) = MEMORY_BYTES;
-    (0..count).map(|i| start * factor.powi(i as i32)).collect()
-}
-
-/// Creates and registers families. Names and labels are constants of this module, so a
-/// failure here is a bug in it, caught by its tests.
-struct Registrar<'a> {
-    registry: &'a Registry,
-}
-
-impl Registrar<'_> {
-    fn name(name: &str) -> String {
-        format!("{PREFIX}_{name}")
-    }
-
-    fn add<C: prometheus::core::Collector + Clone + 'static>(&mut self, family: C) -> C {
-        self.registry
-            .register(Box::new(family.clone()))
-            .expect("a family is registered once");
-        family
-    }
-
-    fn counter(&mut self, name: &str, help: &str) -> IntCounter {
-        let family = IntCounter::new(Self::name(name), help).expect("a valid counter");
-        self.add(family)
-    }
-
-    fn counters(&mut self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-        let opts = Opts::new(Self::name(name), help);
-        self.add(IntCounterVec::new(opts, labels).expect("valid counters"))
-    }
-
-    fn gauge(&mut self, name: &str, help: &str) -> IntGauge {
-        self.add(IntGauge::new(Self::name(name), help).expect("a valid gauge"))
-    }
-
-    fn histogram(&mut self, name: &str, help: &str, buckets: &[f64]) -> Histogram {
-        let opts = HistogramOpts::new(Self::name(name), help).buckets(buckets.to_vec());
-        self.add(Histogram::with_opts(opts).expect("a valid histogram"))
-    }
-
-    fn histograms(
-        &mut self,
-        name: &str,
-        help: &str,
-        labels: &[&str],
-        buckets: &[f64],
-    ) -> HistogramVec {
-        let opts = HistogramOpts::new(Self::name(name), help).buckets(buckets.to_vec());
-        self.add(HistogramVec::new(opts, labels).expect("valid histograms"))
-    }
 }
 
 #[cfg(test)]
