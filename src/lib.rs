@@ -9,6 +9,8 @@
 //!   document) over one shared service value;
 //! - [`execute`]: admission, the templates' lifecycle, the executor, and turning what happened
 //!   in a sandbox into the API's answer (the API's types live here);
+//! - [`observe`]: what operators see: log lines in each platform's shape, trace context, and
+//!   the metrics (Prometheus, or CloudWatch EMF on Lambda);
 //! - [`config`]: the typed settings every layer receives;
 //! - [`sandbox`]: running one script in isolation, behind one narrow door;
 //! - [`limits`]: the limits of one execution, shared by every layer.
@@ -17,5 +19,6 @@ pub mod config;
 pub mod execute;
 pub mod http;
 pub mod limits;
+pub mod observe;
 pub mod sandbox;
 pub mod startup;

@@ -21,7 +21,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     // Prints help, the version, or what is wrong with a setting, and exits, as clap does.
     let cli = Cli::parse();
     let config = cli.config();
-    telemetry::init(config.log_format);
+    telemetry::init(&config);
     spawn_reaper().context("could not start the orphan reaper")?;
     match cli.command {
         Some(Command::Probe { json }) => Ok(probe::run(&config, json).await),
@@ -30,10 +30,10 @@ async fn main() -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let on_lambda = config.lambda;
+    let on_lambda = config.on_lambda();
     let lambda_mode = config.lambda_invoke_mode;
     let port = config.port;
-    let grace = config.shutdown_grace;
+    let grace = config.shutdown;
     let http = config.http.clone();
     let app = startup::build(config)
         .await

@@ -1,10 +1,12 @@
 //! Assembling the checked settings into the `Config` the rest of the crate receives. Nothing is
-//! parsed here (the values are typed already); this only groups them and applies the two rules
-//! that span settings: FORCE_COMPAT wins over SANDBOX, and a blank text setting means unset.
+//! parsed here (the values are typed already); this only groups them and applies the rules that
+//! span settings: FORCE_COMPAT wins over SANDBOX, a blank text setting means unset, the keys of
+//! API_KEY, API_KEYS and API_KEYS_FILE are one list, and `auto` follows the platform.
 
+use super::keys::{ApiKey, ApiKeys, KeyQuota, NamedKey, DEFAULT_NAME};
 use super::{
-    ApiKey, Config, HttpConfig, InputFileLimits, OffloadConfig, SandboxChoice, SessionConfig,
-    Settings, TemplateConfig,
+    Config, CorsConfig, HttpConfig, InputFileLimits, LogConfig, MetricsConfig, OffloadConfig,
+    Platform, SandboxChoice, SessionConfig, Settings, ShutdownConfig, TemplateConfig,
 };
 use crate::limits::Limits;
 
@@ -21,7 +23,6 @@ impl From<Settings> for Config {
             max_script: s.max_script_kib,
             max_body: s.max_body_kib,
             input_files: input_files(&s),
-            log_format: s.log_format,
             // FORCE_COMPAT=1 wins over SANDBOX: deployment instructions written for it rely on
             // that.
             sandbox: if s.force_compat {
@@ -33,9 +34,36 @@ impl From<Settings> for Config {
             max_concurrency: s.max_concurrency,
             queue_wait: s.queue_wait_ms,
             min_isolation: s.min_isolation,
-            api_key: trimmed(s.api_key.clone()).map(ApiKey),
-            shutdown_grace: s.shutdown_grace_s,
-            lambda: trimmed(s.aws_lambda_runtime_api.clone()).is_some(),
+            keys: keys(&s),
+            key_quota: KeyQuota {
+                max_concurrency: (s.key_max_concurrency > 0).then_some(s.key_max_concurrency),
+                rate_per_min: (s.key_rate_per_min > 0).then_some(s.key_rate_per_min),
+            },
+            shutdown: ShutdownConfig {
+                grace: s.shutdown_grace_s,
+                abort_grace: s.shutdown_abort_grace_s,
+            },
+            platform: platform(&s),
+            logs: LogConfig {
+                format: s.log_format,
+                lambda_format: trimmed(s.aws_lambda_log_format.clone()),
+                lambda_level: trimmed(s.aws_lambda_log_level.clone()),
+            },
+            metrics: MetricsConfig {
+                public: s.metrics_public,
+                emf: s.metrics_emf.0.unwrap_or(platform(&s) == Platform::Lambda),
+                emf_namespace: s.metrics_emf_namespace.trim().to_owned(),
+                emf_function: trimmed(s.aws_lambda_function_name.clone())
+                    .unwrap_or_else(|| s.metrics_emf_namespace.trim().to_owned()),
+            },
+            cors: CorsConfig {
+                origins: s
+                    .cors_allow_origins
+                    .clone()
+                    .map(|o| o.0)
+                    .unwrap_or_default(),
+                max_age: s.cors_max_age_s,
+            },
             lambda_invoke_mode: s.lambda_invoke_mode,
             offload: offload(&s),
             sessions: sessions(&s),
@@ -46,6 +74,30 @@ impl From<Settings> for Config {
             },
         }
     }
+}
+
+/// Lambda when its runtime API is given (it is what the service serves there), else Cloud Run
+/// when its service name is.
+fn platform(s: &Settings) -> Platform {
+    if trimmed(s.aws_lambda_runtime_api.clone()).is_some() {
+        Platform::Lambda
+    } else if trimmed(s.k_service.clone()).is_some() {
+        Platform::CloudRun
+    } else {
+        Platform::Elsewhere
+    }
+}
+
+/// API_KEY's key (named `default`), then API_KEYS's, then API_KEYS_FILE's: any of them opens
+/// the door, and a request is known by the name of the key it showed.
+fn keys(s: &Settings) -> ApiKeys {
+    let single = trimmed(s.api_key.clone()).map(|key| NamedKey {
+        name: DEFAULT_NAME.to_owned(),
+        key: ApiKey(key),
+    });
+    let lists = [&s.api_keys, &s.api_keys_file];
+    let listed = lists.into_iter().flatten().flat_map(|list| list.0.clone());
+    ApiKeys(single.into_iter().chain(listed).collect())
 }
 
 fn limits(s: &Settings) -> Limits {

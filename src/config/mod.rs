@@ -6,6 +6,7 @@
 //! (`table.rs`).
 
 mod convert;
+pub mod keys;
 mod settings;
 pub mod table;
 mod values;
@@ -18,6 +19,7 @@ use thiserror::Error;
 
 use crate::limits::{ByteSize, Limits};
 use crate::sandbox::Isolation;
+pub use keys::{ApiKey, ApiKeys, KeyQuota, NamedKey};
 pub use settings::Settings;
 
 /// A setting that could not be used: clap's message, which names the flag and, as the flag's
@@ -29,10 +31,23 @@ pub struct ConfigError(#[from] clap::Error);
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
-    /// JSON when stderr is not a terminal (Cloud Run, Lambda, CI), human text otherwise.
+    /// The platform's own: Cloud Logging's fields on Cloud Run, `AWS_LAMBDA_LOG_FORMAT` on
+    /// Lambda, elsewhere JSON when stderr is not a terminal and text when it is.
     Auto,
     Json,
     Text,
+    /// JSON with Cloud Logging's special fields (`severity`, `message`, `httpRequest`, the trace).
+    CloudLogging,
+}
+
+/// Where the service runs, as the variables each platform sets say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Platform {
+    /// `AWS_LAMBDA_RUNTIME_API` is set: serve the Lambda Runtime API.
+    Lambda,
+    /// `K_SERVICE` is set: Google Cloud Run.
+    CloudRun,
+    Elsewhere,
 }
 
 /// How a Lambda function's responses travel (its function URL's `InvokeMode`).
@@ -89,7 +104,6 @@ pub struct Config {
     pub max_body: ByteSize,
     /// What a request's input files may add up to.
     pub input_files: InputFileLimits,
-    pub log_format: LogFormat,
     pub sandbox: SandboxChoice,
     pub templates: TemplateConfig,
     /// Executions that may run at once; more wait in a queue.
@@ -98,19 +112,68 @@ pub struct Config {
     pub queue_wait: Duration,
     /// Layers that must be in force, or scripts are refused (`MIN_ISOLATION`, default seccomp).
     pub min_isolation: Isolation,
-    /// With a key, `/execute` requires `Authorization: Bearer <key>`.
-    pub api_key: Option<ApiKey>,
-    /// After SIGTERM, how long running executions may take before they are killed.
-    pub shutdown_grace: Duration,
-    /// Running under the AWS Lambda runtime (`AWS_LAMBDA_RUNTIME_API` is set).
-    pub lambda: bool,
-    /// How responses travel there.
+    /// With keys, `/execute`, `/mcp` and `/metrics` require `Authorization: Bearer <key>`.
+    pub keys: ApiKeys,
+    /// What the caller of each key name may use.
+    pub key_quota: KeyQuota,
+    pub shutdown: ShutdownConfig,
+    pub platform: Platform,
+    pub logs: LogConfig,
+    pub metrics: MetricsConfig,
+    pub cors: CorsConfig,
+    /// How responses travel on Lambda.
     pub lambda_invoke_mode: LambdaInvokeMode,
     pub sessions: SessionConfig,
     /// Where responses too large to return inline go.
     pub offload: OffloadConfig,
     /// Bounds on clients of the HTTP server (slow or idle connections, how many at once).
     pub http: HttpConfig,
+}
+
+impl Config {
+    /// Running under the AWS Lambda runtime (`AWS_LAMBDA_RUNTIME_API` is set).
+    pub fn on_lambda(&self) -> bool {
+        self.platform == Platform::Lambda
+    }
+}
+
+/// After SIGTERM (src/http/server.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShutdownConfig {
+    /// How long running executions may take before they are ended.
+    pub grace: Duration,
+    /// How long the ended executions then get to send their answers.
+    pub abort_grace: Duration,
+}
+
+/// How log lines are written and filtered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// Lambda's `AWS_LAMBDA_LOG_FORMAT` (`JSON` or `Text`), which `auto` follows there.
+    pub lambda_format: Option<String>,
+    /// Lambda's `AWS_LAMBDA_LOG_LEVEL`, which wins over `RUST_LOG` there.
+    pub lambda_level: Option<String>,
+}
+
+/// `GET /metrics` and the Embedded Metric Format lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Served without a key even when keys are configured.
+    pub public: bool,
+    /// One EMF line per Lambda invocation.
+    pub emf: bool,
+    pub emf_namespace: String,
+    /// The `FunctionName` dimension: Lambda's function name, else the namespace.
+    pub emf_function: String,
+}
+
+/// Which browser origins may call the service; none means no CORS at all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CorsConfig {
+    pub origins: Vec<String>,
+    /// How long a browser may cache a preflight answer.
+    pub max_age: Duration,
 }
 
 /// Bounds on HTTP clients, so slow or idle ones cannot hold the service (src/http/server.rs).
@@ -203,16 +266,6 @@ impl Default for OffloadConfig {
             endpoint_url: None,
             force_path_style: false,
         }
-    }
-}
-
-/// The API key; never printed, not even in debug output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(pub String);
-
-impl std::fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ApiKey(<redacted>)")
     }
 }
 

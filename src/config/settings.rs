@@ -12,9 +12,11 @@ use std::time::Duration;
 use clap::builder::{EnumValueParser, OsStringValueParser, TypedValueParser};
 use clap::{ArgAction, Args};
 
+use super::keys::{key_file, KeyList, KeyListParser};
 use super::values::{
-    concurrency, connections, count, isolation, kib, mib, millis, modules, number, seconds,
-    spare_forks, switch, url_ttl, Lenient, Modules,
+    auto_switch, concurrency, connections, count, isolation, kib, mib, millis, modules, number,
+    origins, seconds, spare_forks, switch, url_ttl, whole_seconds, AutoSwitch, Lenient, Modules,
+    Origins,
 };
 use super::{LambdaInvokeMode, LogFormat, SandboxChoice, SessionStoreKind};
 use crate::limits::ByteSize;
@@ -26,6 +28,8 @@ const TEMPLATES: &str = "Templates";
 const SANDBOX: &str = "Sandbox";
 const OFFLOAD: &str = "Large responses";
 const SERVICE: &str = "Service";
+const KEYS: &str = "Keys and quotas";
+const OPERATIONS: &str = "Logs, metrics and browsers";
 const SESSIONS: &str = "Sessions";
 
 /// The settings as given, before they are assembled into a `Config`.
@@ -151,18 +155,16 @@ pub struct Settings {
     /// HTTP port (Cloud Run sets it)
     #[arg(long, env, default_value = "8080", value_parser = Lenient(number::<u16>), help_heading = SERVICE)]
     pub port: u16,
-    /// Require Authorization: Bearer <key> on /execute (compared in constant time)
-    #[arg(long, env, hide_env_values = true, help_heading = SERVICE)]
-    pub api_key: Option<String>,
-    /// After SIGTERM, how long running executions may finish
-    #[arg(long, env, default_value = "10", value_parser = Lenient(seconds), help_heading = SERVICE)]
+    /// After SIGTERM, how long running executions may finish before they are ended
+    // With the abort grace below, 9 s: Cloud Run sends SIGKILL 10 s after SIGTERM.
+    #[arg(long, env, default_value = "7", value_parser = Lenient(seconds), help_heading = SERVICE)]
     pub shutdown_grace_s: Duration,
+    /// After SHUTDOWN_GRACE_S, how long the ended executions get to send their answers before the service exits
+    #[arg(long, env, default_value = "2", value_parser = Lenient(seconds), help_heading = SERVICE)]
+    pub shutdown_abort_grace_s: Duration,
     /// On Lambda, how responses travel: BUFFERED, or RESPONSE_STREAM (the function URL's streaming invoke mode, which streamed runs need; every other answer works in it too)
     #[arg(long, env, default_value = "BUFFERED", value_parser = Lenient(EnumValueParser::<LambdaInvokeMode>::new()), help_heading = SERVICE)]
     pub lambda_invoke_mode: LambdaInvokeMode,
-    /// Log lines as json, text, or auto (JSON unless stderr is a terminal)
-    #[arg(long, env, default_value = "auto", value_parser = Lenient(EnumValueParser::<LogFormat>::new()), help_heading = SERVICE)]
-    pub log_format: LogFormat,
     /// Where session states are kept: memory (one instance), disk (SESSION_DIR, one instance) or s3 (SESSION_BUCKET: any instance continues any session)
     #[arg(long, env, default_value = "memory", value_parser = Lenient(EnumValueParser::<SessionStoreKind>::new()), help_heading = SESSIONS)]
     pub session_store: SessionStoreKind,
@@ -191,6 +193,53 @@ pub struct Settings {
     /// because the Lambda runtime reads the variable itself and a flag could not reach it.
     #[arg(long, env, hide = true)]
     pub aws_lambda_runtime_api: Option<String>,
+    /// Set by Cloud Run (the service's name): the service runs there. Hidden, like the above.
+    #[arg(long, env, hide = true)]
+    pub k_service: Option<String>,
+
+    /// One key, named default: requests to /execute, /mcp and /metrics then need Authorization: Bearer <key> (compared in constant time)
+    #[arg(long, env, hide_env_values = true, help_heading = KEYS)]
+    pub api_key: Option<String>,
+    /// Named keys, any of which is accepted (rotation, one per caller): NAME=KEY entries separated by commas or newlines, or a JSON object {"NAME": "KEY" or ["KEY", ...]}; the name, never the key, goes to logs and metrics
+    #[arg(long, env, hide_env_values = true, value_parser = Lenient(KeyListParser), help_heading = KEYS)]
+    pub api_keys: Option<KeyList>,
+    /// A file holding named keys as API_KEYS does (a mounted secret), read once at start
+    #[arg(long, env, value_parser = Lenient(key_file), help_heading = KEYS)]
+    pub api_keys_file: Option<KeyList>,
+    /// Requests one key's name may have in flight at once (0: no limit); more are answered 429 QUOTA_EXCEEDED
+    #[arg(long, env, default_value = "0", value_parser = Lenient(number::<u32>), help_heading = KEYS)]
+    pub key_max_concurrency: u32,
+    /// Requests one key's name may start per minute (0: no limit); more are answered 429 QUOTA_EXCEEDED with Retry-After
+    #[arg(long, env, default_value = "0", value_parser = Lenient(number::<u32>), help_heading = KEYS)]
+    pub key_rate_per_min: u32,
+
+    /// Log lines as json, text, cloud-logging (Cloud Logging's own fields), or auto: cloud-logging on Cloud Run, AWS_LAMBDA_LOG_FORMAT on Lambda, elsewhere JSON unless stderr is a terminal
+    #[arg(long, env, default_value = "auto", value_parser = Lenient(EnumValueParser::<LogFormat>::new()), help_heading = OPERATIONS)]
+    pub log_format: LogFormat,
+    /// 1 serves GET /metrics without an API key (for a scraper on a private network); 0 asks for one whenever keys are configured
+    #[arg(long, env, action = ArgAction::Set, default_value = "0", value_parser = Lenient(switch), help_heading = OPERATIONS)]
+    pub metrics_public: bool,
+    /// Write each request's figures as a CloudWatch Embedded Metric Format line on stdout (on Lambda, one per invocation): 1, 0, or auto (on Lambda only)
+    #[arg(long, env, default_value = "auto", value_parser = Lenient(auto_switch), help_heading = OPERATIONS)]
+    pub metrics_emf: AutoSwitch,
+    /// The CloudWatch namespace of the Embedded Metric Format lines
+    #[arg(long, env, default_value = "python-executor", help_heading = OPERATIONS)]
+    pub metrics_emf_namespace: String,
+    /// Origins browsers may call the service from, comma-separated (https://app.example.com); unset: no CORS headers, and preflight requests are refused
+    #[arg(long, env, value_parser = Lenient(origins), help_heading = OPERATIONS)]
+    pub cors_allow_origins: Option<Origins>,
+    /// How long a browser may cache a preflight answer
+    #[arg(long, env, default_value = "600", value_parser = Lenient(whole_seconds), help_heading = OPERATIONS)]
+    pub cors_max_age_s: Duration,
+    /// Set by Lambda from the function's log format (JSON or Text); read when LOG_FORMAT is auto.
+    #[arg(long, env, hide = true)]
+    pub aws_lambda_log_format: Option<String>,
+    /// Set by Lambda from the function's application log level; it wins over RUST_LOG there.
+    #[arg(long, env, hide = true)]
+    pub aws_lambda_log_level: Option<String>,
+    /// Set by Lambda: the function's name, the FunctionName dimension of the EMF lines.
+    #[arg(long, env, hide = true)]
+    pub aws_lambda_function_name: Option<String>,
 }
 
 #[cfg(test)]

@@ -26,12 +26,19 @@ fn defaults_are_the_designs() {
     assert_eq!(config.max_script, ByteSize::kib(50));
     assert_eq!(config.max_body, ByteSize::mib(1));
     assert_eq!(config.sandbox, SandboxChoice::Auto);
-    assert_eq!(config.log_format, LogFormat::Auto);
+    assert_eq!(config.logs.format, LogFormat::Auto);
     assert_eq!(config.templates, TemplateConfig::default());
     assert_eq!(config.offload, OffloadConfig::default());
     assert_eq!(config.queue_wait, Duration::from_secs(10));
-    // Cloud Run gives a container 10 s between SIGTERM and SIGKILL.
-    assert_eq!(config.shutdown_grace, Duration::from_secs(10));
+    // Cloud Run gives a container 10 s between SIGTERM and SIGKILL: both graces fit in it,
+    // with a second to spare for the exit itself.
+    let shutdown = config.shutdown;
+    assert_eq!(shutdown.grace, Duration::from_secs(7));
+    assert_eq!(shutdown.abort_grace, Duration::from_secs(2));
+    assert!(shutdown.grace + shutdown.abort_grace < Duration::from_secs(10));
+    assert_eq!(config.platform, Platform::Elsewhere);
+    assert!(config.keys.is_empty() && config.cors.origins.is_empty());
+    assert!(!config.metrics.public && !config.metrics.emf);
     assert!(config.max_concurrency >= 2);
     assert_eq!(config.layer_dir, None);
 }
@@ -75,7 +82,7 @@ fn blank_means_the_default_and_spaces_are_ignored() {
     .expect("blank settings are unset");
     assert_eq!(config.port, 8080);
     assert_eq!(config.limits.wall, Duration::from_secs(15));
-    assert_eq!(config.api_key, None);
+    assert!(config.keys.is_empty());
     assert_eq!(config.offload.bucket, None);
     assert_eq!(config.layer_dir, None);
     assert!(!config.templates.enabled);
@@ -121,23 +128,76 @@ fn concurrency_is_at_least_one() {
 fn isolation_minimum_and_api_key() {
     let defaults = config(&[]).expect("defaults");
     assert_eq!(defaults.min_isolation.names(), ["seccomp"]);
-    assert_eq!(defaults.api_key, None);
+    assert!(defaults.keys.is_empty());
     let config = config(&[
         ("MIN_ISOLATION", "seccomp,landlock"),
         ("API_KEY", " s3cret "),
     ])
     .expect("valid");
     assert_eq!(config.min_isolation.names(), ["seccomp", "landlock"]);
-    assert_eq!(config.api_key, Some(ApiKey("s3cret".into())));
+    let key = NamedKey {
+        name: "default".into(),
+        key: ApiKey("s3cret".into()),
+    };
+    assert_eq!(config.keys, ApiKeys(vec![key]));
     assert!(!format!("{config:?}").contains("s3cret"));
     rejected("MIN_ISOLATION", "chroot");
+}
+
+#[test]
+fn every_source_of_keys_adds_to_one_list() {
+    let file = tempfile::NamedTempFile::new().expect("a file");
+    std::fs::write(
+        file.path(),
+        "ci=k-file
+",
+    )
+    .expect("written");
+    let path = file.path().to_str().expect("utf-8");
+    let config = config(&[
+        ("API_KEY", "k-one"),
+        ("API_KEYS", "alice=k-a,bob=k-b"),
+        ("API_KEYS_FILE", path),
+        ("KEY_MAX_CONCURRENCY", "2"),
+    ])
+    .expect("valid");
+    assert_eq!(config.keys.names(), ["default", "alice", "bob", "ci"]);
+    assert_eq!(config.key_quota.max_concurrency, Some(2));
+    assert_eq!(config.key_quota.rate_per_min, None);
+    let message = rejected("API_KEYS", "alice=k-secret-a,bob");
+    assert!(!message.contains("k-secret-a"), "{message}");
+    rejected("API_KEYS_FILE", "/nonexistent/keys");
+}
+
+#[test]
+fn the_platform_comes_from_its_own_variables() {
+    let run = config(&[("K_SERVICE", "python-executor")]).expect("valid");
+    assert_eq!(run.platform, Platform::CloudRun);
+    assert!(!run.metrics.emf);
+    let lambda = config(&[
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ("AWS_LAMBDA_LOG_LEVEL", "WARN"),
+    ])
+    .expect("valid");
+    assert_eq!(lambda.platform, Platform::Lambda);
+    assert!(lambda.metrics.emf, "EMF is on by default on Lambda");
+    assert_eq!(lambda.logs.lambda_format.as_deref(), Some("JSON"));
+    assert_eq!(lambda.logs.lambda_level.as_deref(), Some("WARN"));
+    let off = config(&[("AWS_LAMBDA_RUNTIME_API", "x"), ("METRICS_EMF", "0")]).expect("valid");
+    assert!(!off.metrics.emf);
+    let cors = config(&[("CORS_ALLOW_ORIGINS", "https://a.example")]).expect("valid");
+    assert_eq!(cors.cors.origins, ["https://a.example"]);
+    assert_eq!(cors.cors.max_age, Duration::from_secs(600));
+    rejected("CORS_ALLOW_ORIGINS", "*");
+    rejected("LOG_FORMAT", "xml");
 }
 
 #[test]
 fn offload_settings() {
     let defaults = config(&[]).expect("defaults");
     assert_eq!(defaults.offload, OffloadConfig::default());
-    assert!(!defaults.lambda);
+    assert!(!defaults.on_lambda());
     let set = config(&[
         ("RESULT_BUCKET", "results"),
         ("RESULT_URL_TTL_S", "60"),
@@ -150,7 +210,7 @@ fn offload_settings() {
     assert_eq!(set.offload.url_ttl, Duration::from_secs(60));
     assert_eq!(set.offload.max_inline, ByteSize::kib(100));
     assert!(set.offload.force_path_style);
-    assert!(set.lambda);
+    assert!(set.on_lambda());
     rejected("RESULT_URL_TTL_S", "700000");
 }
 

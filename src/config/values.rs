@@ -132,6 +132,60 @@ pub fn switch(text: &str) -> Result<bool, String> {
     }
 }
 
+/// An on/off switch that may also be left to the platform: `auto` is `None`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AutoSwitch(pub Option<bool>);
+
+pub fn auto_switch(text: &str) -> Result<AutoSwitch, String> {
+    match text {
+        "auto" => Ok(AutoSwitch(None)),
+        _ => switch(text)
+            .map(|on| AutoSwitch(Some(on)))
+            .map_err(|_| "expected 1, 0 or auto".into()),
+    }
+}
+
+/// Whole seconds up to a day (a header's max-age), 0 included.
+pub fn whole_seconds(text: &str) -> Result<Duration, String> {
+    match number::<u64>(text)? {
+        seconds @ 0..=86_400 => Ok(Duration::from_secs(seconds)),
+        _ => Err("must be between 0 and 86400 seconds".into()),
+    }
+}
+
+/// Browser origins, exactly as a browser sends them in `Origin`: a scheme, a host and maybe a
+/// port, with no path and no trailing slash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origins(pub Vec<String>);
+
+pub fn origins(text: &str) -> Result<Origins, String> {
+    let origins: Vec<String> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|origin| !origin.is_empty())
+        .map(str::to_owned)
+        .collect();
+    match origins.iter().find(|origin| !is_origin(origin)) {
+        Some(bad) => Err(format!(
+            "{bad:?} is not an origin (scheme://host[:port], nothing after it; `*` is not \
+             accepted: list the origins)"
+        )),
+        None => Ok(Origins(origins)),
+    }
+}
+
+fn is_origin(text: &str) -> bool {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return false;
+    };
+    let host_chars =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']');
+    matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && rest.chars().all(host_chars)
+        && !rest.starts_with(['.', '-', ':'])
+}
+
 /// A comma-separated list of isolation layers (`none` for the empty set).
 pub fn isolation(text: &str) -> Result<Isolation, String> {
     Isolation::parse(text)
@@ -214,5 +268,28 @@ mod tests {
         assert_eq!(parsed.0, ["numpy", "scipy.stats"]);
         assert!(modules("numpy;rm -rf").is_err());
         assert!(modules("1numpy").is_err());
+    }
+
+    #[test]
+    fn origins_are_scheme_host_and_port_only() {
+        let parsed = origins("https://app.example.com, http://localhost:3000").expect("valid");
+        assert_eq!(
+            parsed.0,
+            ["https://app.example.com", "http://localhost:3000"]
+        );
+        for bad in [
+            "*",
+            "app.example.com",
+            "https://app.example.com/",
+            "ftp://x",
+            "https://",
+        ] {
+            assert!(origins(bad).is_err(), "{bad}");
+        }
+        assert_eq!(auto_switch("auto"), Ok(AutoSwitch(None)));
+        assert_eq!(auto_switch("1"), Ok(AutoSwitch(Some(true))));
+        assert!(auto_switch("maybe").is_err());
+        assert_eq!(whole_seconds("0"), Ok(Duration::ZERO));
+        assert!(whole_seconds("1.5").is_err());
     }
 }

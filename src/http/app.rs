@@ -1,6 +1,8 @@
 //! What every front door shares: the service value ([`App`]) each request reaches, and the
 //! answers sent before a request's body was read.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -9,6 +11,8 @@ use crate::config::Config;
 use crate::execute::api::ApiError;
 use crate::execute::{Executor, Unavailable};
 use crate::http::body;
+use crate::observe::metrics::emf::Emf;
+use crate::observe::metrics::Metrics;
 
 /// Shared state of every request.
 #[derive(Debug)]
@@ -17,9 +21,24 @@ pub struct App {
     /// `Err` holds why scripts cannot run here; the service then still answers, honestly, but
     /// tells clients only the category (the full reason names host paths; it goes to the logs).
     pub executor: Result<Executor, Unavailable>,
+    pub metrics: Arc<Metrics>,
+    /// Where each request's figures are also written as an EMF line (Lambda).
+    pub emf: Option<Emf>,
 }
 
 impl App {
+    /// The service without a sandbox: every execution is refused for `reason` (tests, and a
+    /// platform that allows none).
+    pub fn unavailable(config: Config, reason: Unavailable) -> Self {
+        let metrics = Arc::new(Metrics::new(false));
+        Self {
+            config,
+            executor: Err(reason),
+            metrics,
+            emf: None,
+        }
+    }
+
     pub(crate) fn sandbox_name(&self) -> &'static str {
         self.executor
             .as_ref()

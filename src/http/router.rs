@@ -1,41 +1,85 @@
-//! The HTTP surface: one axum `Router`, shared by the Cloud Run server and the Lambda runtime.
+//! The HTTP surface: one axum `Router`, shared by the Cloud Run server and the Lambda runtime,
+//! with what every request goes through as layers around it (outermost first): its id
+//! (tower-http's request-id layers, [`context`]), its span, access line and figures
+//! ([`context::track`]), CORS when configured ([`cors`]), and on the routes that need one the
+//! API key and its quota ([`auth`]).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, post, MethodRouter};
 use axum::{Extension, Json, Router};
 use serde_json::json;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::execute::answer::sandbox_failed;
 use crate::execute::api::{request::check_content_type, ApiError, ErrorCode, ExecuteRequest};
 use crate::execute::Executor;
 use crate::http::app::{closing, refuse_unread, App};
+use crate::http::auth::{self, Gate};
+use crate::http::context::{self, MakeId};
 use crate::http::offload::Offloader;
-use crate::http::{body, stream};
+use crate::http::quota::Quotas;
+use crate::http::{body, cors, mcp, stream};
+use crate::observe::metrics;
 
 pub fn router(app: Arc<App>) -> Router {
-    let offloader = Arc::new(Offloader::new(&app.config));
-    let mcp = crate::http::mcp::Mcp::new(Arc::clone(&app));
-    Router::new()
-        .route("/execute", post(execute))
-        .route(
-            crate::http::mcp::PATH,
-            any(crate::http::mcp::serve).with_state(mcp),
-        )
+    let offloader = Arc::new(Offloader::new(&app.config, Arc::clone(&app.metrics)));
+    let (keyed, quota) = gates(&app);
+    let guard = |gate: &Gate| middleware::from_fn_with_state(gate.clone(), auth::guard);
+    let metrics_route: MethodRouter<Arc<App>> = match app.config.metrics.public {
+        true => get(serve_metrics),
+        false => get(serve_metrics).route_layer(guard(&keyed)),
+    };
+    // Every method on /mcp asks for the key first (`any` has no method routes to route-layer).
+    let mcp = any(mcp::serve).with_state(mcp::Mcp::new(Arc::clone(&app)));
+    let routes = Router::new()
+        .route("/execute", post(execute).route_layer(guard(&quota)))
+        .route(mcp::PATH, mcp.layer(guard(&quota)))
         .route("/health", get(health))
+        .route("/metrics", metrics_route)
         .route("/openapi.json", get(crate::http::openapi::serve))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(Extension(offloader))
-        .layer(middleware::from_fn_with_state(app.clone(), log_request))
+        .layer(Extension(offloader));
+    let routes = match cors::layer(&app.config.cors) {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    };
+    routes
+        .layer(middleware::from_fn_with_state(app.clone(), context::track))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeId))
+        .layer(middleware::map_request(context::drop_invalid_id))
         .with_state(app)
+}
+
+/// The key check alone (for `/metrics`), and with each key's quota (for the script doors,
+/// which share one quota per key name).
+fn gates(app: &App) -> (Gate, Gate) {
+    let keys = Arc::new(app.config.keys.clone());
+    let quotas = Quotas::new(&keys.names(), app.config.key_quota).map(Arc::new);
+    let keyed = Gate {
+        keys,
+        quotas: None,
+        metrics: Arc::clone(&app.metrics),
+    };
+    let quota = Gate {
+        quotas,
+        ..keyed.clone()
+    };
+    (keyed, quota)
+}
+
+/// `GET /metrics`: every family in the Prometheus text format.
+async fn serve_metrics(State(app): State<Arc<App>>) -> Response {
+    let text = app.metrics.render();
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
 
 async fn execute(
@@ -48,10 +92,11 @@ async fn execute(
         Ok(body) => body,
         Err(refusal) => return refusal,
     };
-    let (executor, request) = match parse_execute(&app, &body) {
+    let (executor, mut request) = match parse_execute(&app, &body) {
         Ok(ready) => ready,
         Err(error) => return error.into_response(),
     };
+    request.caller = context::caller_of(&parts.extensions);
     if stream::wants_events(&parts.headers) {
         return stream::execute(executor, request).await;
     }
@@ -66,7 +111,7 @@ async fn execute(
 /// its size and time bounds. Only then may an execution slot be taken: a slow or oversized
 /// upload must never hold one.
 async fn receive(app: &App, parts: &Parts, body: Body) -> Result<Bytes, Response> {
-    if let Err(error) = check_headers(app, parts) {
+    if let Err(error) = check_headers(parts) {
         return Err(refuse_unread(error, body));
     }
     let http = &app.config.http;
@@ -75,12 +120,9 @@ async fn receive(app: &App, parts: &Parts, body: Body) -> Result<Bytes, Response
         .map_err(|error| closing(ApiError::from(error).into_response()))
 }
 
-fn check_headers(app: &App, parts: &Parts) -> Result<(), ApiError> {
-    // Before anything else: an unauthenticated client learns nothing about the request.
-    crate::http::auth::check(
-        app.config.api_key.as_ref(),
-        parts.headers.get(header::AUTHORIZATION),
-    )?;
+/// The key was checked by the route's layer, before anything else: an unauthenticated client
+/// learns nothing about the request.
+fn check_headers(parts: &Parts) -> Result<(), ApiError> {
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -175,26 +217,4 @@ async fn method_not_allowed(request: Request<Body>) -> Response {
         ),
     );
     refuse_unread(error, request.into_body())
-}
-
-/// One line per request with its outcome; never the script or its output.
-async fn log_request(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
-    let code = response
-        .extensions()
-        .get::<ErrorCode>()
-        .map_or("OK", |code| code.as_str());
-    tracing::info!(
-        %method,
-        %path,
-        status = response.status().as_u16(),
-        code,
-        duration_ms = started.elapsed().as_millis() as u64,
-        sandbox = app.sandbox_name(),
-        "request"
-    );
-    response
 }

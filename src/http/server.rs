@@ -21,14 +21,12 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
-use crate::config::HttpConfig;
+use crate::config::{HttpConfig, ShutdownConfig};
 use crate::sandbox::Abort;
 
 /// One client's connection, served by the router.
 type Connection = http1::Connection<TokioIo<TcpStream>, TowerToHyperService<Router>>;
 
-/// After the grace period, how long the aborted executions get to answer their clients.
-const ABORT_GRACE: Duration = Duration::from_secs(3);
 /// After an accept error other than a vanished client (out of file descriptors, most likely),
 /// how long to wait for some to be closed before trying again, rather than spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
@@ -127,23 +125,25 @@ async fn drive(
     }
 }
 
-/// [`serve`], but in-flight executions only get `grace` after `shutdown` resolves: then every
-/// sandbox is killed through `abort`, the service's handle (its client gets a `SANDBOX_ERROR`
-/// saying the service is shutting down), and this returns shortly after, whatever a connection
-/// still holds.
+/// [`serve`], but in-flight executions only get `shutdown.grace` after `signal` resolves: then
+/// every sandbox is killed through `abort`, the service's handle (its client gets a
+/// `SANDBOX_ERROR` saying the service is shutting down, a request still queued an `OVERLOADED`),
+/// and this returns at most `shutdown.abort_grace` later, whatever a connection still holds.
+/// With the defaults (7 s and 2 s) all of it fits in Cloud Run's 10 s between SIGTERM and
+/// SIGKILL.
 pub async fn serve_with_grace(
     listener: TcpListener,
     router: Router,
     http: HttpConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    grace: Duration,
+    signal: impl Future<Output = ()> + Send + 'static,
+    shutdown: ShutdownConfig,
     abort: Option<Abort>,
 ) -> io::Result<()> {
     let stopping = Arc::new(Notify::new());
     let notify = stopping.clone();
     let mut server = tokio::spawn(async move {
         serve(listener, router, &http, async move {
-            shutdown.await;
+            signal.await;
             // notify_one keeps the permit if nobody waits yet.
             notify.notify_one();
         })
@@ -153,17 +153,17 @@ pub async fn serve_with_grace(
         finished = &mut server => return joined(finished),
         _ = stopping.notified() => {},
     }
-    if let Ok(finished) = tokio::time::timeout(grace, &mut server).await {
+    if let Ok(finished) = tokio::time::timeout(shutdown.grace, &mut server).await {
         return joined(finished);
     }
     tracing::warn!(
-        grace_s = grace.as_secs_f64(),
+        grace_s = shutdown.grace.as_secs_f64(),
         "grace period over: ending the executions still running"
     );
     if let Some(abort) = &abort {
         abort.abort_all();
     }
-    match tokio::time::timeout(ABORT_GRACE, &mut server).await {
+    match tokio::time::timeout(shutdown.abort_grace, &mut server).await {
         Ok(finished) => joined(finished),
         Err(_) => {
             server.abort();

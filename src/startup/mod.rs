@@ -11,6 +11,7 @@ pub mod probe;
 pub mod telemetry;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Map;
@@ -23,6 +24,8 @@ use crate::execute::sessions::Sessions;
 use crate::execute::Executor;
 use crate::execute::{Category, Unavailable};
 use crate::http::App;
+use crate::observe::metrics::emf::Emf;
+use crate::observe::metrics::Metrics;
 use crate::sandbox::{
     CgroupError, CgroupRoot, Layer, LayerError, Runner, SandboxError, SandboxKind,
 };
@@ -86,15 +89,28 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
         Sessions::new(&config.sessions, &config.offload).map_err(StartupError::Sessions)?;
     let probed = probe(&config).await?;
     Report::new(&probed, &config).log();
+    let metrics = Arc::new(Metrics::new(config.metrics.emf));
     let executor = probed
         .sandbox
-        .map(|runner| Executor::start(runner, &config, sessions));
+        .map(|runner| Executor::start(runner, &config, sessions, Arc::clone(&metrics)));
     // Before serving: on Lambda this is the init phase, which is not frozen, so the imports are
     // paid for here rather than by the first invocation.
     if let Ok(executor) = &executor {
+        let observed = executor.clone();
+        metrics.observe_state(move || observed.state());
         executor.wait_for_templates().await;
     }
-    Ok(App { config, executor })
+    let settings = &config.metrics;
+    let emf = settings.emf.then(|| {
+        let (namespace, function) = (&settings.emf_namespace, &settings.emf_function);
+        Emf::new(Arc::clone(&metrics), namespace, function)
+    });
+    Ok(App {
+        config,
+        executor,
+        metrics,
+        emf,
+    })
 }
 
 /// The cgroup hierarchy, if this process can really create an execution's cgroup in it: the

@@ -22,11 +22,16 @@ async fn the_document_is_served_as_it_is_in_the_repository() {
     // The reply helper checks each of these against the document as well.
     let refused = service.run("def main():\n    return 1\n").await;
     refused.expect_error(401, "UNAUTHORIZED");
+    // `error`, `code` and the request's id, nothing more.
     assert_eq!(
         refused.body.as_object().map(|o| o.len()),
-        Some(2),
+        Some(3),
         "{}",
         refused.body
+    );
+    assert_eq!(
+        refused.body["request_id"].as_str(),
+        refused.header("x-request-id")
     );
     let health = service.get("/health").await;
     assert_eq!(health.body["ok"], json!(true));

@@ -193,7 +193,8 @@ pub struct Service {
     _stop: oneshot::Sender<()>,
 }
 
-/// A response: status and JSON body (every body of this service is JSON).
+/// A response: status and body (JSON for every answer but `/metrics`' text, which comes as a
+/// JSON string, and a CORS preflight's, which is empty: `Null`).
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
@@ -201,6 +202,7 @@ pub struct Reply {
     /// The body as sent, for checks JSON parsing would blur (big integers).
     pub text: String,
     pub retry_after: Option<String>,
+    pub headers: reqwest::header::HeaderMap,
 }
 
 impl Service {
@@ -266,6 +268,25 @@ impl Service {
         self.execute(json!({ "script": script })).await
     }
 
+    /// A request of any shape, sent with [`Self::send`].
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    /// Sends `request` (made by [`Self::request`] with `method`); the checked reply.
+    pub async fn send(&self, method: &str, request: reqwest::RequestBuilder) -> Reply {
+        reply(method, request.send().await.expect("the service answers")).await
+    }
+
+    /// `GET /metrics`, with `key` as a bearer token when given.
+    pub async fn metrics(&self, key: Option<&str>) -> Reply {
+        let mut request = self.request(reqwest::Method::GET, "/metrics");
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        self.send("GET", request).await
+    }
+
     pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
         let mut request = self.client.post(self.url(path)).body(body);
         if !content_type.is_empty() {
@@ -327,8 +348,15 @@ async fn reply(method: &str, response: reqwest::Response) -> Reply {
     };
     let retry_after = header("retry-after");
     let text = response.text().await.expect("a body");
-    let body = serde_json::from_str(&text)
-        .unwrap_or_else(|error| panic!("the body is not JSON ({error}): {text:?}"));
+    let content_type = header("content-type").unwrap_or_default();
+    let body = if content_type.starts_with("text/plain") {
+        Value::String(text.clone())
+    } else if text.is_empty() && content_type.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text)
+            .unwrap_or_else(|error| panic!("the body is not JSON ({error}): {text:?}"))
+    };
     crate::common::openapi::check(&crate::common::openapi::Observed {
         method,
         path: &path,
@@ -341,10 +369,16 @@ async fn reply(method: &str, response: reqwest::Response) -> Reply {
         body,
         text,
         retry_after,
+        headers,
     }
 }
 
 impl Reply {
+    /// A response header's value, if it is there and is text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)?.to_str().ok()
+    }
+
     /// Asserts an error reply with this status and code, and returns the body.
     pub fn expect_error(&self, status: u16, code: &str) -> &Value {
         assert_eq!(self.body["code"], code, "body: {}", self.body);
@@ -355,6 +389,16 @@ impl Reply {
             self.body
         );
         &self.body
+    }
+
+    /// Asserts this status and code, `OK` meaning a success.
+    pub fn expect_error_or_ok(&self, status: u16, code: &str) {
+        if code == "OK" {
+            assert_eq!(self.status, status, "body: {}", self.body);
+            assert!(self.body.get("result").is_some(), "body: {}", self.body);
+        } else {
+            self.expect_error(status, code);
+        }
     }
 
     /// Asserts success and returns main()'s result.

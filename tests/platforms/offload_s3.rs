@@ -65,6 +65,10 @@ async fn an_oversized_result_becomes_an_object_and_a_small_one_stays_inline() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"], json!({"sum": 3}));
     assert!(body.get("result_url").is_none(), "{body}");
+    // One response offloaded, the other inline: counted as such.
+    let metrics = service.metrics().await;
+    let offloads = |outcome| metrics.sum("python_executor_offloads_total", &[("outcome", outcome)]);
+    assert_eq!((offloads("stored"), offloads("failed")), (1.0, 0.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,13 +45,15 @@ fn fuzz_time_s() -> u64 {
 async fn schemathesis_finds_no_response_outside_the_document() {
     let tool = schemathesis();
     // nsjail, no pool, a short deadline: generated scripts (mostly syntax errors, some that
-    // loop or allocate) each cost one fresh sandbox and at most two seconds.
+    // loop or allocate) each cost one fresh sandbox and at most two seconds. CORS on, so the
+    // documented preflights (OPTIONS) are answered rather than refused.
     let service = Binary::start(
         &[
             ("SANDBOX", "nsjail"),
             ("MAX_TIMEOUT_S", "2"),
             ("CPU_LIMIT_S", "2"),
             ("MEMORY_LIMIT_MIB", "256"),
+            ("CORS_ALLOW_ORIGINS", "https://app.example.com"),
         ],
         None,
     );

@@ -1,5 +1,6 @@
 //! Tests of the service binary itself, started as a separate process the way Cloud Run and
-//! Lambda start it: SIGTERM handling, the API key, compat's protection of the service's own
+//! Lambda start it: SIGTERM handling within Cloud Run's 10 s, the API key, log lines as Cloud
+//! Run's console reads them, compat's protection of the service's own
 //! secrets from scripts running under the same uid, no cgroup left after an execution, the
 //! command line (`--help`, `--version`, `probe`), and schemathesis fuzzing it against its
 //! OpenAPI document.
@@ -10,6 +11,7 @@ mod common;
 mod cgroups;
 mod cli;
 mod fuzz;
+mod logs;
 mod process;
 mod same_uid;
 mod shutdown;

@@ -10,11 +10,15 @@ use crate::process::Binary;
 /// An unprivileged uid for the service, as Lambda's sbx_user.
 const SERVICE_UID: u32 = 4242;
 
+/// The service's API key, given as Lambda gives it (in its environment): a secret too.
+const KEY: &str = "hunter2-as-an-api-key";
+
 fn unprivileged_compat_service() -> Binary {
     Binary::start(
         &[
             ("SANDBOX", "compat"),
             ("PYEXEC_TEST_SECRET", "hunter2-in-env"),
+            ("API_KEYS", &format!("lambda={KEY}")),
         ],
         Some(SERVICE_UID),
     )
@@ -65,7 +69,7 @@ def main(service={service}):
 "#,
         service = service.pid(),
     );
-    let (status, body) = service.execute(&script, None).await;
+    let (status, body) = service.execute(&script, Some(KEY)).await;
     assert_eq!(status, 200, "{body}");
     let found = &body["result"];
     assert_eq!(
@@ -86,7 +90,7 @@ def main(service={service}):
     );
     assert_env_is_the_sandboxs_own(&found["own_env"]);
     let (status, body) = service
-        .execute("def main():\n    return 'alive'\n", None)
+        .execute("def main():\n    return 'alive'\n", Some(KEY))
         .await;
     assert_eq!(
         (status, &body["result"]),
@@ -98,7 +102,7 @@ def main(service={service}):
 fn assert_env_is_the_sandboxs_own(env: &Value) {
     for key in env.as_object().expect("environ").keys() {
         assert!(
-            !key.starts_with("AWS_") && key != "API_KEY" && key != "PYEXEC_TEST_SECRET",
+            !key.starts_with("AWS_") && !key.starts_with("API_KEY") && key != "PYEXEC_TEST_SECRET",
             "{key} reached the script"
         );
     }
@@ -117,13 +121,15 @@ def main():
     return "unreachable?"
 "#
     );
-    let (status, body) = service.execute(&script, None).await;
+    let (status, body) = service.execute(&script, Some(KEY)).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (422, Some("EMPTY_OUTPUT")),
         "{body}"
     );
     assert_eq!(survivors(&marker).await, Vec::<String>::new());
-    let (status, _) = service.execute("def main():\n    return 1\n", None).await;
+    let (status, _) = service
+        .execute("def main():\n    return 1\n", Some(KEY))
+        .await;
     assert_eq!(status, 200);
 }

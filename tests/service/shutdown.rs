@@ -1,7 +1,9 @@
 //! Cloud Run behaviour: SIGTERM lets running executions finish within the grace period, then
-//! ends what remains; the process exits 0 and leaves no sandbox process behind. And the API key.
+//! ends what remains; with the default graces every caller has its answer, and the process has
+//! exited 0 leaving no sandbox process behind, within the 10 s Cloud Run allows between SIGTERM
+//! and SIGKILL. And the API key.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::common::procs::{processes_with, survivors};
 use crate::common::wait;
@@ -20,6 +22,9 @@ fn sleeper(marker: &str, seconds: u32) -> String {
     )
 }
 
+/// Cloud Run sends SIGKILL this long after SIGTERM.
+const CLOUD_RUN_KILLS_AFTER: Duration = Duration::from_secs(10);
+
 /// Sends `script`, SIGTERMs the service once the script's `marker` child runs, and returns the
 /// answer the request still gets.
 async fn terminate_mid_execution(
@@ -27,6 +32,16 @@ async fn terminate_mid_execution(
     script: String,
     marker: &str,
 ) -> (u16, serde_json::Value) {
+    let (answer, _) = timed_termination(service, script, marker).await;
+    answer
+}
+
+/// [`terminate_mid_execution`], and how long after SIGTERM the answer came.
+async fn timed_termination(
+    service: &mut Binary,
+    script: String,
+    marker: &str,
+) -> ((u16, serde_json::Value), Duration) {
     let url = service.url("/execute");
     let request = tokio::spawn(async move {
         let response = reqwest::Client::new()
@@ -48,7 +63,9 @@ async fn terminate_mid_execution(
         service.log()
     );
     service.terminate();
-    request.await.expect("request task")
+    let terminated = Instant::now();
+    let answer = request.await.expect("request task");
+    (answer, terminated.elapsed())
 }
 
 async fn sigterm_lets_a_running_execution_finish(sandbox: &str) {
@@ -88,6 +105,57 @@ async fn past_the_grace_period_executions_are_ended_and_the_service_exits_0() {
         "{body}"
     );
     assert_eq!(service.wait_exit(Duration::from_secs(10)), Some(0));
+    assert_eq!(survivors(&marker).await, Vec::<String>::new());
+}
+
+/// Cloud Run's path with its defaults (no grace set): a 5 s script running at SIGTERM ends
+/// within the 7 s drain, and its caller has the answer, and the service has exited, before
+/// Cloud Run's SIGKILL would come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_cloud_run_a_5_s_script_at_sigterm_is_answered_within_10_s() {
+    let env = [("SANDBOX", "nsjail"), ("K_SERVICE", "python-executor")];
+    let mut service = Binary::start(&env, None);
+    let marker = format!("pyexec-cloud-run-{}", std::process::id());
+    let ((status, body), answered) =
+        timed_termination(&mut service, sleeper(&marker, 5), &marker).await;
+    assert_eq!(
+        (status, &body["result"]),
+        (200, &serde_json::json!("finished")),
+        "{body}"
+    );
+    assert!(
+        answered < CLOUD_RUN_KILLS_AFTER,
+        "answered {answered:?} after SIGTERM"
+    );
+    let left = CLOUD_RUN_KILLS_AFTER.saturating_sub(answered);
+    assert_eq!(service.wait_exit(left), Some(0), "{}", service.log());
+    assert_eq!(survivors(&marker).await, Vec::<String>::new());
+}
+
+/// With the default graces, a script that would run past them is ended at 7 s, and its caller
+/// told so (SANDBOX_ERROR, "shutting down") well before the 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_cloud_run_a_script_longer_than_the_grace_is_ended_and_answered_within_10_s() {
+    let env = [
+        ("SANDBOX", "compat"),
+        ("K_SERVICE", "python-executor"),
+        ("MAX_TIMEOUT_S", "60"),
+    ];
+    let mut service = Binary::start(&env, None);
+    let marker = format!("pyexec-cloud-run-long-{}", std::process::id());
+    let ((status, body), answered) =
+        timed_termination(&mut service, sleeper(&marker, 60), &marker).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (500, &serde_json::json!("SANDBOX_ERROR")),
+        "{body}"
+    );
+    assert!(
+        answered < CLOUD_RUN_KILLS_AFTER,
+        "answered {answered:?} after SIGTERM"
+    );
+    let left = CLOUD_RUN_KILLS_AFTER.saturating_sub(answered);
+    assert_eq!(service.wait_exit(left), Some(0), "{}", service.log());
     assert_eq!(survivors(&marker).await, Vec::<String>::new());
 }
 

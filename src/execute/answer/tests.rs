@@ -157,6 +157,7 @@ fn cpu_time_is_the_harnesss_with_or_without_cgroups() {
         frame_bytes: 0,
         frame_oversized: false,
         files_bytes: 0,
+        state_bytes: 0,
         exit_code: None,
         signal: None,
         cpu_ms,

@@ -22,6 +22,8 @@ pub enum ErrorCode {
     ResultTooLarge,
     Overloaded,
     Unauthorized,
+    /// The caller's key is over its concurrency or rate quota.
+    QuotaExceeded,
     SandboxError,
     /// A response too large to return inline could not be written to S3.
     OffloadFailed,
@@ -56,7 +58,7 @@ pub enum ErrorCode {
 impl ErrorCode {
     /// Every code, so the OpenAPI document can be checked against them (src/http/openapi.rs, whose
     /// tests also fail when a variant is missing here).
-    pub const ALL: [Self; 30] = [
+    pub const ALL: [Self; 31] = [
         Self::InvalidRequest,
         Self::UnsupportedMediaType,
         Self::ScriptTooLarge,
@@ -71,6 +73,7 @@ impl ErrorCode {
         Self::ResultTooLarge,
         Self::Overloaded,
         Self::Unauthorized,
+        Self::QuotaExceeded,
         Self::SandboxError,
         Self::OffloadFailed,
         Self::InvalidFilePath,
@@ -105,6 +108,7 @@ impl ErrorCode {
             Self::ResultTooLarge => "RESULT_TOO_LARGE",
             Self::Overloaded => "OVERLOADED",
             Self::Unauthorized => "UNAUTHORIZED",
+            Self::QuotaExceeded => "QUOTA_EXCEEDED",
             Self::SandboxError => "SANDBOX_ERROR",
             Self::OffloadFailed => "OFFLOAD_FAILED",
             Self::InvalidFilePath => "INVALID_FILE_PATH",
@@ -150,6 +154,7 @@ impl ErrorCode {
             Self::TooManySessions => StatusCode::TOO_MANY_REQUESTS,
             Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             Self::SandboxError => StatusCode::INTERNAL_SERVER_ERROR,
             Self::OffloadFailed => StatusCode::BAD_GATEWAY,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -178,7 +183,7 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub details: Map<String, Value>,
-    /// Seconds, sent as `Retry-After` (`OVERLOADED`, `SESSION_BUSY`).
+    /// Seconds, sent as `Retry-After` (`OVERLOADED`, `QUOTA_EXCEEDED` and `SESSION_BUSY` set it).
     pub retry_after_s: Option<u64>,
 }
 
@@ -204,13 +209,16 @@ impl ApiError {
         self
     }
 
-    /// The JSON body: `error` and `code` first, then the details (which can never replace them).
+    /// The JSON body: `error` and `code` first, then the details (which can never replace them,
+    /// nor give the `request_id` the front door adds: src/http/context.rs).
     pub fn body(&self) -> Value {
         let mut body = Map::new();
         body.insert("error".into(), Value::from(self.message.clone()));
         body.insert("code".into(), Value::from(self.code.as_str()));
         for (key, value) in &self.details {
-            body.entry(key.clone()).or_insert_with(|| value.clone());
+            if key != "request_id" {
+                body.entry(key.clone()).or_insert_with(|| value.clone());
+            }
         }
         Value::Object(body)
     }
@@ -238,11 +246,13 @@ mod tests {
     fn details_never_replace_error_or_code() {
         let error = ApiError::new(ErrorCode::NoMain, "no main")
             .with("code", "FORGED")
+            .with("request_id", "FORGED")
             .with("stdout", "x");
         let body = error.body();
         assert_eq!(body["code"], "NO_MAIN");
         assert_eq!(body["error"], "no main");
         assert_eq!(body["stdout"], "x");
+        assert!(body.get("request_id").is_none());
     }
 
     #[test]

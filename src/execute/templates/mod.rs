@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::TemplateConfig;
 use crate::limits::Limits;
+use crate::observe::metrics::{ColdReason, Start, TemplateState};
 use crate::sandbox::{Runner, SandboxError, Started, Zygote};
 use life::{Lifespan, Stage};
 
@@ -166,15 +167,16 @@ impl Templates {
     }
 
     /// An execution forked from the template suited to `script`, isolated and waiting for its
-    /// job; `None` when that template is not running right now.
-    pub async fn fork(&self, script: &str) -> Option<Result<Started, SandboxError>> {
+    /// job, and where it came from; or why it must start cold (its template is not serving right
+    /// now, or the fork failed).
+    pub async fn fork(&self, script: &str) -> Result<(Started, Start), ColdReason> {
         let shared = &self.shared;
         let index = usize::from(routing::imports_any(script, &shared.data_modules));
         let set = &shared.sets[index];
         if index == DATA && !set.has_grown() && routing::imports_any(script, &shared.on_demand) {
             self.grow();
         }
-        let serving = set.lock().clone()?;
+        let serving = set.lock().clone().ok_or(ColdReason::TemplateDown)?;
         match shared
             .lifespan
             .stage(serving.born.elapsed(), serving.forks())
@@ -183,19 +185,29 @@ impl Templates {
             Stage::Due => life::recycle(shared, index, serving.generation),
             Stage::Expired => {
                 life::recycle(shared, index, serving.generation);
-                return None;
+                return Err(ColdReason::TemplateDown);
             }
         }
         let started_at = std::time::Instant::now();
+        let start = |spare| Start::Template {
+            name: set.name,
+            spare,
+        };
         if let Some(spare) = set.spares.take(&serving, &shared.limits).await {
             let waited_us = started_at.elapsed().as_micros() as u64;
             tracing::debug!(template = set.name, waited_us, "spare taken");
-            return Some(Ok(spare));
+            return Ok((spare, start(true)));
         }
         let forked = serving.fork(&shared.limits).await;
         let fork_us = started_at.elapsed().as_micros() as u64;
         tracing::debug!(template = set.name, ok = forked.is_ok(), fork_us, "forked");
-        Some(forked)
+        match forked {
+            Ok(sandbox) => Ok((sandbox, start(false))),
+            Err(error) => {
+                tracing::warn!(template = set.name, %error, "could not fork from the template");
+                Err(ColdReason::ForkFailed)
+            }
+        }
     }
 
     /// The first time a script imports a module of `PRELOAD_ON_DEMAND`: starts a data template
@@ -215,6 +227,17 @@ impl Templates {
                 "a script imported an on-demand module: starting a template that preloads it"
             );
         }
+    }
+
+    /// Each set's restarts, recycles and growth, for the metrics.
+    pub fn counts(&self) -> Vec<TemplateState> {
+        let counts = |set: &Set| TemplateState {
+            name: set.name,
+            restarts: set.restarts.load(Ordering::Relaxed),
+            recycles: set.recycles.load(Ordering::Relaxed),
+            grown: set.has_grown(),
+        };
+        self.shared.sets.iter().map(counts).collect()
     }
 
     pub fn status(&self) -> TemplatesStatus {

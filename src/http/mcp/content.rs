@@ -199,6 +199,8 @@ mod tests {
             isolation: Vec::new(),
             files: Vec::new(),
             skipped_files: Vec::new(),
+            session: None,
+            saved_state: None,
         }
     }
 

@@ -9,7 +9,8 @@
 //! session to end (DELETE): both answer 405, as the transport allows.
 //!
 //! Before `rmcp` sees a request, it passes the service's own checks, in the service's own JSON
-//! errors: the API key, then the body's size and read deadline.
+//! errors: the API key and its quota (the route's layer, src/http/auth.rs), then the body's
+//! size and read deadline.
 
 mod content;
 mod outcome;
@@ -78,12 +79,6 @@ impl Mcp {
 pub async fn serve(State(mcp): State<Mcp>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let config = &mcp.app.config;
-    if let Err(error) = crate::http::auth::check(
-        config.api_key.as_ref(),
-        parts.headers.get(header::AUTHORIZATION),
-    ) {
-        return crate::http::app::refuse_unread(error, body);
-    }
     if parts.method != Method::POST {
         let mut response = crate::http::app::refuse_unread(method_not_allowed(&parts.method), body);
         let allow = HeaderValue::from_static("POST");

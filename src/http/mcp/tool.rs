@@ -5,19 +5,22 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use axum::http::request::Parts;
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::tool::schema_for_output;
+use rmcp::handler::server::tool::{schema_for_output, Extension};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, Implementation, ServerCapabilities, ServerConfig};
 use rmcp::{schemars, tool, tool_handler, tool_router, ErrorData, ServerHandler};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use tracing::Instrument;
 
 use super::content;
 use super::outcome::Outcome;
 use crate::config::Config;
 use crate::execute::answer::sandbox_failed;
 use crate::execute::api::{ApiError, ExecuteRequest, Mode};
+use crate::http::context::{caller_of, RequestContext};
 use crate::http::App;
 
 /// The tool's name, as clients call it.
@@ -94,11 +97,21 @@ impl PythonTools {
     async fn run_python(
         &self,
         Parameters(input): Parameters<RunPythonInput>,
+        Extension(parts): Extension<Parts>,
     ) -> Result<CallToolResult, ErrorData> {
         let config = &self.app.config;
+        // The transport runs tools in tasks of their own: the request's span is entered here,
+        // so the execution's lines carry its id.
+        let span = parts
+            .extensions
+            .get::<RequestContext>()
+            .map_or_else(tracing::Span::current, |context| context.span.clone());
         let answer = match request(input, config) {
-            Ok(request) => match &self.app.executor {
-                Ok(executor) => executor.execute(request).await,
+            Ok(mut request) => match &self.app.executor {
+                Ok(executor) => {
+                    request.caller = caller_of(&parts.extensions);
+                    executor.execute(request).instrument(span).await
+                }
                 Err(unavailable) => {
                     tracing::warn!(reason = %unavailable, "refusing to run code without a sandbox");
                     Err(sandbox_failed().with_details(unavailable.public_fields()))
@@ -120,7 +133,7 @@ impl ServerHandler for PythonTools {
             ))
             .with_instructions(
                 "Runs Python code (standard library, numpy, pandas, matplotlib) in an isolated \
-                 sandbox with the run_python tool: each call starts fresh, without network.",
+                 sandbox with the run_python tool: each call starts fresh, without network, unless it names a session to continue.",
             )
     }
 }

@@ -10,11 +10,14 @@
 mod envelope;
 mod store;
 
+use std::sync::Arc;
+
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use crate::config::Config;
 use crate::execute::api::{ApiError, ErrorCode, ExecuteResponse};
+use crate::observe::metrics::Metrics;
 pub use envelope::Budget;
 use envelope::{Envelope, Piece};
 use store::{Object, Store};
@@ -24,17 +27,19 @@ pub struct Offloader {
     budget: Budget,
     store: Option<Store>,
     url_ttl_s: u64,
+    metrics: Arc<Metrics>,
 }
 
 impl Offloader {
-    pub fn new(config: &Config) -> Self {
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Self {
         Self {
             budget: Budget {
                 limit: config.offload.max_inline.as_bytes(),
-                escaped: config.lambda,
+                escaped: config.on_lambda(),
             },
             store: Store::new(&config.offload),
             url_ttl_s: config.offload.url_ttl.as_secs(),
+            metrics,
         }
     }
 
@@ -57,6 +62,7 @@ impl Offloader {
             };
             let bytes = object.body.len() as u64;
             let url = store.put(object).await.map_err(|error| {
+                self.metrics.offload(false);
                 tracing::error!(%error, "could not offload a large response");
                 ApiError::new(
                     ErrorCode::OffloadFailed,
@@ -76,6 +82,7 @@ impl Offloader {
         if !self.budget.fits(&body) {
             return Err(self.too_large(&envelope, self.budget.cost(&body)));
         }
+        self.metrics.offload(true);
         tracing::info!(%id, "large response offloaded to S3");
         Ok(json_response(body))
     }

@@ -114,6 +114,12 @@ fn environment(image: &Image) -> Vec<(String, String)> {
         "AWS_LAMBDA_FUNCTION_TIMEOUT".into(),
         template.scalar("Timeout"),
     ));
+    // What Lambda sets from the function's LoggingConfig.
+    env.push(("AWS_LAMBDA_LOG_FORMAT".into(), template.scalar("LogFormat")));
+    env.push((
+        "AWS_LAMBDA_LOG_LEVEL".into(),
+        template.scalar("ApplicationLogLevel"),
+    ));
     env.extend(image.env.iter().cloned());
     env.extend(template.variables());
     env

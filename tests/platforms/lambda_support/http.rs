@@ -37,6 +37,18 @@ impl HttpService {
         }
     }
 
+    /// `GET /metrics` (no key is configured), read with the Prometheus project's parser.
+    pub async fn metrics(&self) -> super::common::prometheus::Exposition {
+        let response = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request failed: {e}\n{}", self.process.log()));
+        assert_eq!(response.status().as_u16(), 200);
+        super::common::prometheus::Exposition::parse(&response.text().await.expect("text"))
+    }
+
     /// Runs `script`; status and JSON body, which must be one docs/openapi.json describes.
     pub async fn execute(&self, script: &str) -> (u16, Value) {
         let response = self

@@ -31,8 +31,5 @@ pub async fn router_with(pairs: &[(&str, &str)]) -> axum::Router {
 
 /// A router whose sandbox is unavailable for `reason`, as on a platform refusing namespaces.
 pub fn router_without_sandbox(reason: Unavailable) -> axum::Router {
-    common::app::router_of(App {
-        config: Config::default(),
-        executor: Err(reason),
-    })
+    common::app::router_of(App::unavailable(Config::default(), reason))
 }
