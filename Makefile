@@ -26,14 +26,14 @@ define apt_install
 	fi
 endef
 
-.PHONY: run test build layer deps test-deps tools lint lint-deploy bench clean
+.PHONY: run test build layer lock lock-check deps test-deps tools lint lint-deploy bench clean
 
 run: deps layer build
 	PORT=$(PORT) ./target/release/python-executor
 
 # The release binary is for the image tests (tests/images.rs), which ship it as the Dockerfiles
 # do; every other test runs the debug binary cargo test builds.
-test: deps test-deps layer tools build lint
+test: lock-check deps test-deps layer tools build lint
 	$(CARGO) test --locked
 	$(ISOLATE_CARGO) test $(ISOLATE)
 	$(MAKE) lint-deploy
@@ -48,6 +48,16 @@ test-deps: deps
 
 layer: deps
 	layer/build.sh $(LAYER_OUT)
+
+# The runtime's packages: layer/requirements.in is the list people edit, layer/requirements.txt
+# the hash-pinned lock every build installs (docs/packages.md). `make lock` resolves the one
+# into the other, keeping the pins that still fit (UPGRADE=1 moves them all); `make test` fails
+# first thing while the lock is stale.
+lock: tools
+	python3 tools/lock.py lock layer/requirements.in layer/requirements.txt
+
+lock-check:
+	python3 tools/lock.py check layer/requirements.in layer/requirements.txt
 
 build:
 	$(CARGO) build --release --locked

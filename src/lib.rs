@@ -10,6 +10,7 @@
 //! - [`execute`]: admission, the templates' lifecycle, the executor, and turning what happened
 //!   in a sandbox into the API's answer (the API's types live here);
 //! - [`config`]: the typed settings every layer receives;
+//! - [`packages`]: what the runtime can import, read once from the layer's own metadata;
 //! - [`sandbox`]: running one script in isolation, behind one narrow door;
 //! - [`limits`]: the limits of one execution, shared by every layer.
 
@@ -17,5 +18,6 @@ pub mod config;
 pub mod execute;
 pub mod http;
 pub mod limits;
+pub mod packages;
 pub mod sandbox;
 pub mod startup;

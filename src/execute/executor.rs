@@ -7,6 +7,7 @@ use crate::execute::answer::{interpret, sandbox_failed, shared_places_unclean};
 use crate::execute::api::{ApiError, ExecuteRequest, ExecuteResponse};
 use crate::execute::templates::{Templates, TemplatesStatus};
 use crate::limits::Limits;
+use crate::packages::Packages;
 use crate::sandbox::{Abort, Isolation, Job, Runner, SandboxKind, Started, Zygote};
 
 #[derive(Clone, Debug)]
@@ -21,11 +22,11 @@ pub struct Executor {
 impl Executor {
     /// Builds the executor and, unless disabled, starts the templates (within the runtime);
     /// [`Executor::wait_for_templates`] waits until they have imported their modules.
-    pub fn start(runner: Runner, config: &Config) -> Self {
+    pub fn start(runner: Runner, config: &Config, packages: &Packages) -> Self {
         let templates = config
             .templates
             .enabled
-            .then(|| Templates::start(runner.clone(), &config.limits, &config.templates));
+            .then(|| Templates::start(runner.clone(), &config.limits, &config.templates, packages));
         let capacity = if runner.exclusive() && config.max_concurrency > 1 {
             tracing::warn!(
                 configured = config.max_concurrency,

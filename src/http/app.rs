@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::execute::api::ApiError;
 use crate::execute::{Executor, Unavailable};
 use crate::http::body;
+use crate::packages::Packages;
 
 /// Shared state of every request.
 #[derive(Debug)]
@@ -17,6 +18,8 @@ pub struct App {
     /// `Err` holds why scripts cannot run here; the service then still answers, honestly, but
     /// tells clients only the category (the full reason names host paths; it goes to the logs).
     pub executor: Result<Executor, Unavailable>,
+    /// What the runtime can import (`GET /packages`), read once at start.
+    pub packages: Packages,
 }
 
 impl App {

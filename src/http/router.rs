@@ -29,6 +29,7 @@ pub fn router(app: Arc<App>) -> Router {
             any(crate::http::mcp::serve).with_state(mcp),
         )
         .route("/health", get(health))
+        .route("/packages", get(packages))
         .route("/openapi.json", get(crate::http::openapi::serve))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -144,11 +145,21 @@ async fn health(State(app): State<Arc<App>>) -> Response {
     }
 }
 
+/// What the runtime can import: its Python and every distribution with its version and modules,
+/// as read at start. Behind the API key, like running a script: versions are for callers.
+async fn packages(State(app): State<Arc<App>>, parts: Parts) -> Response {
+    let presented = parts.headers.get(header::AUTHORIZATION);
+    match crate::http::auth::check(app.config.api_key.as_ref(), presented) {
+        Ok(()) => Json(&app.packages).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
 async fn not_found(request: Request<Body>) -> Response {
     let error = ApiError::new(
         ErrorCode::NotFound,
         format!(
-            "no route for {} {}; use POST /execute, GET /health or GET /openapi.json",
+            "no route for {} {}; use POST /execute, GET /health, GET /packages or GET /openapi.json",
             request.method(),
             request.uri().path()
         ),
@@ -160,7 +171,7 @@ async fn method_not_allowed(request: Request<Body>) -> Response {
     let error = ApiError::new(
         ErrorCode::MethodNotAllowed,
         format!(
-            "{} is not allowed on {}; use POST /execute, GET /health or GET /openapi.json",
+            "{} is not allowed on {}; use POST /execute, GET /health, GET /packages or GET /openapi.json",
             request.method(),
             request.uri().path()
         ),

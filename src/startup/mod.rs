@@ -22,6 +22,7 @@ use crate::execute::api::ExecuteRequest;
 use crate::execute::Executor;
 use crate::execute::{Category, Unavailable};
 use crate::http::App;
+use crate::packages::{Packages, PackagesError};
 use crate::sandbox::{
     CgroupError, CgroupRoot, Layer, LayerError, Runner, SandboxError, SandboxKind,
 };
@@ -37,6 +38,8 @@ const SELF_TEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum StartupError {
     #[error(transparent)]
     Layer(#[from] LayerError),
+    #[error(transparent)]
+    Packages(#[from] PackagesError),
 }
 
 /// What start-up found and proved: the platform's layers and the sandbox that passed its
@@ -81,15 +84,23 @@ pub async fn probe(config: &Config) -> Result<Probed, StartupError> {
 pub async fn build(config: Config) -> Result<App, StartupError> {
     let probed = probe(&config).await?;
     Report::new(&probed, &config).log();
+    // Once, before serving: a few milliseconds of reading metadata files (on Lambda, in the
+    // init phase), never again on a request.
+    let packages = Packages::read(&probed.layer.python_dir())?;
+    tracing::debug!(python = %packages.python, count = packages.packages.len(), "runtime packages read");
     let executor = probed
         .sandbox
-        .map(|runner| Executor::start(runner, &config));
+        .map(|runner| Executor::start(runner, &config, &packages));
     // Before serving: on Lambda this is the init phase, which is not frozen, so the imports are
     // paid for here rather than by the first invocation.
     if let Ok(executor) = &executor {
         executor.wait_for_templates().await;
     }
-    Ok(App { config, executor })
+    Ok(App {
+        config,
+        executor,
+        packages,
+    })
 }
 
 /// The cgroup hierarchy, if this process can really create an execution's cgroup in it: the

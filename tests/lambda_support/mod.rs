@@ -73,6 +73,7 @@ pub fn router_without_sandbox(reason: Unavailable) -> axum::Router {
     let app = App {
         config: Config::default(),
         executor: Err(reason),
+        packages: Default::default(),
     };
     router(Arc::new(app))
 }

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::execute::answer::sandbox_failed;
 use crate::execute::api::{ApiError, ExecuteRequest, Mode};
 use crate::http::App;
+use crate::packages::Packages;
 
 /// The tool's name, as clients call it.
 pub const RUN_PYTHON: &str = "run_python";
@@ -67,7 +68,8 @@ impl PythonTools {
     pub fn new(app: Arc<App>) -> Self {
         let mut tool_router = Self::tool_router();
         if let Some(route) = tool_router.map.get_mut(RUN_PYTHON) {
-            route.attr.description = Some(Cow::Owned(description(&app.config)));
+            let description = description(&app.config, &app.packages);
+            route.attr.description = Some(Cow::Owned(description));
         }
         Self { app, tool_router }
     }
@@ -115,8 +117,9 @@ impl ServerHandler for PythonTools {
                 env!("CARGO_PKG_VERSION"),
             ))
             .with_instructions(
-                "Runs Python code (standard library, numpy, pandas, matplotlib) in an isolated \
-                 sandbox with the run_python tool: each call starts fresh, without network.",
+                "Runs Python code (standard library, numpy, pandas, matplotlib, scipy, \
+                 scikit-learn and more: the tool's description lists them) in an isolated sandbox \
+                 with the run_python tool: each call starts fresh, without network.",
             )
     }
 }
@@ -140,14 +143,15 @@ fn request(input: RunPythonInput, config: &Config) -> Result<ExecuteRequest, Api
     Ok(request)
 }
 
-/// What a model needs to know to use the tool well, with this service's limits.
-fn description(config: &Config) -> String {
+/// What a model needs to know to use the tool well, with this service's limits and packages.
+fn description(config: &Config, packages: &Packages) -> String {
     let limits = &config.limits;
     format!(
-        "Run Python 3.11 code in an isolated sandbox; get back its result, printed output, \
+        "Run Python {python} code in an isolated sandbox; get back its result, printed output, \
          figures and files.\n\n\
-         Available: the standard library, numpy, pandas and matplotlib; nothing else can be \
-         installed. No network. Every call starts from scratch: nothing persists between calls, \
+         Available: the standard library and these packages (name==version): {pins}; nothing \
+         else can be installed (importing anything else fails with ModuleNotFoundError and \
+         `missing_module`). No network. Every call starts from scratch: nothing persists between calls, \
          so send everything the code needs (`files`, `args`) with it.\n\n\
          The result: if the code defines a top-level `def main(...)`, it runs as a script: \
          `main(**args)` is called and its return value is the result (it must be JSON: dict, \
@@ -169,6 +173,8 @@ fn description(config: &Config) -> String {
          MEMORY_LIMIT, NO_MAIN, NON_JSON_RETURN, RESULT_TOO_LARGE, ...), `error` (one \
          sentence), the traceback of your own lines for an exception, and the output printed \
          before it.",
+        python = packages.python,
+        pins = packages.pins().join(", "),
         wall = limits.wall.as_secs_f64(),
         cpu = limits.cpu.as_secs_f64(),
         memory = limits.memory.as_mib_ceil(),
