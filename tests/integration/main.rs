@@ -21,6 +21,8 @@ mod files_harness;
 mod http_body;
 mod http_clients;
 mod mcp;
+mod packages;
+mod packages_operator;
 mod raw_http;
 mod seeds;
 mod templates;
