@@ -130,6 +130,35 @@ fn inputs_key() -> String {
     format!("{EXTRA}\n{stamp}\n{list}\n{}", lock_text())
 }
 
+/// `make test` starts with `make lock-check`: the lock must have been made from the list as it
+/// is now. A new comment needs no new lock; a new package or bound does.
+#[test]
+fn a_lock_stale_against_its_list_fails_the_check() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let (list, lock) = (
+        scratch.path().join("requirements.in"),
+        scratch.path().join("requirements.txt"),
+    );
+    let ours = fs::read_to_string(repo.join("layer/requirements.in")).expect("the list");
+    fs::write(&lock, lock_text()).expect("the lock");
+    let check = |text: &str| {
+        fs::write(&list, text).expect("the list");
+        Command::new("python3")
+            .arg(repo.join("tools/lock.py"))
+            .args(["check".as_ref(), list.as_os_str(), lock.as_os_str()])
+            .output()
+            .expect("tools/lock.py runs")
+    };
+    assert!(check(&ours).status.success(), "our lock is stale");
+    let commented = format!("# Another comment.\n{ours}");
+    assert!(check(&commented).status.success(), "a comment made the lock stale");
+    let stale = check(&format!("{ours}\n{EXTRA}\n"));
+    assert!(!stale.status.success(), "a new package went unnoticed");
+    let said = String::from_utf8_lossy(&stale.stderr);
+    assert!(said.contains("make lock"), "{said}");
+}
+
 mod nsjail {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_operators_package_answers_like_ours() {
