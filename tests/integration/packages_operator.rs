@@ -152,7 +152,10 @@ fn a_lock_stale_against_its_list_fails_the_check() {
     };
     assert!(check(&ours).status.success(), "our lock is stale");
     let commented = format!("# Another comment.\n{ours}");
-    assert!(check(&commented).status.success(), "a comment made the lock stale");
+    assert!(
+        check(&commented).status.success(),
+        "a comment made the lock stale"
+    );
     let stale = check(&format!("{ours}\n{EXTRA}\n"));
     assert!(!stale.status.success(), "a new package went unnoticed");
     let said = String::from_utf8_lossy(&stale.stderr);
