@@ -15,8 +15,9 @@ use serde_json::json;
 use crate::packages::{canonical, lock_text, locked_pins};
 use crate::support::{layer_dir, Kind, Service};
 
-/// A small pure-Python package from the registry that needs numpy and nothing else.
-const EXTRA: &str = "numpy-financial>=1.0,<2";
+/// A small pure-Python package from the registry that needs numpy and nothing else, pinned as
+/// exactly as an operator may bound it loosely: the test must not change with the registry.
+const EXTRA: &str = "numpy-financial==1.0.0";
 
 /// Says whether numpy was imported before the script's module code began (the data template).
 const SCRIPT: &str = r#"
