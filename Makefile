@@ -25,12 +25,12 @@ define apt_install
 	fi
 endef
 
-.PHONY: run test build layer deps test-deps tools lint lint-deploy bench clean
+.PHONY: run test build layer lock lock-check deps test-deps tools lint lint-deploy bench clean
 
 run: deps layer build
 	PORT=$(PORT) ./target/release/python-executor
 
-test: deps test-deps layer tools lint
+test: lock-check deps test-deps layer tools lint
 	$(CARGO) test --locked --workspace --profile $(TEST_PROFILE)
 	$(MAKE) lint-deploy
 
@@ -44,6 +44,16 @@ test-deps: deps
 
 layer: deps
 	layer/build.sh $(LAYER_OUT)
+
+# The runtime's packages: layer/requirements.in is the list people edit, layer/requirements.txt
+# the hash-pinned lock every build installs (docs/packages.md). `make lock` resolves the one
+# into the other, keeping the pins that still fit (UPGRADE=1 moves them all); `make test` fails
+# first thing while the lock is stale.
+lock: tools
+	python3 tools/lock.py lock layer/requirements.in layer/requirements.txt
+
+lock-check:
+	python3 tools/lock.py check layer/requirements.in layer/requirements.txt
 
 build:
 	$(CARGO) build --release --locked

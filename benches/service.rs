@@ -7,12 +7,15 @@
 //! service and everything it started, idle and at its peak under load; and, through the Lambda
 //! entry point under the Runtime Interface Emulator, spaced invocations with the whole process
 //! tree frozen in between as Lambda freezes an idle environment; and what the MCP door adds to
-//! the seed's script over `/execute`, in spaced pairs. Figures are printed, never
+//! the seed's script over `/execute`, in spaced pairs; and the first use of each package
+//! preloaded on demand, beside its use once preloaded. Figures are printed, never
 //! asserted: timings on a shared machine are for reading, not for failing.
 //! `BENCH_SCALE=0.3 make bench` gives a quicker, noisier look.
 
 #[path = "service/doors.rs"]
 mod doors;
+#[path = "service/first_use.rs"]
+mod first_use;
 #[path = "service/freezer.rs"]
 mod freezer;
 #[path = "service/http.rs"]
@@ -129,7 +132,10 @@ async fn measure(sandbox: &'static str, templates: bool, plan: &Arc<Plan>) -> Fi
     let mut figures = guarded(&label, async move {
         let mut figures = Figures::default();
         match http::Service::start(&env).await {
-            Ok(service) => measure_http(&service, &for_http, &mut figures).await,
+            Ok(service) => {
+                measure_http(&service, &for_http, &mut figures).await;
+                first_use::measure(&service, templates, &mut figures).await;
+            }
             Err(reason) => figures.notes.push(format!("{http_label}: {reason}")),
         }
         figures

@@ -106,6 +106,7 @@ def main():
     if options.isolate:
         harness_isolation.apply(options.isolate)
     harness_matplotlib.reads_shipped_config()
+    _no_host_mime_types()
     for module in options.preload:
         __import__(module)
     # As PID 1 of the sandbox's PID namespace, this process only receives signals it handles;
@@ -125,6 +126,16 @@ def main():
         # execution's options.
         options = _Options(harness_template.serve(RESULT_FD, harness_isolation.library()))
     supervise(options, warm_up=forked)
+
+
+def _no_host_mime_types():
+    """mimetypes reads the host's /etc/mime.types where it finds one: absent under nsjail,
+    there but unreadable under compat's Landlock (openpyxl's first guess, in a script's
+    to_excel, then raised PermissionError), readable on Lambda. Every sandbox answers alike
+    from Python's own table."""
+    import mimetypes
+
+    mimetypes.knownfiles[:] = []
 
 
 def supervise(options, warm_up=False):

@@ -88,9 +88,37 @@ def exception(error, where):
         message = f"the session's saved state could not be restored: {raised}; nothing ran"
     else:
         message = f"main() raised {raised}"
-    return failure(
-        "EXCEPTION", message, exception_type=name, traceback="".join(lines), where=where
-    )
+    details = {"exception_type": name, "traceback": "".join(lines), "where": where}
+    missing = _missing_module(error)
+    if missing is not None:
+        details["missing_module"] = missing
+    return failure("EXCEPTION", message, **details)
+
+
+def _missing_module(error):
+    """The top-level module a ModuleNotFoundError in the exception's chain could not find, when
+    the runtime has no such module at all: the script needs a package the service lacks, which
+    no fix to its code provides. `import numpy.nope` names a module of a package the runtime
+    has, a mistake in the script: None. pandas' "Missing optional dependency" ImportError
+    carries the ModuleNotFoundError it caught as its context, so it counts too."""
+    seen = set()
+    while error is not None and id(error) not in seen and len(seen) < 16:
+        seen.add(id(error))
+        name = getattr(error, "name", None) if isinstance(error, ModuleNotFoundError) else None
+        if isinstance(name, str) and name:
+            top = name.partition(".")[0]
+            return None if _importable(top) else top
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _importable(module):
+    try:
+        import importlib.util
+
+        return importlib.util.find_spec(module) is not None
+    except Exception:  # noqa: BLE001 - a broken finder: say nothing rather than guess
+        return True
 
 
 def _safe_text(render):

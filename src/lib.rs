@@ -12,6 +12,7 @@
 //! - [`observe`]: what operators see: log lines in each platform's shape, trace context, and
 //!   the metrics (Prometheus, or CloudWatch EMF on Lambda);
 //! - [`config`]: the typed settings every layer receives;
+//! - [`packages`]: what the runtime can import, read once from the layer's own metadata;
 //! - [`sandbox`]: running one script in isolation, behind one narrow door;
 //! - [`limits`]: the limits of one execution, shared by every layer.
 
@@ -20,5 +21,6 @@ pub mod execute;
 pub mod http;
 pub mod limits;
 pub mod observe;
+pub mod packages;
 pub mod sandbox;
 pub mod startup;

@@ -2,8 +2,9 @@
 # Installs the pinned lint and test tools into .tools/ (never into the system):
 #
 #   .tools/venv/           venv over /usr/bin/python3 with cfn-lint, hadolint, moto[server],
-#                          schemathesis, mcp (the official MCP SDK, for its client) and
+#                          schemathesis, mcp (the official MCP SDK, for its client),
 #                          prometheus-client (its text-format parser reads /metrics in tests)
+#                          and uv (the resolver behind `make lock`, tools/lock.py)
 #   .tools/bin/aws-lambda-rie
 #                          the Lambda Runtime Interface Emulator, taken out of the SAM CLI wheel
 #   .tools/stamps/         one stamp per requirements file, named after its sha256
@@ -103,8 +104,9 @@ main() {
     install_reqs "$REQ/requirements-fuzz.txt"
     install_reqs "$REQ/requirements-mcp.txt"
     install_reqs "$REQ/requirements-metrics.txt"
+    install_reqs "$REQ/requirements-lock.txt"
     install_rie
-    log "done: $VENV/bin (cfn-lint, hadolint, moto_server, schemathesis, mcp, prometheus_client), $TOOLS_DIR/bin/aws-lambda-rie"
+    log "done: $VENV/bin (cfn-lint, hadolint, moto_server, schemathesis, mcp, prometheus_client, uv), $TOOLS_DIR/bin/aws-lambda-rie"
 }
 
 main "$@"

@@ -78,7 +78,7 @@ impl Service {
         format!("{}{path}", self.base)
     }
 
-    async fn health(&self) -> Option<Value> {
+    pub async fn health(&self) -> Option<Value> {
         let reply = self.client.get(format!("{}/health", self.base)).send();
         reply.await.ok()?.json().await.ok()
     }

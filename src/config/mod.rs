@@ -210,7 +210,9 @@ impl Default for TemplateConfig {
         Self {
             enabled: true,
             preload: vec!["numpy".into(), "pandas".into()],
-            preload_on_demand: vec!["matplotlib.pyplot".into()],
+            preload_on_demand: ["matplotlib.pyplot", "scipy", "sklearn", "pyarrow"]
+                .map(String::from)
+                .into(),
             spare_forks: 1,
             max_forks: 5000,
             max_age: Duration::from_secs(600),

@@ -109,8 +109,8 @@ pub struct Settings {
     /// Modules the data template imports once, for every script that imports any of them (comma-separated, or none)
     #[arg(long, env, default_value = "numpy,pandas", value_parser = Lenient(modules), help_heading = TEMPLATES)]
     pub preload: Modules,
-    /// Modules the data template adds to PRELOAD once a script imports one of them (comma-separated, or none): their memory is spent only where they are used
-    #[arg(long, env, default_value = "matplotlib.pyplot", value_parser = Lenient(modules), help_heading = TEMPLATES)]
+    /// Packages the data template grows by once a script imports them (comma-separated, or none): it then also preloads the module named here and the modules of its package the script imported, so their memory is spent only where they are used
+    #[arg(long, env, default_value = "matplotlib.pyplot,scipy,sklearn,pyarrow", value_parser = Lenient(modules), help_heading = TEMPLATES)]
     pub preload_on_demand: Modules,
     /// Executions each template keeps forked and isolated ahead of their request (0: each request forks its own)
     #[arg(long, env, default_value = "1", value_parser = Lenient(spare_forks), help_heading = TEMPLATES)]

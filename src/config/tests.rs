@@ -97,7 +97,7 @@ fn template_settings() {
     rejected("PRELOAD", "numpy;rm -rf");
     assert_eq!(
         config.templates.preload_on_demand,
-        vec!["matplotlib.pyplot"]
+        vec!["matplotlib.pyplot", "scipy", "sklearn", "pyarrow"]
     );
     let nothing_on_demand = self::config(&[("PRELOAD_ON_DEMAND", "none")]).expect("valid");
     assert!(nothing_on_demand.templates.preload_on_demand.is_empty());

@@ -14,6 +14,7 @@ use crate::execute::sessions::Sessions;
 use crate::execute::templates::{Templates, TemplatesStatus};
 use crate::limits::Limits;
 use crate::observe::metrics::{ColdReason, ExecutionFigures, Metrics, Start, State};
+use crate::packages::Packages;
 use crate::sandbox::{
     Abort, Execution, Isolation, Job, Runner, SandboxKind, Started, Watcher, Zygote,
 };
@@ -43,13 +44,14 @@ impl Executor {
     pub fn start(
         runner: Runner,
         config: &Config,
+        packages: &Packages,
         sessions: Sessions,
         metrics: Arc<Metrics>,
     ) -> Self {
         let templates = config
             .templates
             .enabled
-            .then(|| Templates::start(runner.clone(), &config.limits, &config.templates));
+            .then(|| Templates::start(runner.clone(), &config.limits, &config.templates, packages));
         let capacity = if runner.exclusive() && config.max_concurrency > 1 {
             tracing::warn!(
                 configured = config.max_concurrency,

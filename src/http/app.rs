@@ -13,6 +13,7 @@ use crate::execute::{Executor, Unavailable};
 use crate::http::body;
 use crate::observe::metrics::emf::Emf;
 use crate::observe::metrics::Metrics;
+use crate::packages::Packages;
 
 /// Shared state of every request.
 #[derive(Debug)]
@@ -24,6 +25,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Where each request's figures are also written as an EMF line (Lambda).
     pub emf: Option<Emf>,
+    /// What the runtime can import (`GET /packages`), read once at start.
+    pub packages: Packages,
 }
 
 impl App {
@@ -36,6 +39,7 @@ impl App {
             executor: Err(reason),
             metrics,
             emf: None,
+            packages: Default::default(),
         }
     }
 

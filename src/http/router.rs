@@ -28,6 +28,10 @@ use crate::http::quota::Quotas;
 use crate::http::{body, cors, mcp, stream};
 use crate::observe::metrics;
 
+/// The routes, for the answers to a request that matched none.
+const ROUTES: &str =
+    "POST /execute, POST /mcp, GET /health, GET /packages, GET /metrics or GET /openapi.json";
+
 pub fn router(app: Arc<App>) -> Router {
     let offloader = Arc::new(Offloader::new(&app.config, Arc::clone(&app.metrics)));
     let (keyed, quota) = gates(&app);
@@ -43,6 +47,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route(mcp::PATH, mcp.layer(guard(&quota)))
         .route("/health", get(health))
         .route("/metrics", metrics_route)
+        .route("/packages", get(packages).route_layer(guard(&keyed)))
         .route("/openapi.json", get(crate::http::openapi::serve))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -195,11 +200,17 @@ async fn health(State(app): State<Arc<App>>) -> Response {
     }
 }
 
+/// What the runtime can import: its Python and every distribution with its version and modules,
+/// as read at start. Behind the API key, like running a script: versions are for callers.
+async fn packages(State(app): State<Arc<App>>) -> Response {
+    Json(&app.packages).into_response()
+}
+
 async fn not_found(request: Request<Body>) -> Response {
     let error = ApiError::new(
         ErrorCode::NotFound,
         format!(
-            "no route for {} {}; use POST /execute, GET /health or GET /openapi.json",
+            "no route for {} {}; use {ROUTES}",
             request.method(),
             request.uri().path()
         ),
@@ -211,7 +222,7 @@ async fn method_not_allowed(request: Request<Body>) -> Response {
     let error = ApiError::new(
         ErrorCode::MethodNotAllowed,
         format!(
-            "{} is not allowed on {}; use POST /execute, GET /health or GET /openapi.json",
+            "{} is not allowed on {}; use {ROUTES}",
             request.method(),
             request.uri().path()
         ),

@@ -26,6 +26,7 @@ use crate::execute::{Category, Unavailable};
 use crate::http::App;
 use crate::observe::metrics::emf::Emf;
 use crate::observe::metrics::Metrics;
+use crate::packages::{Packages, PackagesError};
 use crate::sandbox::{
     CgroupError, CgroupRoot, Layer, LayerError, Runner, SandboxError, SandboxKind,
 };
@@ -43,6 +44,8 @@ pub enum StartupError {
     Layer(#[from] LayerError),
     #[error("sessions cannot work as configured: {0}")]
     Sessions(String),
+    #[error(transparent)]
+    Packages(#[from] PackagesError),
 }
 
 /// What start-up found and proved: the platform's layers and the sandbox that passed its
@@ -90,9 +93,13 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
     let probed = probe(&config).await?;
     Report::new(&probed, &config).log();
     let metrics = Arc::new(Metrics::new(config.metrics.emf));
+    // Once, before serving: a few milliseconds of reading metadata files (on Lambda, in the
+    // init phase), never again on a request.
+    let packages = Packages::read(&probed.layer.python_dir())?;
+    tracing::debug!(python = %packages.python, count = packages.packages.len(), "runtime packages read");
     let executor = probed
         .sandbox
-        .map(|runner| Executor::start(runner, &config, sessions, Arc::clone(&metrics)));
+        .map(|runner| Executor::start(runner, &config, &packages, sessions, Arc::clone(&metrics)));
     // Before serving: on Lambda this is the init phase, which is not frozen, so the imports are
     // paid for here rather than by the first invocation.
     if let Ok(executor) = &executor {
@@ -110,6 +117,7 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
         executor,
         metrics,
         emf,
+        packages,
     })
 }
 

@@ -23,6 +23,8 @@ mod http_clients;
 mod keys;
 mod mcp;
 mod operations;
+mod packages;
+mod packages_operator;
 mod raw_http;
 mod seeds;
 mod sessions;

@@ -21,7 +21,17 @@ fn results(report: &Value, calls: usize) -> Vec<Value> {
         "{tool}"
     );
     let description = tool["description"].as_str().expect("a description");
-    for promise in ["numpy", "pandas", "matplotlib", "outputs/", "def main"] {
+    for promise in [
+        "numpy==",
+        "pandas==",
+        "matplotlib==",
+        "scipy==",
+        "scikit-learn==",
+        "pyarrow==",
+        "openpyxl==",
+        "outputs/",
+        "def main",
+    ] {
         assert!(description.contains(promise), "{promise}: {description}");
     }
     let results = report["results"].as_array().expect("results").clone();

@@ -1,8 +1,9 @@
-//! The data template grows on demand: the first script that imports a module of
+//! The data template grows on demand: the first script that imports a package of
 //! `PRELOAD_ON_DEMAND` (matplotlib) is answered by the current template, which it imports the
 //! module in, while a template that preloads the module too starts. That one takes over, and
 //! the old one retires only once the executions forked from it are over: one in flight across
-//! the takeover still gets its answer.
+//! the takeover still gets its answer. Growths accumulate: a script importing `scipy.stats`
+//! then grows the template by that module too, keeping matplotlib.
 
 use std::path::Path;
 use std::time::Duration;
@@ -29,8 +30,24 @@ const IN_FLIGHT: &str = "import time, numpy\ndef main():\n    time.sleep(10)\n  
 
 const QUICK: &str = "import numpy\ndef main():\n    return 'done'\n";
 
+/// Says whether scipy.stats was already imported when the script's module code began.
+const STATS: &str = r#"
+import sys
+PRELOADED = "scipy.stats" in sys.modules
+from scipy import stats
+def main():
+    return [PRELOADED, round(float(stats.norm.cdf(0)), 3)]
+"#;
+
 const BASE: [&str; 3] = ["numpy", "pandas", "fractions"];
 const GROWN: [&str; 4] = ["numpy", "pandas", "fractions", "matplotlib.pyplot"];
+const GROWN_AGAIN: [&str; 5] = [
+    "numpy",
+    "pandas",
+    "fractions",
+    "matplotlib.pyplot",
+    "scipy.stats",
+];
 
 async fn the_data_template_grows_on_demand(kind: Kind) {
     // Two at once, so that one is in flight across the takeover. Under Lambda's conditions
@@ -87,9 +104,38 @@ async fn the_data_template_grows_on_demand(kind: Kind) {
     })
     .await;
     assert!(retired.is_some(), "the old template never retired");
+    grows_again(&service).await;
     let health = service.get("/health").await.body;
     assert_eq!(health["templates"]["data"]["restarts"], 0, "{health}");
     service.assert_still_healthy().await;
+}
+
+/// A second growth adds to the first: `from scipy import stats` grows the template by
+/// `scipy.stats`, and matplotlib stays.
+async fn grows_again(service: &Service) {
+    let first = service.run(STATS).await;
+    assert_eq!(
+        first.expect_result(),
+        &json!([false, 0.5]),
+        "{}",
+        first.body
+    );
+    let grown = wait::until_async(Duration::from_secs(60), || async {
+        let health = service.get("/health").await.body;
+        let data = &health["templates"]["data"];
+        (data["preload"] == json!(GROWN_AGAIN) && data["ready"] == true).then_some(())
+    })
+    .await;
+    assert!(grown.is_some(), "the data template did not grow again");
+    let second = service.run(STATS).await;
+    assert_eq!(
+        second.expect_result(),
+        &json!([true, 0.5]),
+        "{}",
+        second.body
+    );
+    let plots = service.run(PLOTS).await;
+    assert_eq!(plots.expect_result(), &json!(true), "{}", plots.body);
 }
 
 /// A module of `PRELOAD_ON_DEMAND` that cannot be imported: the script asking for it gets its

@@ -161,7 +161,11 @@ fn script_error(
     details: &Map<String, Value>,
     limits: &Limits,
 ) -> ApiError {
-    let details = report::legitimate_details(code, details);
+    let mut details = report::legitimate_details(code, details);
+    if let Some(module) = details.get("missing_module").and_then(Value::as_str) {
+        let hint = missing_module_hint(module);
+        details.insert("hint".into(), hint.into());
+    }
     match ErrorCode::from_script_frame(code) {
         // The harness cannot know the limit; the service words it the same as an OOM kill.
         Some(ErrorCode::MemoryLimit) => memory_limit(limits),
@@ -172,6 +176,17 @@ fn script_error(
             "the script overwrote its result with something that is not a result",
         ),
     }
+}
+
+/// What a caller should do about a module the runtime lacks: the service's words, around a name
+/// the report parser has checked is one.
+fn missing_module_hint(module: &str) -> String {
+    format!(
+        "no module named '{module}' is installed in this runtime: the script needs a package \
+         this service does not have, which no change to the script's code provides (GET \
+         /packages lists what is installed; an operator adds packages through \
+         layer/requirements.in)"
+    )
 }
 
 fn no_report(execution: &Execution) -> ApiError {

@@ -1,8 +1,8 @@
 //! One template's life, from start to retirement, and the task that keeps each generation of a
 //! set running.
 //!
-//! A set's template is replaced by a newer *generation* when the set grows by
-//! `PRELOAD_ON_DEMAND`, when that growth is given up, and when the template has lived its span
+//! A set's template is replaced by a newer *generation* when the set grows by modules of
+//! `PRELOAD_ON_DEMAND` a script imported, when a growth is given up, and when the template has lived its span
 //! ([`Lifespan`]): every fork shares its template's hash seed, random-generator state before
 //! reseeding, and address-space layout, so a script that learns them learns them only for the
 //! executions of one template's span. The replacement starts at half the span, from a request
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use super::{Lease, Serving, Set, Shared};
+use super::{Lease, Serving, Set, Shared, DATA};
 use crate::sandbox::{SandboxError, ZygoteProcess};
 
 /// The first wait before starting a template again; doubled after each quick failure.
@@ -60,15 +60,20 @@ impl Lifespan {
 }
 
 /// Keeps one generation of a set's template running, starting it again whenever it dies, until
-/// a newer generation is wanted.
-pub async fn keep_running(shared: Arc<Shared>, index: usize, generation: u64) {
+/// a newer generation is wanted. `preload` is what this generation imports.
+pub async fn keep_running(
+    shared: Arc<Shared>,
+    index: usize,
+    generation: u64,
+    preload: Vec<String>,
+) {
     let set = &shared.sets[index];
-    let grown = *set.lock_preload() != shared.preload;
+    let grown = index == DATA && preload != shared.preload;
     let mut backoff = RESTART_BACKOFF;
     let (mut served, mut failed_starts) = (false, 0);
     while set.is_wanted(generation) {
         let started_at = tokio::time::Instant::now();
-        match run_once(&shared, index, generation).await {
+        match run_once(&shared, index, generation, &preload).await {
             Ok(Ended::Replaced) => return,
             Ok(Ended::Died) => served = true,
             Err(error) => {
@@ -107,10 +112,41 @@ pub fn start_next_generation(
         return false;
     }
     prepare(&mut preload);
-    set.wanted.store(generation + 1, Ordering::Release);
-    drop(preload);
-    tokio::spawn(keep_running(Arc::clone(shared), index, generation + 1));
+    spawn_next(shared, index, generation, preload.clone());
     true
+}
+
+/// Starts the next generation of the data set's template with `modules` added to what the
+/// newest generation preloads, whichever that is: growths accumulate, and one that starts while
+/// another is still importing supersedes it. False when all of them are preloaded already.
+pub fn grow_by(shared: &Arc<Shared>, index: usize, modules: &[String]) -> bool {
+    let set = &shared.sets[index];
+    let mut preload = set.lock_preload();
+    let before = preload.len();
+    for module in modules {
+        if !preload.contains(module) {
+            preload.push(module.clone());
+        }
+    }
+    if preload.len() == before {
+        return false;
+    }
+    let generation = set.wanted.load(Ordering::Acquire);
+    spawn_next(shared, index, generation, preload.clone());
+    true
+}
+
+/// Wants generation `generation + 1`, importing `preload`, and starts the task keeping it
+/// running. Called with the set's preload lock held, so generations are wanted in order.
+fn spawn_next(shared: &Arc<Shared>, index: usize, generation: u64, preload: Vec<String>) {
+    let set = &shared.sets[index];
+    set.wanted.store(generation + 1, Ordering::Release);
+    tokio::spawn(keep_running(
+        Arc::clone(shared),
+        index,
+        generation + 1,
+        preload,
+    ));
 }
 
 /// A template that has lived half its span: its replacement starts.
@@ -125,14 +161,23 @@ pub fn recycle(shared: &Arc<Shared>, index: usize, generation: u64) {
     }
 }
 
-/// A grown template that never started (a module of `PRELOAD_ON_DEMAND` missing or broken):
-/// the set goes back to `PRELOAD`, through a generation of its own, which replaces whichever
-/// template still serves. Scripts importing those modules import them themselves.
+/// A grown template that never started (a module of `PRELOAD_ON_DEMAND` missing or broken,
+/// or one a script named that fails to import): the set goes back to `PRELOAD`, through a
+/// generation of its own, which replaces whichever template still serves. Every module asked
+/// for so far stays asked for, so none is tried again, and scripts importing them import them
+/// themselves. Going back to `PRELOAD` rather than to the last template that served keeps this
+/// from looping: `PRELOAD` is not a growth, so it is never given up.
 fn give_up_growth(shared: &Arc<Shared>, index: usize, generation: u64) {
     let set = &shared.sets[index];
+    let grown: Vec<String> = set
+        .lock_preload()
+        .iter()
+        .filter(|module| !shared.preload.contains(module))
+        .cloned()
+        .collect();
     tracing::error!(
         template = set.name,
-        modules = %shared.on_demand.join(","),
+        modules = %grown.join(","),
         "the template preloading on-demand modules did not start; going on without them"
     );
     start_next_generation(shared, index, generation, |preload| {
@@ -154,10 +199,10 @@ async fn run_once(
     shared: &Arc<Shared>,
     index: usize,
     generation: u64,
+    preload: &[String],
 ) -> Result<Ended, SandboxError> {
     let set = &shared.sets[index];
-    let preload = set.lock_preload().clone();
-    let (template, mut process) = shared.runner.spawn_zygote(&shared.limits, &preload)?;
+    let (template, mut process) = shared.runner.spawn_zygote(&shared.limits, preload)?;
     let template = Arc::new(template);
     if let Err(error) = template.ready().await {
         process.kill();
@@ -174,7 +219,7 @@ async fn run_once(
     let (lease, mut leases_gone) = mpsc::channel(1);
     let serving = Serving::new(
         Arc::clone(&template),
-        &preload,
+        preload,
         generation,
         Lease { _held: lease },
     );

@@ -8,18 +8,21 @@
 //! find their template down start a cold sandbox instead. Nothing here runs between requests:
 //! a request forks, and the fork's teardown ends with it.
 //!
-//! The data template grows once: the first script that imports a module of
-//! `PRELOAD_ON_DEMAND` (matplotlib by default, 30 MB of heap) starts a template that preloads
-//! it too ([`Templates::grow`]). The current one serves meanwhile (such scripts import the
-//! module themselves); once the new one is ready it takes over, and the old one retires when
-//! the last execution forked from it has ended ([`Lease`]). A service whose scripts never plot
-//! never holds matplotlib.
+//! The data template grows on demand, by the modules scripts import: the first script that
+//! imports a package of `PRELOAD_ON_DEMAND` (matplotlib, scipy, scikit-learn, pyarrow by
+//! default: each tens of MB of heap) starts a template that preloads what it imported of it too
+//! ([`Templates::grow`]), on top of what the current one preloads; later scripts importing
+//! other such modules grow it again, up to [`MAX_GROWTH`] modules. The current template serves
+//! meanwhile (such scripts import the modules themselves); once the new one is ready it takes
+//! over, and the old one retires when the last execution forked from it has ended ([`Lease`]).
+//! A service whose scripts never use a package never holds it.
 
 mod life;
 mod routing;
 mod spares;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -28,11 +31,15 @@ use tokio::sync::{mpsc, watch};
 use crate::config::TemplateConfig;
 use crate::limits::Limits;
 use crate::observe::metrics::{ColdReason, Start, TemplateState};
+use crate::packages::Packages;
 use crate::sandbox::{Runner, SandboxError, Started, Zygote};
 use life::{Lifespan, Stage};
 
 /// Index of the data set in `Shared::sets`.
 const DATA: usize = 1;
+/// The most modules scripts may add to the data template's preload set, over the service's
+/// life: each one costs its heap in every template after, and a new template's imports.
+pub const MAX_GROWTH: usize = 24;
 
 #[derive(Clone, Debug)]
 pub struct Templates {
@@ -45,9 +52,12 @@ struct Shared {
     limits: Limits,
     /// `PRELOAD`, what the data template imports until it grows.
     preload: Vec<String>,
-    /// Every module that sends a script to the data template: `PRELOAD` and `PRELOAD_ON_DEMAND`.
+    /// Every module that sends a script to the data template: `PRELOAD`, `PRELOAD_ON_DEMAND`,
+    /// and those of the distributions that require them (scikit-learn needs numpy).
     data_modules: Vec<String>,
     on_demand: Vec<String>,
+    /// The runtime's distributions, to tell which modules a script may grow the template by.
+    packages: Packages,
     /// How long each template serves before it is replaced.
     lifespan: Lifespan,
     /// `[plain, data]`.
@@ -68,8 +78,9 @@ struct Set {
     recycles: AtomicU64,
     /// Executions forked ahead of their request ([`spares`]).
     spares: spares::Spares,
-    /// Whether the set has grown by `PRELOAD_ON_DEMAND` (the data set only, once), or tried to.
-    grown: AtomicBool,
+    /// The modules scripts asked the set to grow by (the data set only), added or given up:
+    /// none is asked for twice.
+    asked: Mutex<BTreeSet<String>>,
     /// The generation of template wanted, raised by each replacement ([`life`]): growth,
     /// growth given up, the end of a span. A task keeping an older generation running stops
     /// restarting it.
@@ -119,7 +130,12 @@ pub struct TemplatesStatus {
 
 impl Templates {
     /// Starts both templates and the tasks that keep them running; call within the runtime.
-    pub fn start(runner: Runner, limits: &Limits, config: &TemplateConfig) -> Self {
+    pub fn start(
+        runner: Runner,
+        limits: &Limits,
+        config: &TemplateConfig,
+        packages: &Packages,
+    ) -> Self {
         let set = |name, preload: Vec<String>| Set {
             name,
             preload: Mutex::new(preload),
@@ -128,12 +144,14 @@ impl Templates {
             restarts: AtomicU64::new(0),
             recycles: AtomicU64::new(0),
             spares: spares::Spares::new(config.spare_forks),
-            grown: AtomicBool::new(false),
+            asked: Mutex::new(BTreeSet::new()),
             wanted: AtomicU64::new(0),
             serving: watch::Sender::new(0),
         };
         let mut data_modules = config.preload.clone();
         data_modules.extend(config.preload_on_demand.iter().cloned());
+        let dependents = packages.modules_needing(&data_modules);
+        data_modules.extend(dependents);
         let shared = Arc::new(Shared {
             runner,
             limits: limits.clone(),
@@ -144,13 +162,15 @@ impl Templates {
             preload: config.preload.clone(),
             data_modules,
             on_demand: config.preload_on_demand.clone(),
+            packages: packages.clone(),
             lifespan: Lifespan {
                 max_forks: config.max_forks.into(),
                 max_age: config.max_age,
             },
         });
         for index in 0..shared.sets.len() {
-            tokio::spawn(life::keep_running(Arc::clone(&shared), index, 0));
+            let preload = shared.sets[index].lock_preload().clone();
+            tokio::spawn(life::keep_running(Arc::clone(&shared), index, 0, preload));
         }
         Self { shared }
     }
@@ -173,8 +193,8 @@ impl Templates {
         let shared = &self.shared;
         let index = usize::from(routing::imports_any(script, &shared.data_modules));
         let set = &shared.sets[index];
-        if index == DATA && !set.has_grown() && routing::imports_any(script, &shared.on_demand) {
-            self.grow();
+        if index == DATA && routing::imports_any(script, &shared.on_demand) {
+            self.grow(script);
         }
         let serving = set.lock().clone().ok_or(ColdReason::TemplateDown)?;
         match shared
@@ -210,21 +230,39 @@ impl Templates {
         }
     }
 
-    /// The first time a script imports a module of `PRELOAD_ON_DEMAND`: starts a data template
-    /// that preloads those modules too, to take over from the current one once it is ready.
-    fn grow(&self) {
+    /// A script imported a package of `PRELOAD_ON_DEMAND`: starts a data template that also
+    /// preloads what it imported of it (and the configured module), unless every one of those
+    /// was asked for before, to take over from the current one once it is ready.
+    fn grow(&self, script: &str) {
         let shared = &self.shared;
         let set = &shared.sets[DATA];
-        if set.grown.swap(true, Ordering::AcqRel) {
+        let new: Vec<String> = {
+            let mut asked = set.lock_asked();
+            if asked.len() >= MAX_GROWTH {
+                return;
+            }
+            // Modules asked for before are not looked up again: once a script's imports have
+            // all been asked for, this costs a scan of its text and no file system call.
+            let wanted = routing::growth(script, &shared.on_demand, |module| {
+                !asked.contains(module) && shared.packages.has_module(module)
+            });
+            let room = MAX_GROWTH - asked.len();
+            let new: Vec<String> = wanted
+                .into_iter()
+                .filter(|module| !asked.contains(module))
+                .take(room)
+                .collect();
+            asked.extend(new.iter().cloned());
+            new
+        };
+        if new.is_empty() {
             return;
         }
-        let generation = set.wanted.load(Ordering::Acquire);
-        let extend = |preload: &mut Vec<String>| preload.extend(shared.on_demand.iter().cloned());
-        if life::start_next_generation(shared, DATA, generation, extend) {
+        if life::grow_by(shared, DATA, &new) {
             tracing::info!(
                 template = set.name,
-                modules = %shared.on_demand.join(","),
-                "a script imported an on-demand module: starting a template that preloads it"
+                modules = %new.join(","),
+                "a script imported modules to preload on demand: starting a template that preloads them"
             );
         }
     }
@@ -291,8 +329,13 @@ impl Set {
         self.preload.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether scripts asked the set to grow (added or given up), for the metrics.
     fn has_grown(&self) -> bool {
-        self.grown.load(Ordering::Acquire)
+        !self.lock_asked().is_empty()
+    }
+
+    fn lock_asked(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.asked.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn is_wanted(&self, generation: u64) -> bool {

@@ -1,8 +1,11 @@
-//! Which template suits a script: a cheap scan of its import statements.
+//! Which template suits a script, and what the data template should grow by for it: a cheap
+//! scan of its import statements.
 //!
 //! A heuristic, and a safe one: a script sent to the plain template that imports numpy after
 //! all just imports it itself (slower, equally correct), and one sent to the data template by a
-//! false match only carries modules it does not use.
+//! false match only carries modules it does not use. Growth only ever names modules that exist
+//! in the runtime (the caller's `is_module` says which), so a typo in a script's import cannot
+//! make a template fail to start.
 
 /// Whether the script imports any of `modules` (by top-level package) in an `import` or
 /// `from ... import` statement, at any indentation.
@@ -13,6 +16,75 @@ pub fn imports_any(script: &str, modules: &[String]) -> bool {
         .flat_map(|line| line.split(';'))
         .flat_map(imported_modules)
         .any(|module| wanted.contains(&top_level(module)))
+}
+
+/// What the data template should grow by for `script`: for each module of `on_demand` whose
+/// package the script imports, that module, and every module of the package the script imports
+/// that `is_module` finds (`scipy.stats` for `import scipy.stats`, `sklearn.linear_model` for
+/// `from sklearn import linear_model`). In the order first met, without duplicates.
+pub fn growth(script: &str, on_demand: &[String], is_module: impl Fn(&str) -> bool) -> Vec<String> {
+    let imported: Vec<String> = script
+        .lines()
+        .flat_map(|line| line.split(';'))
+        .flat_map(imported_names)
+        .collect();
+    let mut wanted: Vec<String> = Vec::new();
+    for entry in on_demand {
+        let package = top_level(entry);
+        let mut of_package = imported.iter().filter(|name| top_level(name) == package);
+        let Some(first) = of_package.next() else {
+            continue;
+        };
+        let candidates = std::iter::once(first).chain(of_package);
+        let found = candidates.filter(|name| *name != entry && is_public(name) && is_module(name));
+        for module in std::iter::once(entry.clone()).chain(found.cloned()) {
+            if !wanted.contains(&module) {
+                wanted.push(module);
+            }
+        }
+    }
+    // Importing `scipy.stats` imports `scipy`: a package whose submodule is wanted goes.
+    let covered = |module: &String| {
+        let prefix = format!("{module}.");
+        wanted.iter().any(|other| other.starts_with(&prefix))
+    };
+    wanted.iter().filter(|m| !covered(m)).cloned().collect()
+}
+
+/// Every name a statement imports that may be a module: `import a.b` gives `a.b`; `from a
+/// import b, c` gives `a`, `a.b` and `a.c` (`b` and `c` may be attributes, not modules).
+/// Relative imports name nothing of the runtime's.
+fn imported_names(statement: &str) -> Vec<String> {
+    let statement = statement.trim();
+    if let Some(rest) = statement.strip_prefix("from ") {
+        let Some((package, names)) = rest.split_once(" import ") else {
+            return Vec::new();
+        };
+        let package = package.trim();
+        if package.starts_with('.') || package.is_empty() {
+            return Vec::new();
+        }
+        let names = names.trim().trim_start_matches('(').trim_end_matches(')');
+        let members = names
+            .split(',')
+            .filter_map(|item| item.split_whitespace().next())
+            .filter(|name| *name != "*")
+            .map(|name| format!("{package}.{name}"));
+        return std::iter::once(package.to_owned()).chain(members).collect();
+    }
+    imported_modules(statement)
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A dotted name of identifiers, none private: a module a script may make a template import.
+fn is_public(name: &str) -> bool {
+    name.split('.').all(|part| {
+        let mut chars = part.chars();
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
 }
 
 fn top_level(module: &str) -> &str {
@@ -58,6 +130,25 @@ mod tests {
         assert!(imports_any("from matplotlib import pyplot", &preload));
         assert!(imports_any("import matplotlib", &preload));
         assert!(!imports_any("import matplotlibx", &preload));
+    }
+
+    #[test]
+    fn growth_names_the_on_demand_modules_and_the_submodules_imported() {
+        let on_demand: Vec<String> = ["matplotlib.pyplot", "scipy", "sklearn"]
+            .map(String::from)
+            .into();
+        let exists = |name: &str| !name.contains("nope") && !name.ends_with("Regression");
+        let script = "import numpy\nimport scipy.stats as st\n\
+                      from sklearn.linear_model import LinearRegression\n\
+                      from sklearn import (svm, nope)\nimport scipy._lib\nfrom . import x\n";
+        assert_eq!(
+            growth(script, &on_demand, exists),
+            ["scipy.stats", "sklearn.linear_model", "sklearn.svm"]
+        );
+        let plots = "import matplotlib.pyplot as plt\nimport matplotlib";
+        assert_eq!(growth(plots, &on_demand, exists), ["matplotlib.pyplot"]);
+        assert!(growth("import numpy, pandas", &on_demand, exists).is_empty());
+        assert_eq!(growth("import scipy", &on_demand, exists), ["scipy"]);
     }
 
     #[test]

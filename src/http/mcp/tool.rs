@@ -22,6 +22,7 @@ use crate::execute::answer::sandbox_failed;
 use crate::execute::api::{ApiError, ExecuteRequest, Mode};
 use crate::http::context::{caller_of, RequestContext};
 use crate::http::App;
+use crate::packages::Packages;
 
 /// The tool's name, as clients call it.
 pub const RUN_PYTHON: &str = "run_python";
@@ -74,7 +75,8 @@ impl PythonTools {
     pub fn new(app: Arc<App>) -> Self {
         let mut tool_router = Self::tool_router();
         if let Some(route) = tool_router.map.get_mut(RUN_PYTHON) {
-            route.attr.description = Some(Cow::Owned(description(&app.config)));
+            let description = description(&app.config, &app.packages);
+            route.attr.description = Some(Cow::Owned(description));
         }
         Self { app, tool_router }
     }
@@ -132,8 +134,10 @@ impl ServerHandler for PythonTools {
                 env!("CARGO_PKG_VERSION"),
             ))
             .with_instructions(
-                "Runs Python code (standard library, numpy, pandas, matplotlib) in an isolated \
-                 sandbox with the run_python tool: each call starts fresh, without network, unless it names a session to continue.",
+                "Runs Python code (standard library, numpy, pandas, matplotlib, scipy, \
+                 scikit-learn and more: the tool's description lists them) in an isolated sandbox \
+                 with the run_python tool: each call starts fresh, without network, unless it \
+                 names a session to continue.",
             )
     }
 }
@@ -158,15 +162,16 @@ fn request(input: RunPythonInput, config: &Config) -> Result<ExecuteRequest, Api
     Ok(request)
 }
 
-/// What a model needs to know to use the tool well, with this service's limits.
-fn description(config: &Config) -> String {
+/// What a model needs to know to use the tool well, with this service's limits and packages.
+fn description(config: &Config, packages: &Packages) -> String {
     let limits = &config.limits;
     format!(
-        "Run Python 3.11 code in an isolated sandbox; get back its result, printed output, \
+        "Run Python {python} code in an isolated sandbox; get back its result, printed output, \
          figures and files.\n\n\
-         Available: the standard library, numpy, pandas and matplotlib; nothing else can be \
-         installed. No network. Without a session every call starts from scratch: send \
-         everything the code needs (`files`, `args`) with it.\n\n\
+         Available: the standard library and these packages (name==version): {pins}; nothing \
+         else can be installed (importing anything else fails with ModuleNotFoundError and \
+         `missing_module`). No network. Without a session every call starts from scratch: \
+         send everything the code needs (`files`, `args`) with it.\n\n\
          Sessions: pass `session: \"new\"` and the result's `session.id` names a session; pass \
          that id as `session` in later calls and the variables, functions, classes, imported \
          modules and working-directory files the earlier calls left are there again (keep the \
@@ -193,6 +198,8 @@ fn description(config: &Config) -> String {
          MEMORY_LIMIT, NO_MAIN, NON_JSON_RETURN, RESULT_TOO_LARGE, ...), `error` (one \
          sentence), the traceback of your own lines for an exception, and the output printed \
          before it.",
+        python = packages.python,
+        pins = packages.pins().join(", "),
         wall = limits.wall.as_secs_f64(),
         ttl = config.sessions.ttl.as_secs(),
         cpu = limits.cpu.as_secs_f64(),
