@@ -37,12 +37,14 @@ OUTPUTS_DIR = "outputs"
 
 
 class Session:
-    """One call's session: what it restored, and when it began (files older than that were not
-    the session's: on Lambda, the working directory is the shared /tmp)."""
+    """One call's session: what it restored, and the files its working directory held before
+    (those were not the session's, unless the call changed them; usually there are none)."""
 
     def __init__(self, job_session):
         self.state = job_session.get("state")
-        self.started = time.time()
+        # File versions, not times: a file's time comes from a coarser clock than time.time(),
+        # so one written a moment after a recorded time may seem older than it.
+        self.before = dict(_walk_files())
         self.not_restored = []
 
     def restore(self, namespace):
@@ -55,8 +57,6 @@ class Session:
             raise ValueError("a session state of another version")
         for path, content in state["files"].items():
             _write_file(path, content)
-        # Files restored now are the session's again, whatever their times say.
-        self.started = time.time() - 1
         for name, module in state["modules"].items():
             try:
                 namespace[name] = importlib.import_module(module)
@@ -83,7 +83,7 @@ class Session:
                 values[name] = cloudpickle.dumps(value)
             except Exception:  # noqa: BLE001 - whatever cannot be pickled is dropped, named
                 dropped.append(name)
-        files = _session_files(self.started, max_bytes)
+        files = _session_files(self.before, max_bytes)
         if files is None:
             return None, sorted(dropped), "too_large"
         state = cloudpickle.dumps(
@@ -94,10 +94,27 @@ class Session:
         return state, sorted(dropped), None
 
 
-def _session_files(since, max_bytes):
-    """The regular files under the working directory changed since `since` (outputs/ aside),
-    relative path to content; None when they alone are over `max_bytes`."""
+def _session_files(before, max_bytes):
+    """The regular files under the working directory (outputs/ aside) that are not as they were
+    `before`, relative path to content; None when they alone are over `max_bytes`."""
     files, total = {}, 0
+    for path, version in _walk_files():
+        if before.get(path) == version:
+            continue
+        total += version[1]
+        if total > max_bytes:
+            return None
+        try:
+            with open(path, "rb") as file:
+                files[path] = file.read()
+        except OSError:
+            continue
+    return files
+
+
+def _walk_files():
+    """(relative path, (inode, size, mtime in ns)) of each regular file under the working
+    directory, outputs/ aside, never following links."""
     for root, directories, names in os.walk(".", followlinks=False):
         if root == ".":
             directories[:] = [d for d in directories if d != OUTPUTS_DIR]
@@ -107,17 +124,8 @@ def _session_files(since, max_bytes):
                 stat = os.lstat(path)
             except OSError:
                 continue
-            if not _is_regular(stat) or stat.st_mtime < since:
-                continue
-            total += stat.st_size
-            if total > max_bytes:
-                return None
-            try:
-                with open(path, "rb") as file:
-                    files[os.path.normpath(path)] = file.read()
-            except OSError:
-                continue
-    return files
+            if _is_regular(stat):
+                yield os.path.normpath(path), (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 def _is_regular(stat):

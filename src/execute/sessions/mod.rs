@@ -45,6 +45,21 @@ pub struct Begun {
     _running: Running,
 }
 
+impl Begun {
+    /// What an error says of the session: it is where it was. A new session whose first call
+    /// failed was never created, so it has no id to continue.
+    fn kept(&self) -> serde_json::Value {
+        match self.expected {
+            Expected::Absent => json!({"saved": false}),
+            Expected::Version(_) => json!({"id": self.id, "saved": false}),
+        }
+    }
+
+    fn not_saved(&self, code: ErrorCode, message: &str) -> ApiError {
+        ApiError::new(code, message).with("session", self.kept())
+    }
+}
+
 /// Marks a session as running a call on this instance until dropped.
 #[derive(Debug)]
 struct Running {
@@ -135,39 +150,33 @@ impl Sessions {
     ) -> Result<ExecuteResponse, ApiError> {
         let mut response = match answer {
             Ok(response) => response,
-            Err(error) => {
-                let kept = json!({"id": begun.id, "saved": false});
-                return Err(error.with("session", kept));
-            }
+            Err(error) => return Err(error.with("session", begun.kept())),
         };
         let Some(saved) = response.saved_state.take() else {
-            return Err(not_saved(
-                &begun.id,
-                ErrorCode::SandboxError,
-                "the sandbox saved no state",
-            ));
+            return Err(begun.not_saved(ErrorCode::SandboxError, "the sandbox saved no state"));
         };
         let Some(state) = saved.state else {
             let message = "the session's state is over SESSION_STATE_MAX_MIB; the session keeps its previous state";
-            return Err(not_saved(&begun.id, ErrorCode::SessionTooLarge, message));
+            return Err(begun.not_saved(ErrorCode::SessionTooLarge, message));
         };
         let expires = SystemTime::now() + self.ttl;
         let sealed = self.sealer.seal(&begun.caller, &begun.id, expires, &state);
         let path = path(&begun.caller, &begun.id);
-        match self.store.put(&path, sealed, expires, begun.expected).await {
+        match self
+            .store
+            .put(&path, sealed, expires, begun.expected.clone())
+            .await
+        {
             Ok(()) => {}
             Err(StoreError::Changed) => {
                 let message =
                     "another call of this session saved its state first; this call's was not saved";
-                return Err(not_saved(&begun.id, ErrorCode::SessionConflict, message));
+                return Err(begun.not_saved(ErrorCode::SessionConflict, message));
             }
             Err(error) => {
                 tracing::error!(%error, "could not save a session's state");
-                return Err(not_saved(
-                    &begun.id,
-                    ErrorCode::SandboxError,
-                    "the session's state could not be saved",
-                ));
+                let message = "the session's state could not be saved";
+                return Err(begun.not_saved(ErrorCode::SandboxError, message));
             }
         }
         response.session = Some(SessionOutcome {
@@ -257,10 +266,6 @@ fn not_found(id: &str) -> ApiError {
         "no such session for this key: it never existed, expired, or is another key's",
     )
     .with("session", json!({"id": id}))
-}
-
-fn not_saved(id: &str, code: ErrorCode, message: &str) -> ApiError {
-    ApiError::new(code, message).with("session", json!({"id": id, "saved": false}))
 }
 
 fn store_failed(error: StoreError) -> ApiError {

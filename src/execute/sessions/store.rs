@@ -34,7 +34,7 @@ pub struct Stored {
 }
 
 /// What a write expects to find: nothing (a new session), or the version it read.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Expected {
     Absent,
     Version(Option<String>),
