@@ -214,9 +214,10 @@ impl Sessions {
 
     async fn within_allowance(&self, caller: &str) -> Result<(), ApiError> {
         let allowed = self.per_key as usize;
+        let fresh_since = SystemTime::now() - self.ttl;
         let held = self
             .store
-            .count(&prefix(caller), allowed + 1)
+            .count(&prefix(caller), fresh_since)
             .await
             .map_err(store_failed)?;
         if held >= allowed {

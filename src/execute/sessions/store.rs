@@ -91,16 +91,34 @@ impl Store {
         }
     }
 
-    /// How many states there are under `prefix` (one caller's), counting to `at_most`.
-    pub async fn count(&self, prefix: &str, at_most: usize) -> Result<usize, StoreError> {
+    /// How many live states there are under `prefix` (one caller's): those written since
+    /// `fresh_since` (a state lives its TTL from its last write). On disk, the others are
+    /// removed on the way; in S3, the bucket's lifecycle rule removes them.
+    pub async fn count(&self, prefix: &str, fresh_since: SystemTime) -> Result<usize, StoreError> {
         match self {
             Self::Memory(memory) => Ok(memory.count(prefix)),
-            Self::Disk(dir) => Ok(std::fs::read_dir(dir.join(prefix))
-                .map(|entries| entries.count())
-                .unwrap_or(0)),
-            Self::S3(s3) => s3.count(prefix, at_most).await,
+            Self::Disk(dir) => Ok(count_files(&dir.join(prefix), fresh_since)),
+            Self::S3(s3) => s3.count(prefix, fresh_since).await,
         }
     }
+}
+
+/// The files in `dir` written since `fresh_since`; older ones are expired states, removed.
+fn count_files(dir: &std::path::Path, fresh_since: SystemTime) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut fresh = 0;
+    for entry in entries.flatten() {
+        let written = entry.metadata().and_then(|meta| meta.modified());
+        match written {
+            Ok(time) if time >= fresh_since => fresh += 1,
+            _ => {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    fresh
 }
 
 /// Writes a file whole or not at all: a temporary file renamed over the old one.
@@ -267,18 +285,24 @@ impl S3Store {
         }
     }
 
-    async fn count(&self, prefix: &str, at_most: usize) -> Result<usize, StoreError> {
+    /// One listing page (up to 1000 states, above any sensible allowance) of the prefix.
+    async fn count(&self, prefix: &str, fresh_since: SystemTime) -> Result<usize, StoreError> {
         let listed = self
             .client()
             .await
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(prefix)
-            .max_keys(i32::try_from(at_most).unwrap_or(i32::MAX))
             .send()
             .await
             .map_err(|error| failed(&error))?;
-        Ok(listed.key_count().unwrap_or(0).max(0) as usize)
+        let fresh_since = aws_sdk_s3::primitives::DateTime::from(fresh_since);
+        let fresh = listed
+            .contents()
+            .iter()
+            .filter(|object| object.last_modified().is_some_and(|t| *t >= fresh_since))
+            .count();
+        Ok(fresh)
     }
 }
 
