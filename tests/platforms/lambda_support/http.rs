@@ -51,10 +51,15 @@ impl HttpService {
 
     /// Runs `script`; status and JSON body, which must be one docs/openapi.json describes.
     pub async fn execute(&self, script: &str) -> (u16, Value) {
+        self.post(&serde_json::json!({ "script": script })).await
+    }
+
+    /// `POST /execute` with `body`; status and JSON body, checked as `execute`'s are.
+    pub async fn post(&self, body: &Value) -> (u16, Value) {
         let response = self
             .client
             .post(format!("{}/execute", self.base))
-            .json(&serde_json::json!({ "script": script }))
+            .json(body)
             .send()
             .await
             .unwrap_or_else(|e| panic!("request failed: {e}\n{}", self.process.log()));

@@ -1,0 +1,93 @@
+//! Sessions across instances: two service processes sharing one S3 store (moto's server) and
+//! one `SESSION_KEY`, one serving HTTP as on Cloud Run and one under the Lambda emulator, so
+//! any instance continues any session; and S3's conditional writes keep two instances from
+//! saving over each other's state.
+
+use serde_json::{json, Value};
+
+use crate::lambda_support::events;
+use crate::lambda_support::http::HttpService;
+use crate::lambda_support::moto::Moto;
+use crate::lambda_support::rie::Rie;
+
+const BUCKET: &str = "sessions";
+/// 32 bytes, base64: the key every instance of the deployment shares.
+const SESSION_KEY: &str = "c2Vzc2lvbnMtYXJlLXNlYWxlZC13aXRoLXRoaXMta2U=";
+
+fn instance_env(moto: &Moto) -> Vec<(&'static str, String)> {
+    let mut env = moto.service_env(BUCKET);
+    env.push(("SESSION_STORE", "s3".to_owned()));
+    env.push(("SESSION_KEY", SESSION_KEY.to_owned()));
+    env
+}
+
+fn cell(code: &str, session: &str) -> Value {
+    json!({"script": code, "mode": "cell", "session": session})
+}
+
+/// Invokes the function under the emulator with `body` as a function URL request.
+async fn invoke(rie: &Rie, body: &Value) -> (u16, Value) {
+    let event = events::with_body("function-url-execute-numpy.json", body);
+    events::decode_response(&rie.invoke(&event).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_answers_cell_one_and_another_cell_two() {
+    let moto = Moto::start();
+    moto.create_bucket(BUCKET).await;
+    let env = instance_env(&moto);
+    let cloud_run = HttpService::start(&env);
+    let lambda = Rie::start(&env);
+    let mut first = cell(
+        "import pandas as pd\ndf = pd.read_csv('in.csv')\nlen(df)",
+        "new",
+    );
+    first["files"] = json!([{"path": "in.csv", "content": "x,y\n1,2\n3,4\n5,6\n"}]);
+    let (status, body) = cloud_run.post(&first).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], json!(3), "{body}");
+    let id = body["session"]["id"]
+        .as_str()
+        .expect("a session id")
+        .to_owned();
+    let (status, body) = invoke(&lambda, &cell("int(df.x.sum())", &id)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], json!(9), "{body}");
+    // And back: the state the Lambda instance saved is the one Cloud Run continues from.
+    let (status, body) = invoke(&lambda, &cell("df['z'] = df.x * 10", &id)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = cloud_run.post(&cell("int(df.z.sum())", &id)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], json!(90), "{body}");
+}
+
+/// Two instances run one session's calls at once: the one that saves second finds the state
+/// changed and is told SESSION_CONFLICT; the session holds the first saver's state, never an
+/// older one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_second_of_two_concurrent_saves_is_a_conflict() {
+    let moto = Moto::start();
+    moto.create_bucket(BUCKET).await;
+    let env = instance_env(&moto);
+    let (one, two) = (HttpService::start(&env), HttpService::start(&env));
+    let (status, body) = one.post(&cell("n = 0", "new")).await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["session"]["id"]
+        .as_str()
+        .expect("a session id")
+        .to_owned();
+    let slow_cell = cell("import time\ntime.sleep(3)\nn = 'slow'", &id);
+    let slow = one.post(&slow_cell);
+    let fast = async {
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        two.post(&cell("n = 'fast'", &id)).await
+    };
+    let ((slow_status, slow_body), (fast_status, fast_body)) = tokio::join!(slow, fast);
+    assert_eq!(fast_status, 200, "{fast_body}");
+    assert_eq!(slow_status, 409, "{slow_body}");
+    assert_eq!(slow_body["code"], "SESSION_CONFLICT", "{slow_body}");
+    assert_eq!(slow_body["session"], json!({"id": id, "saved": false}));
+    let (status, body) = one.post(&cell("n", &id)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], "fast", "{body}");
+}
