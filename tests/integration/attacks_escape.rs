@@ -325,6 +325,11 @@ async fn tmp_is_private_and_vanishes(kind: Kind) {
     let service = Service::start(kind).await;
     let marker = format!("/tmp/pyexec-host-marker-{}", std::process::id());
     std::fs::write(&marker, "host").expect("host marker");
+    // A file the host keeps to itself. Under compat as root the literal /tmp is the host's,
+    // shared under Unix permissions: what the host leaves there world-readable, any local
+    // user (and so a script) can read (docs/sandboxes.md); nsjail hides even that.
+    std::fs::set_permissions(&marker, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("host marker is private");
     let first = service
         .execute(json!({
             "script": "import os, tempfile\ndef readable(path):\n    try:\n        return open(path).read() == 'host'\n    except OSError:\n        return False\ndef main(marker):\n    tmp = tempfile.gettempdir()\n    open(os.path.join(tmp, 'left-behind'), 'w').write('secret')\n    return {'host_visible': readable(marker), 'listing': sorted(os.listdir(tmp)), 'tmp': tmp}\n",

@@ -103,6 +103,22 @@ async fn mcp_client_runs_numpy_a_plot_an_error_and_a_timeout(kind: Kind) {
     service.assert_still_healthy().await;
 }
 
+/// Two calls with one session id share a variable, as a model keeps the id between calls.
+async fn mcp_client_calls_share_a_session(kind: Kind) {
+    let service = Service::start(kind).await;
+    let plan = json!([
+        {"code": "import pandas as pd\nframe = pd.DataFrame({'x': [1, 2, 3]})\nlen(frame)", "session": "new"},
+        {"code": "int(frame.x.sum() * 7)", "session": "$previous"},
+    ]);
+    let report = mcp_client::run_async(service.url("/mcp"), None, Handshake::Auto, plan).await;
+    let results = results(&report, 2);
+    let (first, second) = (structured(&results[0]), structured(&results[1]));
+    assert_eq!(first["result"], 3, "{first}");
+    let id = first["session"]["id"].as_str().expect("a session id");
+    assert_eq!(second["result"], 42, "{second}");
+    assert_eq!(second["session"]["id"], id, "{second}");
+}
+
 async fn mcp_client_with_the_initialize_handshake_and_an_api_key(kind: Kind) {
     let key = "mcp-test-key";
     let service = Service::start_with(kind, &[("API_KEY", key)]).await;
@@ -153,6 +169,7 @@ async fn mcp_client_with_the_initialize_handshake_and_an_api_key(kind: Kind) {
 for_each_sandbox!(
     mcp_client_runs_numpy_a_plot_an_error_and_a_timeout,
     mcp_client_with_the_initialize_handshake_and_an_api_key,
+    mcp_client_calls_share_a_session,
 );
 
 /// What a client that does not speak the transport gets: the service's JSON errors.

@@ -146,14 +146,24 @@ async fn one_call_at_a_time_per_session(kind: Kind) {
 async fn another_key_gets_not_found(kind: Kind) {
     let keys = [("API_KEYS", "alice=alice-key,bob=bob-key")];
     let service = Service::start_with(kind, &keys).await;
-    let opened = keyed_cell(&service, "alice-key", "secret = 42", "new").await;
+    // A value no request id or session id could contain by chance.
+    let opened = keyed_cell(&service, "alice-key", "secret = 'alices-own-value'", "new").await;
     assert_eq!(opened.status, 200, "{}", opened.body);
     let id = session_id(&opened);
     let stranger = keyed_cell(&service, "bob-key", "secret", &id).await;
     stranger.expect_error(404, "SESSION_NOT_FOUND");
-    assert!(!stranger.text.contains("42"), "{}", stranger.text);
+    assert!(
+        !stranger.text.contains("alices-own-value"),
+        "{}",
+        stranger.text
+    );
     let owner = keyed_cell(&service, "alice-key", "secret", &id).await;
-    assert_eq!(owner.expect_result(), &json!(42), "{}", owner.body);
+    assert_eq!(
+        owner.expect_result(),
+        &json!("alices-own-value"),
+        "{}",
+        owner.body
+    );
 }
 
 /// A stored state that was altered, or moved to another caller, is refused before anything

@@ -5,7 +5,8 @@ Python (`make tools`):
 
     .tools/venv/bin/python tests/mcp/client.py URL [--api-key KEY] [--mode auto|legacy] < PLAN
 
-PLAN is a JSON list of run_python arguments. Prints one JSON object on stdout:
+PLAN is a JSON list of run_python arguments; a `session` of "$previous" is replaced by the
+session id the previous call's result names, as a model keeps it between calls. Prints one JSON object on stdout:
 {"server": {...}, "tools": [Tool...], "results": [CallToolResult...]}, each as the SDK parsed
 it (camelCase, as on the wire). `--mode legacy` connects with the initialize handshake (what
 most MCP applications still do); `auto` (the SDK's default) tries the newer discovery first.
@@ -25,6 +26,14 @@ def _dump(model):
     return model.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+def _with_session(arguments, previous):
+    """`arguments`, its "$previous" session replaced by the one `previous` ran in."""
+    if arguments.get("session") != "$previous":
+        return arguments
+    session = (previous.structured_content or {}).get("session") or {}
+    return {**arguments, "session": session.get("id")}
+
+
 async def _run(url, api_key, mode, plan):
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     # The SDK's own default timeouts, with the service's API key on every request.
@@ -33,7 +42,10 @@ async def _run(url, api_key, mode, plan):
         transport = streamable_http_client(url, http_client=http)
         async with Client(transport, mode=mode) as client:
             tools = await client.list_tools()
-            results = [await client.call_tool("run_python", arguments) for arguments in plan]
+            results = []
+            for arguments in plan:
+                arguments = _with_session(arguments, results[-1] if results else None)
+                results.append(await client.call_tool("run_python", arguments))
             server = client.server_info
             protocol = client.protocol_version
     return {
