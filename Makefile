@@ -31,7 +31,7 @@ run: deps layer build
 	PORT=$(PORT) ./target/release/python-executor
 
 test: lock-check deps test-deps layer tools lint
-	$(CARGO) test --locked --workspace --profile $(TEST_PROFILE)
+	$(CARGO) test --locked --workspace --no-fail-fast --profile $(TEST_PROFILE)
 	$(MAKE) lint-deploy
 
 # apt packages, installed only when one is missing.
