@@ -8,7 +8,8 @@
 //! entry point under the Runtime Interface Emulator, spaced invocations with the whole process
 //! tree frozen in between as Lambda freezes an idle environment; and what the MCP door adds to
 //! the seed's script over `/execute`, in spaced pairs; and the first use of each package
-//! preloaded on demand, beside its use once preloaded. Figures are printed, never
+//! preloaded on demand, beside its use once preloaded; and on the template path, what a session
+//! holding a 1 MB DataFrame adds to a cell, with the memory store and with S3 (local). Figures are printed, never
 //! asserted: timings on a shared machine are for reading, not for failing.
 //! `BENCH_SCALE=0.3 make bench` gives a quicker, noisier look.
 
@@ -28,6 +29,8 @@ mod lambda_support;
 mod memory;
 #[path = "service/report.rs"]
 mod report;
+#[path = "service/sessions.rs"]
+mod sessions;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -135,8 +138,18 @@ async fn measure(sandbox: &'static str, templates: bool, plan: &Arc<Plan>) -> Fi
             Ok(service) => {
                 measure_http(&service, &for_http, &mut figures).await;
                 first_use::measure(&service, templates, &mut figures).await;
+                if templates {
+                    eprintln!("   spaced: pairs of cells with and without a session (memory)");
+                    let pairs = (for_http.spaced_seed, for_http.spacing);
+                    sessions::overhead(&service, "memory", pairs, &mut figures).await;
+                }
             }
             Err(reason) => figures.notes.push(format!("{http_label}: {reason}")),
+        }
+        if templates {
+            eprintln!("   spaced: pairs of cells with and without a session (S3, local)");
+            let pairs = (for_http.spaced_seed, for_http.spacing);
+            sessions::overhead_s3(&env, pairs, &mut figures).await;
         }
         figures
     })

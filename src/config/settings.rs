@@ -174,7 +174,7 @@ pub struct Settings {
     /// The bucket of the s3 store (defaults to RESULT_BUCKET)
     #[arg(long, env, help_heading = SESSIONS)]
     pub session_bucket: Option<String>,
-    /// Key that seals session states, 32 bytes in base64; unset, a random one per process (states then die with it, and cannot move between instances)
+    /// Secret the key that seals session states is derived from, 32 characters or more, the same on every instance; unset, a random key per process (states then die with it, and cannot move between instances)
     #[arg(long, env, hide_env_values = true, help_heading = SESSIONS)]
     pub session_key: Option<String>,
     /// A session not used for this long expires

@@ -11,8 +11,8 @@ use crate::lambda_support::moto::Moto;
 use crate::lambda_support::rie::Rie;
 
 const BUCKET: &str = "sessions";
-/// 32 bytes, base64: the key every instance of the deployment shares.
-const SESSION_KEY: &str = "c2Vzc2lvbnMtYXJlLXNlYWxlZC13aXRoLXRoaXMta2U=";
+/// The secret every instance of the deployment shares (any text of 32 characters or more).
+const SESSION_KEY: &str = "sessions-are-sealed-with-this-key-everywhere";
 
 fn instance_env(moto: &Moto) -> Vec<(&'static str, String)> {
     let mut env = moto.service_env(BUCKET);

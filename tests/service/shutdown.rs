@@ -108,6 +108,22 @@ async fn past_the_grace_period_executions_are_ended_and_the_service_exits_0() {
     assert_eq!(survivors(&marker).await, Vec::<String>::new());
 }
 
+/// The caller had its answer `answered` after SIGTERM, before Cloud Run's SIGKILL would
+/// come, and the service then exited cleanly in the time left, leaving no process behind.
+async fn answered_and_gone_before_cloud_run_kills(
+    service: &mut Binary,
+    answered: Duration,
+    marker: &str,
+) {
+    assert!(
+        answered < CLOUD_RUN_KILLS_AFTER,
+        "answered {answered:?} after SIGTERM"
+    );
+    let left = CLOUD_RUN_KILLS_AFTER.saturating_sub(answered);
+    assert_eq!(service.wait_exit(left), Some(0), "{}", service.log());
+    assert_eq!(survivors(marker).await, Vec::<String>::new());
+}
+
 /// Cloud Run's path with its defaults (no grace set): a 5 s script running at SIGTERM ends
 /// within the 7 s drain, and its caller has the answer, and the service has exited, before
 /// Cloud Run's SIGKILL would come.
@@ -123,13 +139,7 @@ async fn on_cloud_run_a_5_s_script_at_sigterm_is_answered_within_10_s() {
         (200, &serde_json::json!("finished")),
         "{body}"
     );
-    assert!(
-        answered < CLOUD_RUN_KILLS_AFTER,
-        "answered {answered:?} after SIGTERM"
-    );
-    let left = CLOUD_RUN_KILLS_AFTER.saturating_sub(answered);
-    assert_eq!(service.wait_exit(left), Some(0), "{}", service.log());
-    assert_eq!(survivors(&marker).await, Vec::<String>::new());
+    answered_and_gone_before_cloud_run_kills(&mut service, answered, &marker).await;
 }
 
 /// With the default graces, a script that would run past them is ended at 7 s, and its caller
@@ -150,13 +160,7 @@ async fn on_cloud_run_a_script_longer_than_the_grace_is_ended_and_answered_withi
         (500, &serde_json::json!("SANDBOX_ERROR")),
         "{body}"
     );
-    assert!(
-        answered < CLOUD_RUN_KILLS_AFTER,
-        "answered {answered:?} after SIGTERM"
-    );
-    let left = CLOUD_RUN_KILLS_AFTER.saturating_sub(answered);
-    assert_eq!(service.wait_exit(left), Some(0), "{}", service.log());
-    assert_eq!(survivors(&marker).await, Vec::<String>::new());
+    answered_and_gone_before_cloud_run_kills(&mut service, answered, &marker).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -81,7 +81,8 @@ def builder(stage):
         if keyword != "RUN":
             continue
         found["apt"] += apt_packages(argument)
-        layer = re.search(r"(?:^|&&\s*)layer/build\.sh\s+(\S+)", argument)
+        # `VAR=value layer/build.sh DIR`: settings for the build may precede it.
+        layer = re.search(r"(?:^|&&\s*)(?:\w+=\S*\s+)*layer/build\.sh\s+(\S+)", argument)
         if layer:
             found["layer_dir"] = layer.group(1)
         binary = re.search(r"install\s+-m\s+\d+\s+target/release/python-executor\s+(\S+)", argument)

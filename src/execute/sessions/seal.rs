@@ -7,11 +7,14 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
-use base64::Engine as _;
+use aws_lc_rs::hkdf::{Salt, HKDF_SHA256};
 
 /// What binds a state to this service's sessions (a version, should the layout change).
 const CONTEXT: &[u8] = b"python-executor session state v1\0";
 const KEY_BYTES: usize = 32;
+/// The shortest `SESSION_KEY` taken: 32 characters, so even a key of letters and digits (what
+/// secret stores generate) carries well over 128 bits.
+const MIN_SECRET_CHARS: usize = 32;
 
 /// The deployment's sealing key.
 pub struct Sealer {
@@ -37,24 +40,20 @@ pub struct Opened {
 }
 
 impl Sealer {
-    /// The key given in base64 (32 bytes), or a random one for this process alone.
-    pub fn new(key_base64: Option<&str>) -> Result<Self, String> {
-        let key = match key_base64 {
-            Some(text) => {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(text.trim())
-                    .map_err(|_| "SESSION_KEY is not base64".to_owned())?;
-                if bytes.len() != KEY_BYTES {
-                    return Err(format!(
-                        "SESSION_KEY must be {KEY_BYTES} bytes, not {}",
-                        bytes.len()
-                    ));
-                }
-                bytes
+    /// The key derived from the deployment's secret (32 characters or more, any text: a
+    /// secret store's generated string serves as it is), or a random one for this process
+    /// alone.
+    pub fn new(secret: Option<&str>) -> Result<Self, String> {
+        let unbound = match secret.map(str::trim) {
+            Some(secret) if secret.chars().count() < MIN_SECRET_CHARS => {
+                return Err(format!(
+                    "SESSION_KEY must be at least {MIN_SECRET_CHARS} characters"
+                ));
             }
-            None => random(KEY_BYTES)?,
+            Some(secret) => derive(secret.as_bytes())?,
+            None => UnboundKey::new(&AES_256_GCM, &random(KEY_BYTES)?)
+                .map_err(|_| "a bad key".to_owned())?,
         };
-        let unbound = UnboundKey::new(&AES_256_GCM, &key).map_err(|_| "a bad key".to_owned())?;
         Ok(Self {
             key: LessSafeKey::new(unbound),
         })
@@ -98,6 +97,15 @@ impl Sealer {
     }
 }
 
+/// AES-256-GCM's key from the secret, by HKDF-SHA256 bound to this use.
+fn derive(secret: &[u8]) -> Result<UnboundKey, String> {
+    let prk = Salt::new(HKDF_SHA256, CONTEXT).extract(secret);
+    let okm = prk
+        .expand(&[b"seal"], &AES_256_GCM)
+        .map_err(|_| "could not derive the session key".to_owned())?;
+    Ok(UnboundKey::from(okm))
+}
+
 fn aad(caller: &str, id: &str) -> Aad<Vec<u8>> {
     Aad::from([CONTEXT, caller.as_bytes(), b"\0", id.as_bytes()].concat())
 }
@@ -130,10 +138,20 @@ mod tests {
     }
 
     #[test]
-    fn a_given_key_must_be_32_bytes_of_base64() {
-        let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
-        assert!(Sealer::new(Some(&key)).is_ok());
-        assert!(Sealer::new(Some("not base64!")).is_err());
-        assert!(Sealer::new(Some("c2hvcnQ=")).is_err());
+    fn one_secret_gives_one_key_and_a_short_one_is_refused() {
+        let secret = "x".repeat(MIN_SECRET_CHARS);
+        let expires = SystemTime::now() + Duration::from_secs(60);
+        let sealed = Sealer::new(Some(&secret))
+            .expect("a sealer")
+            .seal("alice", "s1", expires, b"state");
+        let again = Sealer::new(Some(&secret)).expect("the same sealer");
+        assert_eq!(
+            again.open("alice", "s1", &sealed).expect("opens").state,
+            b"state"
+        );
+        let other = Sealer::new(Some(&"y".repeat(MIN_SECRET_CHARS))).expect("another");
+        assert_eq!(other.open("alice", "s1", &sealed).err(), Some(Rejected));
+        let short = "x".repeat(MIN_SECRET_CHARS - 1);
+        assert!(Sealer::new(Some(&short)).is_err());
     }
 }

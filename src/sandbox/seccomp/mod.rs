@@ -61,21 +61,28 @@ pub struct Policy {
 
 type Rules = BTreeMap<i64, Vec<SeccompRule>>;
 
+/// The programs every policy has: the denials that answer EACCES (sockets), ENOSYS and EPERM
+/// (`eperm`, which differs between a template and an execution), and the x32 guard.
+fn errno_programs(eperm: Rules, arch: TargetArch) -> Result<Vec<BpfProgram>, SeccompError> {
+    let filters = [
+        (libc::EACCES, rules::eacces()?),
+        (libc::ENOSYS, rules::enosys()),
+        (libc::EPERM, eperm),
+    ];
+    let mut programs = filters
+        .into_iter()
+        .map(|(errno, rules)| compile(rules, SeccompAction::Errno(errno as u32), arch))
+        .collect::<Result<Vec<_>, _>>()?;
+    programs.extend(x32::guard());
+    Ok(programs)
+}
+
 impl Policy {
     pub fn build(signals: SignalScope) -> Result<Self, SeccompError> {
         let arch = target_arch()?;
         let mut eperm = rules::eperm()?;
         eperm.extend(signal_denials(signals)?);
-        let filters = [
-            (libc::EACCES, rules::eacces()?),
-            (libc::ENOSYS, rules::enosys()),
-            (libc::EPERM, eperm),
-        ];
-        let mut programs = filters
-            .into_iter()
-            .map(|(errno, rules)| compile(rules, SeccompAction::Errno(errno as u32), arch))
-            .collect::<Result<Vec<_>, _>>()?;
-        programs.extend(x32::guard());
+        let programs = errno_programs(eperm, arch)?;
         let supervised_signals = match signals {
             SignalScope::Supervised => Some(notify::program(arch)?),
             SignalScope::Namespace | SignalScope::GroupOnly => None,
@@ -95,18 +102,8 @@ impl Policy {
         let arch = target_arch()?;
         let mut eperm = rules::eperm_for_template(namespaces, uids)?;
         eperm.extend(signal_denials(SignalScope::Namespace)?);
-        let filters = [
-            (libc::EACCES, rules::eacces()?),
-            (libc::ENOSYS, rules::enosys()),
-            (libc::EPERM, eperm),
-        ];
-        let mut programs = filters
-            .into_iter()
-            .map(|(errno, rules)| compile(rules, SeccompAction::Errno(errno as u32), arch))
-            .collect::<Result<Vec<_>, _>>()?;
-        programs.extend(x32::guard());
         Ok(Self {
-            programs,
+            programs: errno_programs(eperm, arch)?,
             supervised_signals: None,
         })
     }
