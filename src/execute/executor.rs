@@ -159,8 +159,13 @@ impl Executor {
             Err(error) => return Ran::failed(error),
         };
         let job = super::job::for_request(&request, limits, Some(begun.state.as_deref()));
-        let mut ran = self.run(&request.script, job, watcher).await;
-        ran.answer = self.sessions.finish(begun, ran.answer).await;
+        // Routed by the session's earlier imports too: restoring a DataFrame imports pandas.
+        let routing = [begun.imports.join("\n").as_str(), &request.script].join("\n");
+        let mut ran = self.run(&routing, job, watcher).await;
+        ran.answer = self
+            .sessions
+            .finish(begun, &request.script, ran.answer)
+            .await;
         ran
     }
 

@@ -120,16 +120,26 @@ fn cgroup_v2_limits_and_cleans_up_on_debian_12s_kernel() {
     assert_eq!(vm.get("exit"), &json!(0), "check.py failed");
 }
 
-/// Both images are about 639 MB uncompressed (docs/packages.md); a Lambda cold start grows
-/// with the image, so growth past this budget should be a decision, not an accident. (367 MB
-/// with numpy, pandas and matplotlib; scipy, scikit-learn, pyarrow, openpyxl and tabulate add
-/// about 270 MB, pyarrow 100 MB of it even without its network clients.)
+/// Both images are about 639 MB uncompressed with a release binary (docs/packages.md); a
+/// Lambda cold start grows with the image, so growth past this budget should be a decision, not
+/// an accident. (367 MB with numpy, pandas and matplotlib; scipy, scikit-learn, pyarrow,
+/// openpyxl and tabulate add about 270 MB, pyarrow 100 MB of it even without its network
+/// clients.)
 const SIZE_BUDGET_BYTES: u64 = 700_000_000;
+/// The shipped binary's share of the budget: a release build is about 45 MB. The image under
+/// test holds the binary of the tests' own profile, which with debug info (a plain `cargo
+/// test`) is several times that, so the budget counts this in its place.
+const RELEASE_BINARY_BYTES: u64 = 60_000_000;
 
 fn within_size_budget(image: &crate::images_support::Image) {
+    let binary = std::fs::metadata(image.root.join("usr/local/bin/python-executor"))
+        .expect("the image holds the service binary")
+        .len();
+    let shipped = image.size_bytes - binary + RELEASE_BINARY_BYTES.min(binary);
     assert!(
-        image.size_bytes < SIZE_BUDGET_BYTES,
-        "{} is {} bytes, over the {SIZE_BUDGET_BYTES} budget",
+        shipped < SIZE_BUDGET_BYTES,
+        "{} is {shipped} bytes as shipped ({} with this profile's {binary}-byte binary), over the \
+         {SIZE_BUDGET_BYTES} budget",
         image.dir.display(),
         image.size_bytes
     );

@@ -40,6 +40,9 @@ pub struct Sessions {
 pub struct Begun {
     pub id: String,
     pub state: Option<Vec<u8>>,
+    /// The import statements of the session's earlier calls: its state needs what they
+    /// imported, so a call that imports nothing itself still goes to the template that has it.
+    pub imports: Vec<String>,
     caller: String,
     expected: Expected,
     _running: Running,
@@ -117,7 +120,7 @@ impl Sessions {
     /// Starts a call in `caller`'s session: a new one (within the caller's allowance), or the
     /// one `request` names, with its state opened.
     pub async fn begin(&self, caller: &str, request: &SessionRequest) -> Result<Begun, ApiError> {
-        let (id, state, expected) = match request {
+        let (id, record, expected) = match request {
             SessionRequest::New => {
                 self.within_allowance(caller).await?;
                 (
@@ -127,14 +130,19 @@ impl Sessions {
                 )
             }
             SessionRequest::Continue(id) => {
-                let (state, version) = self.load(caller, id).await?;
-                (id.clone(), Some(state), Expected::Version(version))
+                let (record, version) = self.load(caller, id).await?;
+                (id.clone(), Some(record), Expected::Version(version))
             }
         };
         let running = self.mark_running(&id)?;
+        let (imports, state) = match record {
+            Some(Record { imports, state }) => (imports, Some(state)),
+            None => (Vec::new(), None),
+        };
         Ok(Begun {
             id,
             state,
+            imports,
             caller: caller.to_owned(),
             expected,
             _running: running,
@@ -146,6 +154,7 @@ impl Sessions {
     pub async fn finish(
         &self,
         begun: Begun,
+        script: &str,
         answer: Result<ExecuteResponse, ApiError>,
     ) -> Result<ExecuteResponse, ApiError> {
         let mut response = match answer {
@@ -160,7 +169,14 @@ impl Sessions {
             return Err(begun.not_saved(ErrorCode::SessionTooLarge, message));
         };
         let expires = SystemTime::now() + self.ttl;
-        let sealed = self.sealer.seal(&begun.caller, &begun.id, expires, &state);
+        let state_bytes = state.len() as u64;
+        let record = Record {
+            imports: with_imports_of(&begun.imports, script),
+            state,
+        };
+        let sealed = self
+            .sealer
+            .seal(&begun.caller, &begun.id, expires, &record.encode());
         let path = path(&begun.caller, &begun.id);
         match self
             .store
@@ -183,31 +199,30 @@ impl Sessions {
             id: begun.id,
             saved: true,
             dropped: saved.dropped,
-            state_bytes: state.len() as u64,
+            state_bytes,
         });
         Ok(response)
     }
 
-    /// The opened state of `caller`'s session `id`, and the version read.
-    async fn load(&self, caller: &str, id: &str) -> Result<(Vec<u8>, Option<String>), ApiError> {
+    /// The opened record of `caller`'s session `id`, and the version read.
+    async fn load(&self, caller: &str, id: &str) -> Result<(Record, Option<String>), ApiError> {
         let path = path(caller, id);
         let stored = self.store.get(&path).await.map_err(store_failed)?;
         let Some(stored) = stored else {
             return Err(not_found(id));
         };
         match self.sealer.open(caller, id, &stored.sealed) {
-            Ok(opened) if opened.expires > SystemTime::now() => Ok((opened.state, stored.version)),
+            Ok(opened) if opened.expires > SystemTime::now() => {
+                let record = Record::decode(opened.state).ok_or_else(|| rejected(id))?;
+                Ok((record, stored.version))
+            }
             Ok(_) => {
                 self.store.delete(&path).await;
                 Err(not_found(id))
             }
             Err(Rejected) => {
                 tracing::warn!("a stored session state failed authentication: refused");
-                Err(ApiError::new(
-                    ErrorCode::SessionStateRejected,
-                    "the session's stored state failed authentication (altered, or sealed with another key); it was refused, not restored",
-                )
-                .with("session", json!({"id": id})))
+                Err(rejected(id))
             }
         }
     }
@@ -261,6 +276,55 @@ fn path(caller: &str, id: &str) -> String {
     format!("{}{id}", prefix(caller))
 }
 
+fn rejected(id: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::SessionStateRejected,
+        "the session's stored state failed authentication (altered, or sealed with another key); it was refused, not restored",
+    )
+    .with("session", json!({"id": id}))
+}
+
+/// The most import statements a session keeps for routing (a bound on what it carries).
+const MAX_IMPORTS: usize = 256;
+
+/// The session's import statements with `script`'s added, each once, at most [`MAX_IMPORTS`].
+fn with_imports_of(earlier: &[String], script: &str) -> Vec<String> {
+    let mut imports = earlier.to_vec();
+    for statement in crate::execute::templates::import_statements(script) {
+        if imports.len() < MAX_IMPORTS && !imports.contains(&statement) {
+            imports.push(statement);
+        }
+    }
+    imports
+}
+
+/// What a session stores, sealed: the sandbox's pickled state, and beside it (read by the
+/// service, never by the sandbox) the import statements that route its calls.
+#[derive(Debug)]
+struct Record {
+    imports: Vec<String>,
+    state: Vec<u8>,
+}
+
+impl Record {
+    /// The imports' length (4 bytes, big-endian), the imports one per line, the state.
+    fn encode(&self) -> Vec<u8> {
+        let imports = self.imports.join("\n");
+        let mut bytes = (imports.len() as u32).to_be_bytes().to_vec();
+        bytes.extend_from_slice(imports.as_bytes());
+        bytes.extend_from_slice(&self.state);
+        bytes
+    }
+
+    fn decode(mut bytes: Vec<u8>) -> Option<Self> {
+        let length = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+        let imports = std::str::from_utf8(bytes.get(4..4 + length)?).ok()?;
+        let imports = imports.lines().map(str::to_owned).collect();
+        let state = bytes.split_off(4 + length);
+        Some(Self { imports, state })
+    }
+}
+
 fn not_found(id: &str) -> ApiError {
     ApiError::new(
         ErrorCode::SessionNotFound,
@@ -279,4 +343,23 @@ fn store_failed(error: StoreError) -> ApiError {
 
 fn lock(running: &Mutex<HashSet<String>>) -> std::sync::MutexGuard<'_, HashSet<String>> {
     running.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_reads_back_as_written_and_a_cut_one_does_not() {
+        let imports = with_imports_of(&["import pandas as pd".into()], "import numpy\nx = 1");
+        assert_eq!(imports, ["import pandas as pd", "import numpy"]);
+        let record = Record {
+            imports,
+            state: b"pickled".to_vec(),
+        };
+        let bytes = record.encode();
+        let read = Record::decode(bytes.clone()).expect("a record");
+        assert_eq!((read.imports, read.state), (record.imports, record.state));
+        assert!(Record::decode(bytes[..10].to_vec()).is_none());
+    }
 }

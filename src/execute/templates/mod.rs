@@ -19,6 +19,8 @@
 
 mod life;
 mod routing;
+
+pub use routing::import_statements;
 mod spares;
 
 use std::collections::BTreeSet;

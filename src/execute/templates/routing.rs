@@ -18,6 +18,18 @@ pub fn imports_any(script: &str, modules: &[String]) -> bool {
         .any(|module| wanted.contains(&top_level(module)))
 }
 
+/// The script's import statements, one per line: a text that routes as the script does,
+/// which a session keeps so that its later calls go where its earlier imports went.
+pub fn import_statements(script: &str) -> Vec<String> {
+    script
+        .lines()
+        .flat_map(|line| line.split(';'))
+        .map(str::trim)
+        .filter(|statement| !imported_modules(statement).is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// What the data template should grow by for `script`: for each module of `on_demand` whose
 /// package the script imports, that module, and every module of the package the script imports
 /// that `is_module` finds (`scipy.stats` for `import scipy.stats`, `sklearn.linear_model` for
@@ -109,6 +121,16 @@ fn imported_modules(statement: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn import_statements_route_as_their_script() {
+        let script =
+            "import pandas as pd; x = 1\nfor i in range(2):\n    from numpy import array\n";
+        let kept = import_statements(script).join("\n");
+        assert_eq!(kept, "import pandas as pd\nfrom numpy import array");
+        assert!(imports_any(&kept, &data()));
+        assert!(import_statements("x = 1\n").is_empty());
+    }
 
     fn data() -> Vec<String> {
         vec!["numpy".into(), "pandas".into()]
