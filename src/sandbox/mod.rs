@@ -19,6 +19,8 @@ mod child_setup;
 mod compat;
 mod environment;
 mod execution;
+#[cfg(test)]
+mod faults;
 mod isolation;
 mod layer;
 mod leader;
@@ -43,6 +45,8 @@ use thiserror::Error;
 
 pub use cgroup::{CgroupError, CgroupRoot};
 pub use execution::{Ending, Execution, Started, Watcher};
+#[cfg(test)]
+pub use faults::Faults;
 pub use isolation::Isolation;
 pub use layer::{Layer, LayerError};
 pub use live::Abort;

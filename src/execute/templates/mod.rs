@@ -22,6 +22,8 @@ mod routing;
 
 pub use routing::import_statements;
 mod spares;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
