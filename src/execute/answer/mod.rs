@@ -43,41 +43,11 @@ pub fn interpret(execution: &Execution, limits: &Limits) -> Result<ExecuteRespon
         error.details.extend(context(execution, usage));
         Err(error)
     };
-    match execution.ending {
-        Ending::Refused => return Err(shared_places_unclean()),
-        Ending::Aborted => {
-            return fail(ApiError::new(
-                ErrorCode::SandboxError,
-                "the service is shutting down and ended the script before it finished; please \
-                 retry",
-            ))
-        }
-        Ending::Abandoned => {
-            return fail(ApiError::new(
-                ErrorCode::SandboxError,
-                "the client went away before the script finished, which ended it",
-            ))
-        }
-        Ending::TimedOut => {
-            let seconds = limits.wall.as_secs_f64();
-            return fail(ApiError::new(
-                ErrorCode::Timeout,
-                format!("the script did not finish within its {seconds} s time limit"),
-            ));
-        }
-        _ => {}
+    if execution.ending == Ending::Refused {
+        return Err(shared_places_unclean());
     }
-    if execution.oom_killed || execution.ending == Ending::OverLimit(Tripped::Memory) {
-        return fail(memory_limit(limits));
-    }
-    if execution.ending == Ending::OverLimit(Tripped::Cpu) {
-        let seconds = limits.cpu.as_secs_f64();
-        return fail(ApiError::new(
-            ErrorCode::Timeout,
-            format!(
-                "the script's processes together used more than its {seconds} s CPU time limit"
-            ),
-        ));
+    if let Some(error) = observed_failure(execution, limits) {
+        return fail(error);
     }
     let Some(report) = report else {
         return fail(no_report(execution));
@@ -103,6 +73,42 @@ pub fn interpret(execution: &Execution, limits: &Limits) -> Result<ExecuteRespon
         }),
         Err(error) => fail(error),
     }
+}
+
+/// What the service itself saw end the script, which wins over anything the harness said:
+/// a shutdown, a client gone, the deadline, the memory or CPU limit.
+fn observed_failure(execution: &Execution, limits: &Limits) -> Option<ApiError> {
+    let error = match execution.ending {
+        Ending::Aborted => ApiError::new(
+            ErrorCode::SandboxError,
+            "the service is shutting down and ended the script before it finished; please retry",
+        ),
+        Ending::Abandoned => ApiError::new(
+            ErrorCode::SandboxError,
+            "the client went away before the script finished, which ended it",
+        ),
+        Ending::TimedOut => {
+            let seconds = limits.wall.as_secs_f64();
+            ApiError::new(
+                ErrorCode::Timeout,
+                format!("the script did not finish within its {seconds} s time limit"),
+            )
+        }
+        _ if execution.oom_killed || execution.ending == Ending::OverLimit(Tripped::Memory) => {
+            memory_limit(limits)
+        }
+        Ending::OverLimit(Tripped::Cpu) => {
+            let seconds = limits.cpu.as_secs_f64();
+            ApiError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "the script's processes together used more than its {seconds} s CPU time limit"
+                ),
+            )
+        }
+        _ => return None,
+    };
+    Some(error)
 }
 
 fn judge(report: &Report, limits: &Limits) -> Result<Box<serde_json::value::RawValue>, ApiError> {
