@@ -127,12 +127,7 @@ async fn a_response_over_the_lambda_cap_is_refused_in_json_without_a_bucket() {
     // 2.4 MiB of quotes: under the 5 MiB result cap as JSON, but twice that once Lambda wraps
     // the envelope in its own JSON string, so over the 6 MB response cap.
     let script = "def main():\n    return '\"' * (2400 * 1024)\n";
-    let event = events::with_body(
-        "function-url-execute-numpy.json",
-        &json!({ "script": script }),
-    );
-    let payload = rie.invoke(&event).await;
-    let (status, body) = events::decode_response(&payload);
+    let (status, body) = rie.execute(&json!({ "script": script })).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["code"], "RESULT_TOO_LARGE");
     assert!(

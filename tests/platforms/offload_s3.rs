@@ -2,7 +2,6 @@
 //! inline has its large fields written to the bucket and replaced by presigned URLs that fetch
 //! them; small results stay inline; without a bucket the answer is RESULT_TOO_LARGE.
 
-use crate::lambda_support::events;
 use crate::lambda_support::http::HttpService;
 use crate::lambda_support::moto::Moto;
 use crate::lambda_support::rie::Rie;
@@ -120,12 +119,7 @@ async fn under_the_emulator_a_result_over_the_lambda_cap_is_offloaded() {
     let rie = Rie::start(&moto.service_env(BUCKET));
     // Under the 5 MiB result cap, but over 6 MB once Lambda escapes the envelope's quotes.
     let script = "def main():\n    return '\"' * (2400 * 1024)\n";
-    let event = events::with_body(
-        "function-url-execute-numpy.json",
-        &json!({ "script": script }),
-    );
-    let payload = rie.invoke(&event).await;
-    let (status, body) = events::decode_response(&payload);
+    let (status, body) = rie.execute(&json!({ "script": script })).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"], Value::Null, "{body}");
     let (status, _, text) = fetch(&body["result_url"]).await;

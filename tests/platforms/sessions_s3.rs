@@ -5,7 +5,6 @@
 
 use serde_json::{json, Value};
 
-use crate::lambda_support::events;
 use crate::lambda_support::http::HttpService;
 use crate::lambda_support::moto::Moto;
 use crate::lambda_support::rie::Rie;
@@ -23,12 +22,6 @@ fn instance_env(moto: &Moto) -> Vec<(&'static str, String)> {
 
 fn cell(code: &str, session: &str) -> Value {
     json!({"script": code, "mode": "cell", "session": session})
-}
-
-/// Invokes the function under the emulator with `body` as a function URL request.
-async fn invoke(rie: &Rie, body: &Value) -> (u16, Value) {
-    let event = events::with_body("function-url-execute-numpy.json", body);
-    events::decode_response(&rie.invoke(&event).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,11 +43,11 @@ async fn one_instance_answers_cell_one_and_another_cell_two() {
         .as_str()
         .expect("a session id")
         .to_owned();
-    let (status, body) = invoke(&lambda, &cell("int(df.x.sum())", &id)).await;
+    let (status, body) = lambda.execute(&cell("int(df.x.sum())", &id)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"], json!(9), "{body}");
     // And back: the state the Lambda instance saved is the one Cloud Run continues from.
-    let (status, body) = invoke(&lambda, &cell("df['z'] = df.x * 10", &id)).await;
+    let (status, body) = lambda.execute(&cell("df['z'] = df.x * 10", &id)).await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = cloud_run.post(&cell("int(df.z.sum())", &id)).await;
     assert_eq!(status, 200, "{body}");

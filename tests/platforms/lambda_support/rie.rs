@@ -61,4 +61,11 @@ impl Rie {
         serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("payload is not JSON ({e}): {text}\n{}", self.process.log()))
     }
+
+    /// `POST /execute` with `body`, as a function URL request: the status and the body of the
+    /// service's answer.
+    pub async fn execute(&self, body: &Value) -> (u16, Value) {
+        let event = super::events::with_body("function-url-execute-numpy.json", body);
+        super::events::decode_response(&self.invoke(&event).await)
+    }
 }
