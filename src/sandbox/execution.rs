@@ -232,7 +232,7 @@ impl Started {
         self.kill();
         let Started {
             origin,
-            leader,
+            mut leader,
             streams,
             session,
             mut held,
@@ -241,6 +241,7 @@ impl Started {
         let execution = observe(origin, streams, &held, waited).await;
         // The execution pays for what it left in the shared places, before its answer.
         if let Some(turn) = turn {
+            let _ = leader.wait().await;
             end_turn(turn, session, job.limits.cpu).await;
         }
         remove_leftovers(&mut held, session, job.limits.cpu).await;

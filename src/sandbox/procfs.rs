@@ -101,6 +101,14 @@ pub fn group_has_live_members(pgrp: i32) -> bool {
         .any(|stat| stat.pgrp == pgrp && !stat.is_zombie())
 }
 
+/// Whether any process, zombies included, is still in process group `pgrp`.
+pub fn group_has_members(pgrp: i32) -> bool {
+    pids()
+        .into_iter()
+        .filter_map(Stat::of)
+        .any(|stat| stat.pgrp == pgrp)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

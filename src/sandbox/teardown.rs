@@ -60,9 +60,14 @@ pub(super) struct Remains {
 /// Ends an execution's turn on the shared places once none of its processes is left (nothing
 /// can write there any more), within the execution's CPU limit (see `compat::scrub`). A process
 /// that outlives the kill keeps the turn, and the places are unclean, for good.
+///
+/// Its zombies are reaped first: where executions take turns they share the service's uid,
+/// whose RLIMIT_NPROC counts a zombie until it is reaped, and the next execution's limit was
+/// set counting none of this one's processes. The caller has waited for the leader itself.
 pub(super) async fn end_turn(turn: Turn, session: i32, budget: Duration) {
     let _ = tokio::task::spawn_blocking(move || {
         if wait_until_group_is_gone(session, GROUP_EXIT_WAIT) {
+            reap_group(session, GROUP_EXIT_WAIT);
             turn.end(budget);
         } else {
             tracing::error!(
@@ -124,6 +129,23 @@ pub(super) async fn teardown(mut remains: Remains) {
         drop(remains.leader);
     })
     .await;
+}
+
+/// Reaps the orphaned zombies of a group whose processes are all dead, waiting up to `wait`
+/// for the last of them to be reparented here.
+fn reap_group(group: i32, wait: Duration) {
+    let started = Instant::now();
+    let mut pause = Duration::from_micros(200);
+    while group > 0 && super::procfs::group_has_members(group) {
+        if super::reaper::reap_orphans() == 0 {
+            if started.elapsed() > wait {
+                tracing::warn!(group, "zombies of an execution were not reaped in time");
+                return;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
 }
 
 /// Waits up to `wait` until no live process is left in the sandbox's process group (killing
