@@ -18,6 +18,7 @@ def library():
     signatures = (
         ("pyexec_apply", [ctypes.c_char_p, ctypes.c_size_t]),
         ("pyexec_enter", [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int]),
+        ("pyexec_continue_in_namespace", [ctypes.c_int]),
         ("pyexec_confine", [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int]),
     )
     for name, arguments in signatures:

@@ -68,11 +68,17 @@ def _become_execution(library, message, fds):
     if entered < 0:
         os._exit(ISOLATION_FAILED)
     if entered == 1:
-        # A new PID namespace takes effect for children: the rest runs in its first process,
-        # and this one only waits for it and exits as it did.
-        pid = os.fork()
-        if pid != 0:
-            _exit_as(pid)
+        # A new PID namespace takes effect for children: the rest runs in its first process, a
+        # child sharing this one's memory (no second copy of the template), while this one
+        # waits for it and exits as it did. Where the library has no such path, a fork.
+        continued = library.pyexec_continue_in_namespace(STATUS_FD)
+        if continued < 0:
+            os._exit(ISOLATION_FAILED)
+        if continued == 1:
+            pid = os.fork()
+            if pid != 0:
+                _exit_as(pid)
+        _renew_native_id()
     landlock = LANDLOCK_FD if has_landlock else -1
     if library.pyexec_confine(spec, len(spec), STATUS_FD, landlock) < 0:
         os._exit(ISOLATION_FAILED)
@@ -86,6 +92,14 @@ def _become_execution(library, message, fds):
         tempfile.tempdir = None  # found again from TMPDIR, as in a fresh interpreter
     _reseed()
     return header["options"]
+
+
+def _renew_native_id():
+    """The main thread's kernel id as `threading` reports it: this process's own, not the
+    waiting parent's."""
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        threading.main_thread()._set_native_id()
 
 
 def _place(fds):

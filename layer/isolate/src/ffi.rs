@@ -3,8 +3,10 @@
 //!
 //! 1. [`pyexec_enter`]: a session of its own; its pidfd to the service, which moves it into
 //!    the execution's cgroup and answers "go"; then the first half of the spec. Returns 1 when
-//!    the spec made a new PID namespace (the caller forks, and the child goes on), else 0.
-//! 2. [`pyexec_confine`]: the second half, then "isolated" to the service.
+//!    the spec made a new PID namespace, else 0.
+//! 2. With a new PID namespace, [`pyexec_continue_in_namespace`]: the caller goes on as the
+//!    namespace's first process (a child sharing its memory).
+//! 3. [`pyexec_confine`]: the second half, then "isolated" to the service.
 //!
 //! Both return a negative number on failure, after telling the service which step failed and
 //! why; the caller then exits without running anything.
@@ -34,6 +36,22 @@ pub unsafe extern "C" fn pyexec_enter(spec: *const u8, length: usize, status: c_
         Ok(c_int::from(spec.namespaces.is_some()))
     });
     answer(status, entered)
+}
+
+/// After [`pyexec_enter`] made a new PID namespace: goes on as its first process, a child that
+/// shares this process's memory (see [`crate::vfork`]); this process never returns. Returns 0
+/// in the child, 1 where the platform has no such path (the caller forks instead), or a
+/// negative number on failure, after telling the service.
+///
+/// # Safety
+/// The caller is single-threaded; `status` is the child's end of its status socket.
+#[no_mangle]
+pub unsafe extern "C" fn pyexec_continue_in_namespace(status: c_int) -> c_int {
+    match crate::vfork::continue_in_child() {
+        Ok(()) => 0,
+        Err(error) if error.raw_os_error() == Some(libc::ENOSYS) => 1,
+        Err(error) => answer(status, Err(("entering the PID namespace", error))),
+    }
 }
 
 /// # Safety

@@ -14,6 +14,7 @@ pub mod fdpass;
 pub mod ffi;
 mod spec;
 mod steps;
+mod vfork;
 mod wire;
 
 pub use spec::{Identity, Namespaces, Rlimit, Spec};
