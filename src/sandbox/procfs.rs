@@ -95,23 +95,52 @@ pub fn pids() -> Vec<i32> {
 
 /// Whether any live (non-zombie) process is still in process group `pgrp`.
 pub fn group_has_live_members(pgrp: i32) -> bool {
-    pids()
-        .into_iter()
-        .filter_map(Stat::of)
-        .any(|stat| stat.pgrp == pgrp && !stat.is_zombie())
+    group_exists(pgrp)
+        && pids()
+            .into_iter()
+            .filter_map(Stat::of)
+            .any(|stat| stat.pgrp == pgrp && !stat.is_zombie())
 }
 
 /// Whether any process, zombies included, is still in process group `pgrp`.
 pub fn group_has_members(pgrp: i32) -> bool {
-    pids()
-        .into_iter()
-        .filter_map(Stat::of)
-        .any(|stat| stat.pgrp == pgrp)
+    group_exists(pgrp)
+}
+
+/// Whether process group `pgrp` has any member, zombies included: one kill(2) with no signal,
+/// which the kernel answers from the group's own list (a scan of /proc costs a few hundred
+/// file reads on a busy machine, and this is asked at the end of every execution).
+fn group_exists(pgrp: i32) -> bool {
+    // SAFETY: kill(2) with signal 0 sends nothing; it only looks the group up.
+    let found = unsafe { libc::kill(-pgrp, 0) } == 0;
+    found || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// The children of `pid`, from each of its threads' `children` file (a subreaper's orphans
+/// are adopted by one of its threads); `None` where the kernel lacks those files.
+pub fn children(pid: i32) -> Option<Vec<i32>> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut children = Vec::new();
+    for task in tasks.filter_map(Result::ok) {
+        let path = task.path().join("children");
+        match std::fs::read_to_string(&path) {
+            Ok(list) => children.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            ),
+            // The thread may have exited since the listing; a missing file otherwise means
+            // the kernel has no such files at all.
+            Err(_) if task.path().exists() => return None,
+            Err(_) => {}
+        }
+    }
+    Some(children)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::CommandExt;
 
     #[test]
     fn fields_are_read_after_the_command_name() {
@@ -124,6 +153,22 @@ mod tests {
         assert_eq!((tricky.state, tricky.ppid, tricky.pgrp), ('Z', 9, 1));
         assert!(tricky.is_zombie());
         assert_eq!(Stat::parse("garbage"), None);
+    }
+
+    #[test]
+    fn a_child_is_listed_and_its_group_found() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .process_group(0)
+            .spawn()
+            .expect("sleep starts");
+        let pid = child.id() as i32;
+        let children = children(std::process::id() as i32).expect("children files");
+        assert!(children.contains(&pid), "{children:?} lacks {pid}");
+        assert!(group_has_members(pid) && group_has_live_members(pid));
+        child.kill().expect("killed");
+        child.wait().expect("reaped");
+        assert!(!group_has_members(pid));
     }
 
     #[test]

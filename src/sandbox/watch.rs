@@ -78,10 +78,22 @@ impl Watch {
         let members = if cgroup.is_some() {
             Vec::new()
         } else {
-            watch.members()
+            watch.members_at_hand_over()
         };
         watch.cpu_before = watch.cpu_now(cgroup, &members).unwrap_or_default();
         watch
+    }
+
+    /// The members when the job is handed over: a sandbox waiting for its job has started
+    /// nothing, so its leader alone, read without a scan of /proc. One that has children (a
+    /// cold nsjail's jail) or a kernel that does not list them gets the scan.
+    fn members_at_hand_over(&self) -> Vec<(i32, Stat)> {
+        match procfs::children(self.leader) {
+            Some(children) if children.is_empty() => Stat::of(self.leader)
+                .map(|stat| vec![(self.leader, stat)])
+                .unwrap_or_default(),
+            _ => self.members(),
+        }
     }
 
     pub fn observed(&self) -> Observed {
@@ -90,7 +102,9 @@ impl Watch {
 
     /// Resolves when a whole-sandbox limit is passed; never, otherwise.
     pub async fn tripped(&mut self, cgroup: Option<&ExecCgroup>) -> Tripped {
-        let mut ticks = tokio::time::interval(INTERVAL);
+        // The first sample one interval in: at hand-over there is nothing to see yet.
+        let first = tokio::time::Instant::now() + INTERVAL;
+        let mut ticks = tokio::time::interval_at(first, INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
