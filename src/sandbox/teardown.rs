@@ -102,11 +102,14 @@ pub(super) async fn remove_leftovers(held: &mut Held, session: i32, budget: Dura
 /// on would give the next execution a neighbour.
 pub(super) async fn teardown(mut remains: Remains) {
     let _ = remains.leader.wait().await;
+    // Every process of the execution started in its cgroup and cannot leave it: once the
+    // cgroup is gone, none is alive, and the group needs no look (a scan of /proc).
+    let mut emptied = false;
     if let Some(cgroup) = remains.held.cgroup.take() {
-        cgroup.destroy().await;
+        emptied = cgroup.destroy().await;
     }
     let _ = tokio::task::spawn_blocking(move || {
-        if !wait_until_group_is_gone(remains.session, GROUP_EXIT_WAIT) {
+        if !emptied && !wait_until_group_is_gone(remains.session, GROUP_EXIT_WAIT) {
             tracing::error!(
                 group = remains.session,
                 "processes of a sandbox survived their execution's kill; its uid and scratch \

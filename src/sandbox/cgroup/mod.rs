@@ -244,15 +244,17 @@ impl ExecCgroup {
 
     /// Kills what is left, waits briefly for the kernel to let go, and removes the directories.
     /// A cgroup whose last process is still being released refuses removal (EBUSY) a little
-    /// after its process list is empty: each directory is tried again until it goes.
-    pub async fn destroy(mut self) {
+    /// after its process list is empty: each directory is tried again until it goes. True
+    /// when every directory went: then no process of the cgroup is alive.
+    pub async fn destroy(mut self) -> bool {
         for _ in 0..100 {
             if self.try_remove() {
-                return;
+                return true;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         self.remove_dirs();
+        false
     }
 
     /// Kills what is left and, once no process is listed, removes every directory the kernel
