@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use super::cgroup::ExecCgroup;
+use super::cgroup::{ExecCgroup, ProcessLists};
 use super::compat::leftovers::OwnLeftovers;
 use super::compat::scrub::{SharedAreas, Turn};
 use super::leader::{kill_group, Leader};
@@ -87,8 +87,9 @@ pub(super) async fn remove_leftovers(held: &mut Held, session: i32, budget: Dura
     let Some(leftovers) = held.leftovers.take() else {
         return;
     };
+    let members = Members::of(held, session);
     let unfinished = tokio::task::spawn_blocking(move || {
-        let done = wait_until_group_is_gone(session, GROUP_EXIT_WAIT) && leftovers.remove(budget);
+        let done = members.wait_until_gone(GROUP_EXIT_WAIT) && leftovers.remove(budget);
         (!done).then_some(leftovers)
     })
     .await
@@ -148,6 +149,41 @@ fn reap_group(group: i32, wait: Duration) {
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(50));
         }
+    }
+}
+
+/// How to tell an execution's processes are all gone: its cgroup's process lists where it has
+/// a cgroup (every process starts in it and cannot leave), which cost one read each, else a
+/// look at its process group, which may cost a scan of /proc.
+struct Members {
+    group: i32,
+    cgroup: Option<ProcessLists>,
+}
+
+impl Members {
+    fn of(held: &Held, group: i32) -> Self {
+        Self {
+            group,
+            cgroup: held.cgroup.as_ref().map(ExecCgroup::process_lists),
+        }
+    }
+
+    /// As [`wait_until_group_is_gone`], asking the cgroup where there is one.
+    fn wait_until_gone(&self, wait: Duration) -> bool {
+        let Some(lists) = &self.cgroup else {
+            return wait_until_group_is_gone(self.group, wait);
+        };
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        while !lists.are_empty() {
+            if started.elapsed() > wait {
+                return false;
+            }
+            kill_group(self.group);
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+        true
     }
 }
 

@@ -239,7 +239,12 @@ impl ExecCgroup {
     }
 
     fn is_empty(&self) -> bool {
-        self.dirs.iter().all(|dir| pids_in(dir).is_empty())
+        self.process_lists().are_empty()
+    }
+
+    /// Its process lists, to look at from another thread.
+    pub fn process_lists(&self) -> ProcessLists {
+        ProcessLists(self.dirs.clone())
     }
 
     /// Kills what is left, waits briefly for the kernel to let go, and removes the directories.
@@ -310,6 +315,17 @@ pub(super) fn sweep_stale(parent: &Path) {
             }
             let _ = fs::remove_dir(entry.path());
         }
+    }
+}
+
+/// The process lists of one execution's cgroup directories.
+#[derive(Clone, Debug)]
+pub struct ProcessLists(Vec<PathBuf>);
+
+impl ProcessLists {
+    /// Whether no process is left in any of them (zombies are not listed).
+    pub fn are_empty(&self) -> bool {
+        self.0.iter().all(|dir| pids_in(dir).is_empty())
     }
 }
 
