@@ -71,8 +71,10 @@ lint-deploy: tools
 
 # Cold path (TEMPLATES=0) beside the template path, for nsjail and compat: spaced latency,
 # throughput under load, memory, and Lambda invocations with the service frozen in between
-# (under the Runtime Interface Emulator, which `tools` installs).
+# (under the Runtime Interface Emulator, which `tools` installs); on the template path, the CPU
+# per request by stage and a flame graph, from `perf` (linux-perf; without it, a dash).
 bench: deps layer tools
+	$(call apt_install,linux-perf,--no-install-recommends)
 	$(CARGO) bench --locked --bench service
 
 clean:

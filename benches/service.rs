@@ -10,7 +10,9 @@
 //! the seed's script over `/execute`, in spaced pairs; and the first use of each package
 //! preloaded on demand, beside its use once preloaded; and on the template path, what a session
 //! holding a 1 MB DataFrame adds to a cell, with the memory store and with S3 (local). Figures are printed, never
-//! asserted: timings on a shared machine are for reading, not for failing.
+//! asserted: timings on a shared machine are for reading, not for failing. On the template path
+//! a last 8-client numpy/pandas load runs under `perf`: the CPU per request by stage, printed
+//! after the tables, and a flame graph in target/bench/ (profile.rs).
 //! `BENCH_SCALE=0.3 make bench` gives a quicker, noisier look.
 
 #[path = "service/doors.rs"]
@@ -27,6 +29,8 @@ mod lambda;
 mod lambda_support;
 #[path = "service/memory.rs"]
 mod memory;
+#[path = "service/profile.rs"]
+mod profile;
 #[path = "service/report.rs"]
 mod report;
 #[path = "service/sessions.rs"]
@@ -104,6 +108,11 @@ async fn main() {
         let title = format!("sandbox: {sandbox} (SANDBOX={sandbox})");
         report::print_table(&title, cold, template);
     }
+    for (sandbox, _, template) in &tables {
+        if let Some(cpu) = &template.cpu {
+            report::print_cpu(sandbox, cpu);
+        }
+    }
     println!();
     println!(
         "{} spaced numpy/pandas and {} hello requests, {:?} apart; load phases of {:?}; \
@@ -136,7 +145,8 @@ async fn measure(sandbox: &'static str, templates: bool, plan: &Arc<Plan>) -> Fi
         let mut figures = Figures::default();
         match http::Service::start(&env).await {
             Ok(service) => {
-                measure_http(&service, &for_http, &mut figures).await;
+                let profiled = templates.then_some(sandbox);
+                measure_http(&service, &for_http, profiled, &mut figures).await;
                 first_use::measure(&service, templates, &mut figures).await;
                 if templates {
                     eprintln!("   spaced: pairs of cells with and without a session (memory)");
@@ -200,7 +210,14 @@ async fn guarded(label: &str, part: impl Future<Output = Figures> + Send + 'stat
     }
 }
 
-async fn measure_http(service: &http::Service, plan: &Plan, figures: &mut Figures) {
+/// The spaced and loaded figures and the memory; on the template path (`profiled` names the
+/// sandbox), the CPU per request under perf too.
+async fn measure_http(
+    service: &http::Service,
+    plan: &Plan,
+    profiled: Option<&str>,
+    figures: &mut Figures,
+) {
     for _ in 0..plan.warm_up {
         service.spaced(SEED, 1, Duration::ZERO).await;
         service.spaced(HELLO, 1, Duration::ZERO).await;
@@ -237,6 +254,16 @@ async fn measure_http(service: &http::Service, plan: &Plan, figures: &mut Figure
             let errors = Some(load.errors as f64);
             figures.push(format!("{label}: errors"), Kind::Count, errors);
         }
+    }
+    if let Some(sandbox) = profiled {
+        // A load phase of its own, after the others: perf's cost is in no other figure.
+        eprintln!(
+            "   load under perf: numpy/pandas, 8 clients, {:?}",
+            plan.window
+        );
+        service.wait_until_idle().await;
+        let load = service.load(SEED, 8, plan.window);
+        profile::measure(service.pid(), sandbox, load, figures).await;
     }
     let peak = peak.unwrap_or_default();
     figures.push("idle RSS sum (MiB)", Kind::Lower, Some(idle.rss_mib));

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::profile::Breakdown;
+
 /// How a row's two figures compare.
 #[derive(Clone, Copy, Debug)]
 pub enum Kind {
@@ -28,6 +30,8 @@ pub struct Figures {
     pub rows: Vec<Row>,
     /// Said under the table: why rows are missing, and anything odd in a run.
     pub notes: Vec<String>,
+    /// Where the CPU went per request under perf (the template path only), printed on its own.
+    pub cpu: Option<Breakdown>,
 }
 
 impl Figures {
@@ -108,6 +112,33 @@ pub fn print_table(title: &str, cold: &Figures, template: &Figures) {
             notes.push(note);
         }
     }
+}
+
+/// One sandbox's CPU per request under perf, by stage (profile.rs), the costliest first.
+pub fn print_cpu(sandbox: &str, cpu: &Breakdown) {
+    println!();
+    println!(
+        "CPU per request by stage, {sandbox} template path, numpy/pandas from 8 clients under \
+         perf ({} answered, {} errors, {} samples)",
+        cpu.requests,
+        cpu.errors,
+        cpu.samples()
+    );
+    println!("{:<60} {:>14} {:>8}", "stage", "ms per request", "share");
+    println!("{}", "-".repeat(84));
+    for (stage, samples) in &cpu.stages {
+        let ms = cpu.ms_per_request(*samples);
+        let share = format!("{:.1}%", cpu.share(*samples));
+        println!("{stage:<60} {:>14} {share:>8}", show(ms, Kind::Lower));
+    }
+    let total = cpu.ms_per_request(cpu.samples());
+    println!(
+        "{:<60} {:>14} {:>8}",
+        "total",
+        show(total, Kind::Lower),
+        "100%"
+    );
+    println!("flame graph: {}", cpu.flamegraph.display());
 }
 
 fn show(value: Option<f64>, kind: Kind) -> String {
