@@ -176,7 +176,13 @@ async fn measure(sandbox: &'static str, templates: bool, plan: &Arc<Plan>) -> Fi
     let lambda = guarded(&label, async move {
         let mut figures = Figures::default();
         let frozen = &for_lambda.frozen;
-        lambda::measure(&lambda_label, &lambda_env, frozen, SEED, &mut figures).await;
+        let host = (&lambda_env[..], lambda::Conditions::Host);
+        lambda::measure(&lambda_label, host, frozen, SEED, &mut figures).await;
+        if sandbox == "compat" {
+            // Where compat really runs on Lambda: the same, under Lambda's conditions.
+            let lambda = (&lambda_env[..], lambda::Conditions::Lambda);
+            lambda::measure(&lambda_label, lambda, frozen, SEED, &mut figures).await;
+        }
         figures
     })
     .await;

@@ -20,6 +20,8 @@ use crate::report::{percentile_ms, Figures, Kind};
 /// Between the answer and the freeze: Lambda freezes once the response is sent, not at the
 /// instant the client has it.
 const SETTLE: Duration = Duration::from_millis(5);
+/// Between an answer and the next spaced invocation (as the HTTP figures are spaced).
+const SPACING: Duration = Duration::from_millis(250);
 
 /// What the frozen sequence is run with.
 #[derive(Debug)]
@@ -28,37 +30,61 @@ pub struct FrozenPlan {
     pub frozen_for: Duration,
 }
 
+/// Where the emulator and the service run: as root on this machine, or under Lambda's
+/// conditions (an unprivileged uid, no user namespaces, no Landlock, no cgroups), as the
+/// compat sandbox meets them on AWS Lambda.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conditions {
+    Host,
+    Lambda,
+}
+
+/// An unprivileged uid that owns nothing, for the service under Lambda's conditions.
+const LAMBDA_UID: u32 = 29_994;
+
+impl Conditions {
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Host => "Lambda",
+            Self::Lambda => "Lambda's conditions",
+        }
+    }
+}
+
 /// The figures of one configuration (`env` for the service, `label` naming it in notes), or
 /// dashes with a note saying why.
 pub async fn measure(
     label: &str,
-    env: &[(&str, &str)],
+    (env, conditions): (&[(&str, &str)], Conditions),
     plan: &FrozenPlan,
     script: &str,
     out: &mut Figures,
 ) {
     let names = [
-        "Lambda frozen: first invocation, init incl. (ms)",
-        "Lambda frozen: numpy/pandas p50 (ms)",
-        "Lambda frozen: numpy/pandas p95 (ms)",
-        "Lambda frozen: warm_start true (count)",
-        "Lambda frozen: invocations",
-        "Lambda frozen: GET /health p50 (ms) (floor)",
-        "Lambda frozen: of numpy/pandas, the thaw p50 (ms)",
-    ];
-    match run(env, plan, script).await {
+        "frozen: first invocation, init incl. (ms)",
+        "spaced, not frozen: numpy/pandas p50 (ms)",
+        "frozen: numpy/pandas p50 (ms)",
+        "frozen: numpy/pandas p95 (ms)",
+        "frozen: warm_start true (count)",
+        "frozen: invocations",
+        "frozen: GET /health p50 (ms) (floor)",
+        "frozen: of numpy/pandas, the thaw p50 (ms)",
+    ]
+    .map(|name| format!("{} {name}", conditions.prefix()));
+    match run(env, conditions, plan, script).await {
         Ok(run) => {
             let first = run.first.as_secs_f64() * 1000.0;
-            out.push(names[0], Kind::Lower, Some(first));
+            out.push(&names[0], Kind::Lower, Some(first));
+            out.push(&names[1], Kind::Lower, percentile_ms(&run.spaced, 0.50));
             let p50 = percentile_ms(&run.latencies, 0.50);
-            out.push(names[1], Kind::Lower, p50);
+            out.push(&names[2], Kind::Lower, p50);
             let p95 = percentile_ms(&run.latencies, 0.95);
-            out.push(names[2], Kind::Lower, p95);
-            out.push(names[3], Kind::Count, Some(run.warm as f64));
-            out.push(names[4], Kind::Count, Some(run.latencies.len() as f64));
+            out.push(&names[3], Kind::Lower, p95);
+            out.push(&names[4], Kind::Count, Some(run.warm as f64));
+            out.push(&names[5], Kind::Count, Some(run.latencies.len() as f64));
             let floor = percentile_ms(&run.health, 0.50);
-            out.push(names[5], Kind::Lower, floor);
-            out.push(names[6], Kind::Lower, percentile_ms(&run.thaws, 0.50));
+            out.push(&names[6], Kind::Lower, floor);
+            out.push(&names[7], Kind::Lower, percentile_ms(&run.thaws, 0.50));
             if run.not_frozen > 0 {
                 let n = run.not_frozen;
                 out.notes
@@ -66,11 +92,11 @@ pub async fn measure(
             }
         }
         Err(reason) => {
-            for name in names {
+            for name in &names {
                 out.push(name, Kind::Lower, None);
             }
             out.notes
-                .push(format!("Lambda-freeze rows skipped: {reason}"));
+                .push(format!("{} rows skipped: {reason}", conditions.prefix()));
         }
     }
 }
@@ -78,6 +104,8 @@ pub async fn measure(
 #[derive(Debug)]
 struct Run {
     first: Duration,
+    /// Invocations a spacing apart, nothing frozen: the warm path itself.
+    spaced: Vec<Duration>,
     latencies: Vec<Duration>,
     /// Of each latency, how long the freezer took to thaw the tree: the emulation's own cost,
     /// which Lambda's thaw (of a whole VM) does not have in this form.
@@ -88,7 +116,12 @@ struct Run {
     not_frozen: usize,
 }
 
-async fn run(env: &[(&str, &str)], plan: &FrozenPlan, script: &str) -> Result<Run, String> {
+async fn run(
+    env: &[(&str, &str)],
+    conditions: Conditions,
+    plan: &FrozenPlan,
+    script: &str,
+) -> Result<Run, String> {
     let rie_path = crate::lambda_support::repo_root().join(".tools/bin/aws-lambda-rie");
     if !rie_path.is_file() {
         return Err(format!("{} is missing (make tools)", rie_path.display()));
@@ -96,7 +129,10 @@ async fn run(env: &[(&str, &str)], plan: &FrozenPlan, script: &str) -> Result<Ru
     // Before the emulator, so a missing hierarchy is said without starting anything.
     let freezer = Freezer::create(&format!("pyexec-bench-{}", std::process::id()))?;
     let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.to_string())).collect();
-    let rie = Rie::start(&env);
+    let rie = match conditions {
+        Conditions::Host => Rie::start(&env),
+        Conditions::Lambda => Rie::start_under_lambda(&env, LAMBDA_UID),
+    };
     // Declared after `rie`, dropped before it: the tree is thawed and moved out before the
     // emulator's drop kills it (a frozen process cannot die until thawed).
     let freezer = freezer;
@@ -118,12 +154,20 @@ async fn run(env: &[(&str, &str)], plan: &FrozenPlan, script: &str) -> Result<Ru
     }
     let mut run = Run {
         first,
+        spaced: Vec::with_capacity(plan.invocations),
         latencies: Vec::with_capacity(plan.invocations),
         thaws: Vec::with_capacity(plan.invocations),
         health: Vec::with_capacity(plan.invocations),
         warm: 0,
         not_frozen: 0,
     };
+    for _ in 0..plan.invocations {
+        tokio::time::sleep(SPACING).await;
+        let started = Instant::now();
+        let (status, body) = events::decode_response(&rie.invoke(&event).await);
+        assert_eq!(status, 200, "a spaced invocation failed: {body}");
+        run.spaced.push(started.elapsed());
+    }
     for _ in 0..plan.invocations {
         let (latency, thaw, body) =
             frozen_invocation(&rie, &freezer, &event, plan, &mut run).await?;

@@ -20,10 +20,24 @@ pub struct Rie {
 impl Rie {
     /// The emulator on free loopback ports, running the service binary with only `env`.
     pub fn start(env: &[(&str, String)]) -> Self {
+        Self::start_with(env, |launch| launch)
+    }
+
+    /// The same, the emulator and the service under Lambda's conditions (an unprivileged
+    /// `uid`, no user namespaces, no Landlock, no cgroups: `common::lambda_conditions`).
+    pub fn start_under_lambda(env: &[(&str, String)], uid: u32) -> Self {
+        let conditions = super::common::lambda_conditions::Conditions::prepare(uid);
+        Self::start_with(env, move |launch| {
+            // SAFETY: `enter` only makes system calls on data prepared above.
+            unsafe { launch.before_exec(move || conditions.enter()) }
+        })
+    }
+
+    fn start_with(env: &[(&str, String)], adapt: impl FnOnce(Launch) -> Launch) -> Self {
         let rie = super::require_tool("bin/aws-lambda-rie");
         super::require_layer();
         let (addr, api) = (free_addr(), free_addr());
-        let process = Launch::new("aws-lambda-rie", rie)
+        let launch = Launch::new("aws-lambda-rie", rie)
             .current_dir(super::repo_root())
             .clear_env()
             .envs(env.iter().map(|(k, v)| (k, v.as_str())))
@@ -31,8 +45,8 @@ impl Rie {
             .arg(addr.to_string())
             .arg("--runtime-api-address")
             .arg(api.to_string())
-            .arg(service_exe())
-            .start_listening(addr, LISTENING_WITHIN);
+            .arg(service_exe());
+        let process = adapt(launch).start_listening(addr, LISTENING_WITHIN);
         Self {
             url: format!("http://{addr}{INVOKE_PATH}"),
             process,
