@@ -2,7 +2,8 @@
 
 Protocol with the service (src/execute/job.rs and src/execute/answer/report.rs the other half):
 
-- stdin: one JSON job, {"script", "args", "files", "mode", "figures", "session"}, then EOF. The
+- stdin: one line of JSON, {"script", "args", "files", "mode", "figures", "session"}, then, in a
+  session, the state it restores as raw bytes (`session.state_bytes` of them), then EOF. The
   script's process, forked ahead of the job, reads it, restores a session's state
   (harness_session.py), writes the input files, runs the code (harness_cell.py for cells), and
   saves open figures under outputs/ when `figures` says so. `--max-result-bytes N` caps the result.
@@ -229,6 +230,15 @@ def _write_all(fd, data):
 # --- the child: everything below runs user code -------------------------------------------------
 
 
+def _read_job(data):
+    """The job's JSON line, with a session's state (the raw bytes after the line) put in."""
+    line, _, state = data.partition(b"\n")
+    job = json.loads(line)
+    if job.get("session"):
+        job["session"]["state"] = state[: job["session"].get("state_bytes", 0)] or None
+    return job
+
+
 def _run_child(frame_fd, options, warm_up_fd):
     os.close(RESULT_FD)
     max_result_bytes = options.max_result_bytes
@@ -238,7 +248,7 @@ def _run_child(frame_fd, options, warm_up_fd):
     _cpu_limit_as_sigxcpu()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    job = json.loads(sys.stdin.buffer.read())
+    job = _read_job(sys.stdin.buffer.read())
     _to_devnull(0)
     _line_buffered()
     # Files the script creates are its own: where /tmp is shared by other executions' uids

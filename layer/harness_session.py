@@ -10,7 +10,6 @@ and the files the session left in its working directory. A name whose value cann
 as is one that could not be restored.
 """
 
-import base64
 import importlib
 import os
 import pickle
@@ -52,7 +51,7 @@ class Session:
         directory. Names that cannot be restored are remembered as dropped."""
         if not self.state:
             return
-        state = pickle.loads(base64.b64decode(self.state))
+        state = pickle.loads(self.state)
         if state.get("version") != STATE_VERSION:
             raise ValueError("a session state of another version")
         for path, content in state["files"].items():
