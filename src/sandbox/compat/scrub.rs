@@ -21,7 +21,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -57,7 +57,24 @@ struct Area {
     /// Name and inode of what was there at start: not the scripts', so never removed. (The
     /// name too: a script may delete such an entry and get its inode number reused.)
     found_at_start: HashSet<(CString, u64)>,
+    /// The directory's change time when a scrub last found it holding nothing to remove.
+    clean: std::sync::Mutex<Option<CleanMark>>,
 }
+
+/// A directory's change time (ctime: every entry added, removed or renamed sets it, and no one
+/// can set it back) as it was, and when that was read (`at`). While it is unchanged, nothing was
+/// added since, and the scrub needs no listing: its cost follows what the scripts wrote, not
+/// what the place held (a listing of thousands of entries, twice per execution). Trusted only
+/// when the change time is older than the reading by [`CLEAN_MARK_MARGIN`]: the kernel stamps
+/// changes with a coarse clock, so a change just after the reading could carry the same stamp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct CleanMark {
+    ctime: (i64, i64),
+    at: (i64, i64),
+}
+
+/// Far more than the kernel's coarse clock's tick (1 to 10 ms).
+const CLEAN_MARK_MARGIN_NS: i64 = 50_000_000;
 
 /// One execution's turn: held from hand-over until its leftovers are gone.
 #[derive(Debug)]
@@ -184,8 +201,14 @@ impl SharedAreas {
     /// entries it handled and whether it finished within the budget.
     fn scrub_area(&self, area: &Area, budget: &mut Budget) -> (usize, bool) {
         let top = area.directory.as_raw_fd();
+        if area.unchanged_since_clean() {
+            return (0, true);
+        }
         let mut handled = 0;
         loop {
+            // Read before the listing: a change after it shows either in the listing or in a
+            // change time other than this one.
+            let mark = CleanMark::now(top);
             let mut progress = false;
             let mut leftovers = false;
             let mut within_budget = true;
@@ -204,6 +227,7 @@ impl SharedAreas {
                 return (handled, false);
             }
             if !leftovers {
+                area.mark_clean(mark);
                 return (handled, true);
             }
             if !progress {
@@ -254,13 +278,53 @@ impl Area {
             path,
             directory,
             found_at_start,
+            clean: std::sync::Mutex::new(None),
         })
+    }
+
+    fn mark_clean(&self, mark: Option<CleanMark>) {
+        *self.clean.lock().unwrap_or_else(PoisonError::into_inner) = mark;
+    }
+
+    /// Whether the directory is as a scrub last left it, clean, by a mark that can be trusted.
+    fn unchanged_since_clean(&self) -> bool {
+        let marked = *self.clean.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(marked) = marked.filter(CleanMark::is_trusted) else {
+            return false;
+        };
+        CleanMark::now(self.directory.as_raw_fd()).is_some_and(|now| now.ctime == marked.ctime)
     }
 
     fn was_there(&self, entry: &Entry) -> bool {
         // A set of a few names: the lookup clones nothing but this entry's key.
         self.found_at_start
             .contains(&(entry.name.clone(), entry.inode))
+    }
+}
+
+impl CleanMark {
+    /// The change time of the directory `fd`, read now.
+    fn now(fd: i32) -> Option<Self> {
+        // SAFETY: fstat and clock_gettime fill structs zeroed here.
+        unsafe {
+            let mut stat: libc::stat = std::mem::zeroed();
+            let mut clock: libc::timespec = std::mem::zeroed();
+            if libc::clock_gettime(libc::CLOCK_REALTIME, &mut clock) != 0
+                || libc::fstat(fd, &mut stat) != 0
+            {
+                return None;
+            }
+            Some(Self {
+                ctime: (stat.st_ctime, stat.st_ctime_nsec),
+                at: (clock.tv_sec, clock.tv_nsec),
+            })
+        }
+    }
+
+    fn is_trusted(&self) -> bool {
+        let nanos =
+            |(seconds, nanos): (i64, i64)| i128::from(seconds) * 1_000_000_000 + i128::from(nanos);
+        nanos(self.at) - nanos(self.ctime) > i128::from(CLEAN_MARK_MARGIN_NS)
     }
 }
 

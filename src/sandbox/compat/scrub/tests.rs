@@ -94,3 +94,30 @@ async fn no_turn_is_given_until_an_unfinished_scrub_is_through() {
         Scrubbed::Clean { removed: 0 }
     ));
 }
+
+#[test]
+fn an_unchanged_place_is_not_listed_and_a_changed_one_is_scrubbed() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let path = root.path();
+    let areas = areas_at(path);
+    let area = &areas.areas[0];
+    std::fs::write(path.join("fresh"), "x").expect("write");
+    let scrub = || areas.scrub(&mut Budget::new(Duration::from_secs(30)));
+    // Just changed: its change time is too recent for a mark to be trusted.
+    assert_eq!(scrub(), Scrubbed::Clean { removed: 1 });
+    assert!(
+        !area.unchanged_since_clean(),
+        "a mark within the margin was trusted"
+    );
+    std::thread::sleep(Duration::from_millis(120));
+    assert_eq!(scrub(), Scrubbed::Clean { removed: 0 });
+    assert!(
+        area.unchanged_since_clean(),
+        "a clean, quiet place was not marked"
+    );
+    // Whatever is written after the mark changes the directory's change time: scrubbed.
+    std::fs::write(path.join("later"), "x").expect("write");
+    assert!(!area.unchanged_since_clean());
+    assert_eq!(scrub(), Scrubbed::Clean { removed: 1 });
+    assert_eq!(names_in(path), Vec::<String>::new());
+}
