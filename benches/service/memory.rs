@@ -23,10 +23,16 @@ pub struct Memory {
     pub pss_mib: f64,
 }
 
-/// The tree's memory right now.
+/// The tree's memory right now. Processes that share one address space (a PID namespace's
+/// waiting first process and the child that goes on in its memory) count it once.
 pub fn tree(root: u32) -> Memory {
     let (mut rss, mut pss) = (0u64, 0u64);
+    let mut counted: Vec<u32> = Vec::new();
     for pid in std::iter::once(root).chain(descendants(root)) {
+        if counted.iter().any(|&other| same_memory(pid, other)) {
+            continue;
+        }
+        counted.push(pid);
         // A process that ended between the listing and the read counts as nothing.
         if let Ok(rollup) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) {
             rss += field_kib(&rollup, "Rss:");
@@ -36,6 +42,22 @@ pub fn tree(root: u32) -> Memory {
     Memory {
         rss_mib: rss as f64 / 1024.0,
         pss_mib: pss as f64 / 1024.0,
+    }
+}
+
+/// Whether two processes share one address space (kcmp's KCMP_VM; the benchmark runs as root).
+fn same_memory(a: u32, b: u32) -> bool {
+    const KCMP_VM: libc::c_long = 0;
+    // SAFETY: kcmp compares two processes' kernel objects; no memory is passed.
+    unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            a as libc::c_long,
+            b as libc::c_long,
+            KCMP_VM,
+            0,
+            0,
+        ) == 0
     }
 }
 
