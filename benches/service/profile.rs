@@ -1,5 +1,6 @@
-//! Where the template path's CPU goes, per request, under load: Linux `perf` samples the service
-//! and every process below it while 8 clients send the seed's numpy/pandas script, each sample
+//! Where the template path's CPU goes, per request, under load: Linux `perf` samples the whole
+//! machine while 8 clients send the seed's numpy/pandas script, the samples of the service and
+//! every process below it (by the fork records perf keeps) are kept, each sample
 //! goes to one stage (the template forking, page faults, namespaces, /proc reads, the script
 //! itself...) by the first rule its stack matches, and each stage's CPU is divided by the
 //! requests answered. The same stacks, folded, make a flame graph:
@@ -9,7 +10,7 @@
 //! counters, every sample walks a stack) is in no other figure. Where perf is missing or the
 //! kernel refuses it (perf_event_paranoid, no root), a note says why and the row shows a dash.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::future::Future;
 use std::io::{BufWriter, Write};
@@ -21,7 +22,6 @@ use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 
-use crate::common::procs::descendants;
 use crate::http::Load;
 use crate::lambda_support::repo_root;
 use crate::report::{Figures, Kind};
@@ -102,11 +102,11 @@ async fn profile(
 ) -> Result<Breakdown, String> {
     let work = tempfile::tempdir().map_err(|e| format!("no temporary directory: {e}"))?;
     let data = work.path().join("perf.data");
-    let recorder = Recorder::start(work.path(), &tree(root), &data).await?;
+    let recorder = Recorder::start(work.path(), &data).await?;
     let load = load.await;
     recorder.stop().await?;
     let text = script(&data, &symbol_root(work.path())?).await?;
-    let samples = parse(&text);
+    let samples = of_tree(parse(&text), root);
     if samples.is_empty() {
         return Err("perf recorded no sample".into());
     }
@@ -119,16 +119,28 @@ async fn profile(
     })
 }
 
-/// The service and every process below it now, as `perf -p` takes them. perf follows what
-/// these fork later (its counters are inherited): the executions the templates fork.
-fn tree(root: u32) -> String {
-    let pids = std::iter::once(root).chain(descendants(root));
-    pids.map(|pid| pid.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
+/// The samples of `root` and every process below it, by the parents perf recorded (the
+/// processes there at its start, and every fork after).
+fn of_tree((samples, parents): (Vec<Sample>, HashMap<u32, u32>), root: u32) -> Vec<Sample> {
+    let mut tree = HashSet::from([root]);
+    loop {
+        let before = tree.len();
+        for (child, parent) in &parents {
+            if tree.contains(parent) {
+                tree.insert(*child);
+            }
+        }
+        if tree.len() == before {
+            break;
+        }
+    }
+    samples
+        .into_iter()
+        .filter(|sample| tree.contains(&sample.pid))
+        .collect()
 }
 
-/// `perf record` on the tree, its events enabled only between [`Recorder::start`] and
+/// `perf record` on the whole machine, its events enabled only between [`Recorder::start`] and
 /// [`Recorder::stop`] (through its control FIFO, which it acknowledges), so neither its start
 /// (attaching to every thread) nor its end falls into the load's time.
 struct Recorder {
@@ -140,7 +152,7 @@ struct Recorder {
 }
 
 impl Recorder {
-    async fn start(work: &Path, pids: &str, data: &Path) -> Result<Self, String> {
+    async fn start(work: &Path, data: &Path) -> Result<Self, String> {
         let (control, acks) = (work.join("control"), work.join("acks"));
         make_fifo(&control)?;
         make_fifo(&acks)?;
@@ -160,7 +172,10 @@ impl Recorder {
             ))
             .arg("-o")
             .arg(data)
-            .args(["-p", pids])
+            // The whole machine, not `-p` on the tree: per-process counters (inherited by
+            // forks) miss a process's exit, the teardown of its address space, which costs
+            // about what its fork did. The tree's samples are picked out afterwards.
+            .arg("-a")
             .stdin(Stdio::null())
             .stdout(output.try_clone().map_err(|e| e.to_string())?)
             .stderr(output)
@@ -295,6 +310,8 @@ async fn script(data: &Path, symbol_root: &Path) -> Result<String, String> {
         // The running kernel's symbols: under --symfs perf would look for them there, in vain.
         .arg("--kallsyms=/proc/kallsyms")
         .args(["-F", "comm,pid,tid,time,ip,sym,dso"])
+        // Every process's parent: the ones there at the start, then each fork.
+        .arg("--show-task-events")
         .stdin(Stdio::null())
         .output()
         .await
@@ -306,23 +323,41 @@ async fn script(data: &Path, symbol_root: &Path) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-fn parse(text: &str) -> Vec<Sample> {
+/// The samples, and each process's parent from the fork records
+/// (`PERF_RECORD_FORK(child_pid:child_tid):(parent_pid:parent_tid)`; a new thread's has its own
+/// process as its parent, and is left out).
+fn parse(text: &str) -> (Vec<Sample>, HashMap<u32, u32>) {
     let mut samples = Vec::new();
+    let mut parents = HashMap::new();
     let mut current: Option<Sample> = None;
     for line in text.lines() {
-        if line.trim().is_empty() {
+        if line.contains(": PERF_RECORD_") {
             samples.extend(current.take());
-        } else if line.starts_with(char::is_whitespace) {
-            if let (Some(sample), Some(frame)) = (current.as_mut(), parse_frame(line)) {
-                sample.frames.push(frame);
+            // A new thread's record names its own process as the parent: not a process's.
+            if let Some((child, parent)) = parse_fork(line).filter(|(c, p)| c != p) {
+                parents.insert(child, parent);
             }
-        } else {
+        } else if line.trim().is_empty() {
+            samples.extend(current.take());
+        } else if line.trim_end().ends_with(':') {
+            // A sample's header (`comm pid/tid time:`), which perf may indent to align the
+            // command names as much as it indents frames.
             samples.extend(current.take());
             current = parse_header(line);
+        } else if let (Some(sample), Some(frame)) = (current.as_mut(), parse_frame(line)) {
+            sample.frames.push(frame);
         }
     }
     samples.extend(current);
-    samples
+    (samples, parents)
+}
+
+fn parse_fork(line: &str) -> Option<(u32, u32)> {
+    let (_, rest) = line.split_once("PERF_RECORD_FORK(")?;
+    let (child, rest) = rest.split_once(':')?;
+    let (_, rest) = rest.split_once("):(")?;
+    let (parent, _) = rest.split_once(':')?;
+    Some((child.parse().ok()?, parent.parse().ok()?))
 }
 
 /// `python3 18806/18806 10567.030574:`: the process is the pid before the `/`. A command name
