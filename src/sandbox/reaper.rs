@@ -4,8 +4,9 @@
 //! they stay zombies for the life of the instance.
 //!
 //! tokio waits for the sandboxes it spawned; a blanket `waitpid(-1)` would steal their statuses.
-//! So the reaper lists our children in /proc and waits only for those that are not live
-//! sandboxes (`sandbox::live`), holding the same lock the spawner holds while it records a pid.
+//! So the reaper lists our children and waits only for those that are not live sandboxes
+//! (`sandbox::live`), holding the same lock the spawner holds while it records a pid, and only
+//! for those outside the service's own process group (every sandbox has a session of its own).
 //!
 //! What an orphan of a watched sandbox spent is recorded for the sandbox's process group
 //! ([`ReapedWatch`]): reaped here, its CPU time would otherwise vanish from the watch's sums
@@ -72,9 +73,14 @@ pub fn reap_orphans() -> usize {
     let ours = live::lock();
     // SAFETY: getpid cannot fail.
     let me = unsafe { libc::getpid() };
+    // SAFETY: getpgrp cannot fail.
+    let own_group = unsafe { libc::getpgrp() };
     let mut reaped = 0;
     for (pid, group) in children_of(me) {
-        if ours.contains(&(pid as u32)) {
+        // A child in the service's own process group is one it started itself, whoever waits
+        // for it (a tool, or a test's client): every sandbox, and so every orphan one leaves,
+        // is in a session of its own, and a process there cannot join this one's group.
+        if ours.contains(&(pid as u32)) || group == own_group {
             continue;
         }
         let mut status = 0;
