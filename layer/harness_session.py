@@ -35,6 +35,13 @@ OWN_NAMES = frozenset(
 OUTPUTS_DIR = "outputs"
 
 
+def prepare_in_template():
+    """Imports, once in a template, what saving a state needs: cloudpickle and what it imports
+    (inspect, dataclasses) cost a session's every call 10 to 25 ms otherwise, where the
+    template has not imported it already (pandas does)."""
+    import cloudpickle  # noqa: F401
+
+
 class Session:
     """One call's session: what it restored, and the files its working directory held before
     (those were not the session's, unless the call changed them; usually there are none)."""

@@ -227,6 +227,9 @@ impl Started {
             stderr.connect(Stream::Stderr, watcher.output);
             watcher.gone
         });
+        if let Some(leftovers) = &mut self.held.leftovers {
+            leftovers.mark_hand_over();
+        }
         let waited = self.wait_for_its_end(job, gone).await;
         // The execution is over: whatever the script left behind dies with it, now.
         self.kill();
@@ -239,17 +242,24 @@ impl Started {
             ..
         } = self;
         let execution = observe(origin, streams, &held, waited).await;
-        // The execution pays for what it left in the shared places, before its answer.
-        if let Some(turn) = turn {
-            let _ = leader.wait().await;
-            end_turn(turn, session, job.limits.cpu).await;
-        }
+        // The execution pays for what it left in the shared places, before its answer. One
+        // that added nothing there (so far) need not wait for its processes' exit: its turn
+        // ends after the answer, once they are gone, and the next execution waits for that.
+        let turn = match turn {
+            Some(turn) if !turn.places_untouched() => {
+                let _ = leader.wait().await;
+                end_turn(turn, session, job.limits.cpu).await;
+                None
+            }
+            untouched => untouched.map(|turn| (turn, job.limits.cpu)),
+        };
         remove_leftovers(&mut held, session, job.limits.cpu).await;
         tokio::spawn(teardown(Remains {
             leader,
             held,
             session,
             running,
+            turn,
         }));
         execution
     }
@@ -304,6 +314,7 @@ impl Started {
             held: self.held,
             session: self.session,
             running,
+            turn: None,
         }));
         execution
     }
@@ -315,6 +326,7 @@ impl Started {
         let stdin = self.streams.stdin.take();
         tokio::spawn(async move {
             if let Some(mut stdin) = stdin {
+                super::pipes::fit_pipe_to(&stdin, input.len());
                 // A sandbox that dies early closes its stdin; that shows up in its report.
                 let _ = stdin.write_all(&input).await;
             }

@@ -55,6 +55,9 @@ pub(super) struct Remains {
     pub held: Held,
     pub session: i32,
     pub running: live::Running,
+    /// A turn on the shared places the execution added nothing to before its answer, with
+    /// its budget: ended here, once its processes are gone (see [`end_turn`]).
+    pub turn: Option<(Turn, Duration)>,
 }
 
 /// Ends an execution's turn on the shared places once none of its processes is left (nothing
@@ -87,6 +90,13 @@ pub(super) async fn remove_leftovers(held: &mut Held, session: i32, budget: Dura
     let Some(leftovers) = held.leftovers.take() else {
         return;
     };
+    if leftovers.untouched() {
+        // Nothing added there: the answer need not wait for the processes' exit. The teardown
+        // looks again once they are gone, as an entry made by a syscall the kill cut short
+        // would show then.
+        held.leftovers = Some(leftovers);
+        return;
+    }
     let members = Members::of(held, session);
     let unfinished = tokio::task::spawn_blocking(move || {
         let done = members.wait_until_gone(GROUP_EXIT_WAIT) && leftovers.remove(budget);
@@ -103,6 +113,9 @@ pub(super) async fn remove_leftovers(held: &mut Held, session: i32, budget: Dura
 /// on would give the next execution a neighbour.
 pub(super) async fn teardown(mut remains: Remains) {
     let _ = remains.leader.wait().await;
+    if let Some((turn, budget)) = remains.turn.take() {
+        end_turn(turn, remains.session, budget).await;
+    }
     // Every process of the execution started in its cgroup and cannot leave it: once the
     // cgroup is gone, none is alive, and the group needs no look (a scan of /proc).
     let mut emptied = false;
@@ -118,8 +131,10 @@ pub(super) async fn teardown(mut remains: Remains) {
             );
             wait_until_group_is_gone(remains.session, Duration::MAX);
         }
-        // Leftovers the execution could not pay for in its budget go before its uid does.
-        if let Some(leftovers) = remains.held.leftovers.take() {
+        // Leftovers go before the uid does: those the execution could not pay for in its
+        // budget, and any an answer sent without waiting for its processes' exit did not see.
+        let leftovers = remains.held.leftovers.take();
+        if let Some(leftovers) = leftovers.filter(|leftovers| !leftovers.untouched()) {
             while !leftovers.remove(Duration::from_secs(30)) {
                 tracing::warn!(
                     uid = leftovers.uid,

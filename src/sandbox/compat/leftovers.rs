@@ -3,7 +3,10 @@
 //! `/tmp`'s sticky bit), and before its answer, once none of its processes is left, every
 //! entry of `/tmp` its uid owns is removed, so nothing of it is there for whoever gets the uid
 //! next. Whoever wrote them pays for their removal, within the execution's CPU limit, as on
-//! Lambda (see [`super::scrub`]).
+//! Lambda (see [`super::scrub`]). An execution that added nothing to `/tmp` (its change time
+//! unmoved since hand-over, [`CtimeMark`]) has nothing there to remove: its answer waits for
+//! neither its processes' exit nor a listing of `/tmp`, and its teardown looks again once they
+//! are gone.
 
 use std::ffi::{CStr, CString};
 use std::os::fd::AsRawFd;
@@ -12,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::ctime_mark::CtimeMark;
 use super::scrub_fs;
 
 /// Names for directories moved up while their contents are removed.
@@ -22,12 +26,32 @@ static MOVED: AtomicU64 = AtomicU64::new(0);
 pub struct OwnLeftovers {
     pub dir: PathBuf,
     pub uid: u32,
+    /// The directory's change time when the job was handed over (see [`Self::mark_hand_over`]).
+    pub at_hand_over: Option<CtimeMark>,
 }
 
 impl OwnLeftovers {
+    /// Notes the directory's change time before the script can run: the uid owns nothing there
+    /// yet (the last execution under it left nothing, or it was not handed on).
+    pub fn mark_hand_over(&mut self) {
+        self.at_hand_over = self.dir_path().as_deref().and_then(CtimeMark::of_path);
+    }
+
+    /// Whether nothing was added to or removed from the directory since hand-over, by
+    /// anyone: then the uid still owns nothing there. Once none of the execution's processes
+    /// is left, that is final.
+    pub fn untouched(&self) -> bool {
+        let now = self.dir_path().as_deref().and_then(CtimeMark::of_path);
+        self.at_hand_over.is_some_and(|mark| mark.unchanged_at(now))
+    }
+
+    fn dir_path(&self) -> Option<CString> {
+        CString::new(self.dir.as_os_str().as_bytes()).ok()
+    }
+
     /// Removes every entry of the directory the uid owns, within `budget`; whether it is done.
     pub fn remove(&self, budget: Duration) -> bool {
-        let Ok(path) = CString::new(self.dir.as_os_str().as_bytes()) else {
+        let Some(path) = self.dir_path() else {
             return true;
         };
         let Some(top) = scrub_fs::open_directory(libc::AT_FDCWD, &path) else {
@@ -102,12 +126,14 @@ mod tests {
         let leftovers = OwnLeftovers {
             dir: root.path().to_path_buf(),
             uid: me,
+            at_hand_over: None,
         };
         assert!(leftovers.remove(Duration::from_secs(10)));
         assert_eq!(std::fs::read_dir(root.path()).expect("read").count(), 0);
         let someone_elses = OwnLeftovers {
             dir: root.path().to_path_buf(),
             uid: me + 1,
+            at_hand_over: None,
         };
         std::fs::write(root.path().join("kept"), "x").expect("write");
         assert!(someone_elses.remove(Duration::from_secs(10)));

@@ -14,9 +14,11 @@
 //! executions take turns and everything they wrote is removed before the next ([`scrub`]).
 
 mod child;
+mod ctime_mark;
 pub mod landlock;
 pub mod leftovers;
 pub mod rlimits;
+mod scratch_root;
 pub mod scrub;
 mod scrub_fs;
 pub mod signals;
@@ -32,6 +34,7 @@ use pyexec_isolate::Spec;
 use self::child::{ChildHardening, Identity};
 use self::leftovers::OwnLeftovers;
 use self::rlimits::ProcessLimit;
+use self::scratch_root::ScratchRoot;
 use self::scrub::SharedAreas;
 use self::signals::ListenerChannel;
 use self::uids::{UidPool, UidRelease, UIDS};
@@ -73,6 +76,8 @@ pub struct CompatSandbox {
     /// Where writes cannot be kept private (a shared uid without Landlock): the places every
     /// execution takes turns on, emptied after each.
     shared_areas: Option<Arc<SharedAreas>>,
+    /// Where private scratch directories are made (none where executions share `/tmp`).
+    scratch_root: Option<Arc<ScratchRoot>>,
 }
 
 impl CompatSandbox {
@@ -96,6 +101,14 @@ impl CompatSandbox {
             );
             Arc::new(areas)
         });
+        let scratch_root = match shared_areas {
+            Some(_) => None,
+            None => Some(Arc::new(
+                ScratchRoot::create(&std::env::temp_dir()).map_err(|error| {
+                    SandboxError::Failed(format!("could not create the scratch root: {error}"))
+                })?,
+            )),
+        };
         Ok(Self {
             python: layer.python_dir().join("bin/python3"),
             harness: layer.harness_dir().join("harness.py"),
@@ -106,6 +119,7 @@ impl CompatSandbox {
             isolation,
             uids: as_root.then(|| Arc::clone(&UIDS)),
             shared_areas,
+            scratch_root,
         })
     }
 
@@ -135,15 +149,23 @@ impl CompatSandbox {
         let failed = |error: std::io::Error| {
             SandboxError::Failed(format!("could not create a scratch directory: {error}"))
         };
+        let root = Arc::clone(
+            self.scratch_root
+                .as_ref()
+                .expect("made without shared areas"),
+        );
         let scratch = tempfile::Builder::new()
-            .prefix("python-executor-")
-            .tempdir()
+            .prefix("x")
+            .tempdir_in(root.path())
             .map_err(failed)?;
         if let Some(identity) = identity {
             std::os::unix::fs::chown(scratch.path(), Some(identity.uid), Some(identity.gid))
                 .map_err(failed)?;
         }
-        Ok(Scratch::Private(scratch))
+        Ok(Scratch::Private {
+            dir: scratch,
+            _root: root,
+        })
     }
 
     /// What every execution gets, however it starts: a uid of its own (as root), its scratch
@@ -161,6 +183,7 @@ impl CompatSandbox {
         let leftovers = identity.map(|identity| OwnLeftovers {
             dir: PathBuf::from(SHARED_TMP),
             uid: identity.uid,
+            at_hand_over: None,
         });
         let landlock = if self.isolation.landlock {
             let policy = landlock::FsPolicy {
@@ -383,8 +406,11 @@ fn serve_signal_guard(parent: std::os::fd::OwnedFd) -> AfterSpawn {
 /// Where an execution works.
 #[derive(Debug)]
 enum Scratch {
-    /// Its own directory, removed when the execution is dropped.
-    Private(tempfile::TempDir),
+    /// Its own directory, removed when the execution is dropped (before the root it is in).
+    Private {
+        dir: tempfile::TempDir,
+        _root: Arc<ScratchRoot>,
+    },
     /// The shared `/tmp`, emptied by the turn (see [`scrub`]).
     Shared(PathBuf),
 }
@@ -392,7 +418,7 @@ enum Scratch {
 impl Scratch {
     fn path(&self) -> &Path {
         match self {
-            Self::Private(dir) => dir.path(),
+            Self::Private { dir, .. } => dir.path(),
             Self::Shared(path) => path,
         }
     }

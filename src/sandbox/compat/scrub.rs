@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use super::ctime_mark::CtimeMark;
 use super::scrub_fs::{self, Entry};
 
 /// The places a script's uid can write that outlive it, where they exist and are writable.
@@ -58,23 +59,8 @@ struct Area {
     /// name too: a script may delete such an entry and get its inode number reused.)
     found_at_start: HashSet<(CString, u64)>,
     /// The directory's change time when a scrub last found it holding nothing to remove.
-    clean: std::sync::Mutex<Option<CleanMark>>,
+    clean: std::sync::Mutex<Option<CtimeMark>>,
 }
-
-/// A directory's change time (ctime: every entry added, removed or renamed sets it, and no one
-/// can set it back) as it was, and when that was read (`at`). While it is unchanged, nothing was
-/// added since, and the scrub needs no listing: its cost follows what the scripts wrote, not
-/// what the place held (a listing of thousands of entries, twice per execution). Trusted only
-/// when the change time is older than the reading by [`CLEAN_MARK_MARGIN`]: the kernel stamps
-/// changes with a coarse clock, so a change just after the reading could carry the same stamp.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct CleanMark {
-    ctime: (i64, i64),
-    at: (i64, i64),
-}
-
-/// Far more than the kernel's coarse clock's tick (1 to 10 ms).
-const CLEAN_MARK_MARGIN_NS: i64 = 50_000_000;
 
 /// One execution's turn: held from hand-over until its leftovers are gone.
 #[derive(Debug)]
@@ -208,7 +194,7 @@ impl SharedAreas {
         loop {
             // Read before the listing: a change after it shows either in the listing or in a
             // change time other than this one.
-            let mark = CleanMark::now(top);
+            let mark = CtimeMark::of_fd(top);
             let mut progress = false;
             let mut leftovers = false;
             let mut within_budget = true;
@@ -282,17 +268,15 @@ impl Area {
         })
     }
 
-    fn mark_clean(&self, mark: Option<CleanMark>) {
+    fn mark_clean(&self, mark: Option<CtimeMark>) {
         *self.clean.lock().unwrap_or_else(PoisonError::into_inner) = mark;
     }
 
     /// Whether the directory is as a scrub last left it, clean, by a mark that can be trusted.
     fn unchanged_since_clean(&self) -> bool {
         let marked = *self.clean.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(marked) = marked.filter(CleanMark::is_trusted) else {
-            return false;
-        };
-        CleanMark::now(self.directory.as_raw_fd()).is_some_and(|now| now.ctime == marked.ctime)
+        marked
+            .is_some_and(|marked| marked.unchanged_at(CtimeMark::of_fd(self.directory.as_raw_fd())))
     }
 
     fn was_there(&self, entry: &Entry) -> bool {
@@ -302,33 +286,13 @@ impl Area {
     }
 }
 
-impl CleanMark {
-    /// The change time of the directory `fd`, read now.
-    fn now(fd: i32) -> Option<Self> {
-        // SAFETY: fstat and clock_gettime fill structs zeroed here.
-        unsafe {
-            let mut stat: libc::stat = std::mem::zeroed();
-            let mut clock: libc::timespec = std::mem::zeroed();
-            if libc::clock_gettime(libc::CLOCK_REALTIME, &mut clock) != 0
-                || libc::fstat(fd, &mut stat) != 0
-            {
-                return None;
-            }
-            Some(Self {
-                ctime: (stat.st_ctime, stat.st_ctime_nsec),
-                at: (clock.tv_sec, clock.tv_nsec),
-            })
-        }
-    }
-
-    fn is_trusted(&self) -> bool {
-        let nanos =
-            |(seconds, nanos): (i64, i64)| i128::from(seconds) * 1_000_000_000 + i128::from(nanos);
-        nanos(self.at) - nanos(self.ctime) > i128::from(CLEAN_MARK_MARGIN_NS)
-    }
-}
-
 impl Turn {
+    /// Whether no place changed since the scrub that began the turn found it clean: the
+    /// execution added nothing anywhere, so far (an entry its kill cuts short shows later).
+    pub fn places_untouched(&self) -> bool {
+        self.areas.areas.iter().all(Area::unchanged_since_clean)
+    }
+
     /// Ends the turn within `budget` (the execution's own time): empties the shared places and
     /// lets the next execution have them. When the budget runs out first, the places are marked
     /// unclean and a background scrub finishes them, still holding the turn.
