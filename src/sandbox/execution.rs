@@ -242,24 +242,19 @@ impl Started {
             ..
         } = self;
         let execution = observe(origin, streams, &held, waited).await;
-        // The execution pays for what it left in the shared places, before its answer. One
-        // that added nothing there (so far) need not wait for its processes' exit: its turn
-        // ends after the answer, once they are gone, and the next execution waits for that.
-        let turn = match turn {
-            Some(turn) if !turn.places_untouched() => {
-                let _ = leader.wait().await;
-                end_turn(turn, session, job.limits.cpu).await;
-                None
-            }
-            untouched => untouched.map(|turn| (turn, job.limits.cpu)),
-        };
+        // The execution pays for what it left in the shared places, before its answer. It
+        // waits for its processes' exit even when it left nothing there: on Lambda, frozen once
+        // the answer is out, an exit left for later would be paid by the next invocation.
+        if let Some(turn) = turn {
+            let _ = leader.wait().await;
+            end_turn(turn, session, job.limits.cpu).await;
+        }
         remove_leftovers(&mut held, session, job.limits.cpu).await;
         tokio::spawn(teardown(Remains {
             leader,
             held,
             session,
             running,
-            turn,
         }));
         execution
     }
@@ -314,7 +309,6 @@ impl Started {
             held: self.held,
             session: self.session,
             running,
-            turn: None,
         }));
         execution
     }

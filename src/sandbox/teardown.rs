@@ -55,9 +55,6 @@ pub(super) struct Remains {
     pub held: Held,
     pub session: i32,
     pub running: live::Running,
-    /// A turn on the shared places the execution added nothing to before its answer, with
-    /// its budget: ended here, once its processes are gone (see [`end_turn`]).
-    pub turn: Option<(Turn, Duration)>,
 }
 
 /// Ends an execution's turn on the shared places once none of its processes is left (nothing
@@ -113,9 +110,6 @@ pub(super) async fn remove_leftovers(held: &mut Held, session: i32, budget: Dura
 /// on would give the next execution a neighbour.
 pub(super) async fn teardown(mut remains: Remains) {
     let _ = remains.leader.wait().await;
-    if let Some((turn, budget)) = remains.turn.take() {
-        end_turn(turn, remains.session, budget).await;
-    }
     // Every process of the execution started in its cgroup and cannot leave it: once the
     // cgroup is gone, none is alive, and the group needs no look (a scan of /proc).
     let mut emptied = false;

@@ -287,12 +287,6 @@ impl Area {
 }
 
 impl Turn {
-    /// Whether no place changed since the scrub that began the turn found it clean: the
-    /// execution added nothing anywhere, so far (an entry its kill cuts short shows later).
-    pub fn places_untouched(&self) -> bool {
-        self.areas.areas.iter().all(Area::unchanged_since_clean)
-    }
-
     /// Ends the turn within `budget` (the execution's own time): empties the shared places and
     /// lets the next execution have them. When the budget runs out first, the places are marked
     /// unclean and a background scrub finishes them, still holding the turn.
