@@ -121,7 +121,9 @@ impl SharedAreas {
             if areas.iter().any(|area| area.path == path) || !writable(&path) {
                 continue;
             }
+            let outputs = (path == Path::new(SHARED_WORKDIR)).then(|| with_outputs_dir(&path));
             areas.extend(Area::open(path));
+            areas.extend(outputs.flatten().and_then(Area::open));
         }
         Self::of(areas)
     }
@@ -349,6 +351,24 @@ impl Drop for Turn {
             turn.end(Duration::from_secs(10));
         }
     }
+}
+
+/// The working directory where executions take turns: `outputs/` in it is made by the harness
+/// for every execution.
+const SHARED_WORKDIR: &str = "/tmp";
+
+/// Makes `outputs/` in the shared working directory once, before the directory's listing at
+/// start, so the harness finds it there: made anew by every execution, it moved the
+/// directory's change time every time, and every scrub listed the whole directory. Its
+/// contents are an area of their own: what executions put there is removed, what was there at
+/// start stays. Its path, where it is (or now is) a directory this uid can write.
+fn with_outputs_dir(workdir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let outputs = workdir.join("outputs");
+    let _ = std::fs::DirBuilder::new().mode(0o755).create(&outputs);
+    // Never a link: the area is opened without following one.
+    let is_directory = std::fs::symlink_metadata(&outputs).is_ok_and(|meta| meta.is_dir());
+    (is_directory && writable(&outputs)).then_some(outputs)
 }
 
 fn writable(path: &Path) -> bool {

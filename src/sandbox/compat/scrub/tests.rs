@@ -121,3 +121,29 @@ fn an_unchanged_place_is_not_listed_and_a_changed_one_is_scrubbed() {
     assert_eq!(scrub(), Scrubbed::Clean { removed: 1 });
     assert_eq!(names_in(path), Vec::<String>::new());
 }
+
+#[test]
+fn outputs_made_at_start_keep_the_workdir_unchanged_and_are_emptied() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let workdir = root.path();
+    let outputs = with_outputs_dir(workdir).expect("outputs/ made");
+    let areas = Arc::new(SharedAreas::of(
+        [workdir.to_path_buf(), outputs.clone()]
+            .into_iter()
+            .filter_map(Area::open)
+            .collect(),
+    ));
+    std::thread::sleep(Duration::from_millis(120));
+    let scrub = || areas.scrub(&mut Budget::new(Duration::from_secs(30)));
+    assert_eq!(scrub(), Scrubbed::Clean { removed: 0 });
+    // What the harness does in every execution, and a script's output file.
+    let _ = std::fs::create_dir(&outputs);
+    std::fs::write(outputs.join("plot.png"), "x").expect("write");
+    assert!(
+        areas.areas[0].unchanged_since_clean(),
+        "an execution writing only outputs/ moved the working directory"
+    );
+    assert_eq!(scrub(), Scrubbed::Clean { removed: 1 });
+    assert_eq!(names_in(workdir), vec!["outputs".to_owned()]);
+    assert_eq!(names_in(&outputs), Vec::<String>::new());
+}
