@@ -13,6 +13,8 @@ import time
 # CPU clock cannot be read (see _cpu_ms_after_frame): it costs about a millisecond, a few tens
 # with a heap of gigabytes.
 EXIT_WAIT_S = 0.1
+# The most one read of the frame's pipe takes.
+READ_BYTES = 1 << 20
 # The kernel's CPU-time clock of a whole process, as clock_getcpuclockid(3) encodes it.
 CPUCLOCK_SCHED = 2
 
@@ -31,7 +33,9 @@ def collect(pid, read_end, limit):
         # Without a pidfd (kernels before 5.3), check on the child every 10 ms instead.
         events = dict(poller.poll(None if exited is not None else 10))
         if read_end in events:
-            chunk = os.read(read_end, 65536)
+            # As much as the pipe holds (grown to a megabyte for a session's state): one read,
+            # and one chunk that needs no joining.
+            chunk = os.read(read_end, READ_BYTES)
             if not chunk:
                 poller.unregister(read_end)
                 if size and not oversized:

@@ -8,6 +8,11 @@ functions and classes the session defined travel by value), modules by name (imp
 and the files the session left in its working directory. A name whose value cannot be pickled
 (an open file, a socket, a generator, a thread) is left out and named in the answer's `dropped`,
 as is one that could not be restored.
+
+Laid out as `STATE_MAGIC`, the header's length (8 bytes, big-endian), the header (a pickle of
+the names, modules and files), then each value's pickle followed by its out-of-band buffers
+(pickle protocol 5): an array's data is written from its own memory and restored as a view of
+the state as read, never copied in the sandbox on either way.
 """
 
 import importlib
@@ -16,7 +21,9 @@ import pickle
 import time
 import types
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+# What a state starts with: a state of another layout is refused, never unpickled as this one.
+STATE_MAGIC = b"pyexec-session-2"
 # Names every namespace has, which are the harness's, never the session's.
 OWN_NAMES = frozenset(
     {
@@ -58,27 +65,28 @@ class Session:
         directory. Names that cannot be restored are remembered as dropped."""
         if not self.state:
             return
-        state = pickle.loads(self.state)
-        if state.get("version") != STATE_VERSION:
-            raise ValueError("a session state of another version")
-        for path, content in state["files"].items():
+        saved, values = _open_state(self.state)
+        for path, content in saved["files"].items():
             _write_file(path, content)
-        for name, module in state["modules"].items():
+        for name, module in saved["modules"].items():
             try:
                 namespace[name] = importlib.import_module(module)
             except Exception:  # noqa: BLE001 - a module gone from the runtime is dropped
                 self.not_restored.append(name)
-        for name, blob in state["vars"].items():
+        for name, load in values:
             try:
-                namespace[name] = pickle.loads(blob)
+                namespace[name] = load()
             except Exception:  # noqa: BLE001 - a value that no longer loads is dropped
                 self.not_restored.append(name)
 
     def save(self, namespace, max_bytes):
-        """(the state's bytes or None, the dropped names, why there is no state or None)."""
+        """(the state as a list of byte chunks or None, the dropped names, why there is no
+        state or None). The chunks are views of the values' own memory where pickle allows
+        (numpy arrays, a DataFrame's columns: protocol 5's out-of-band buffers), written out
+        as they are: a megabyte of DataFrame is not copied on its way out."""
         import cloudpickle
 
-        values, modules, dropped = {}, {}, list(self.not_restored)
+        entries, chunks, modules, dropped = [], [], {}, list(self.not_restored)
         for name, value in list(namespace.items()):
             if name in OWN_NAMES or (name.startswith("__") and name.endswith("__")):
                 continue
@@ -86,18 +94,70 @@ class Session:
                 modules[name] = value.__name__
                 continue
             try:
-                values[name] = cloudpickle.dumps(value)
+                pickled, raws = _pickled(cloudpickle, value)
             except Exception:  # noqa: BLE001 - whatever cannot be pickled is dropped, named
                 dropped.append(name)
+                continue
+            entries.append((name, len(pickled), [raw.nbytes for raw in raws]))
+            chunks.append(pickled)
+            chunks.extend(raws)
         files = _session_files(self.before, max_bytes)
         if files is None:
             return None, sorted(dropped), "too_large"
-        state = cloudpickle.dumps(
-            {"version": STATE_VERSION, "vars": values, "modules": modules, "files": files}
+        header = pickle.dumps(
+            {"version": STATE_VERSION, "vars": entries, "modules": modules, "files": files},
+            protocol=5,
         )
-        if len(state) > max_bytes:
+        chunks[:0] = [STATE_MAGIC, len(header).to_bytes(8, "big"), header]
+        if sum(memoryview(chunk).nbytes for chunk in chunks) > max_bytes:
             return None, sorted(dropped), "too_large"
-        return state, sorted(dropped), None
+        return chunks, sorted(dropped), None
+
+
+def _pickled(cloudpickle, value):
+    """(the pickle of `value`, the raw views of its out-of-band buffers), or the pickle alone
+    with every buffer in it where one has no single raw view."""
+    buffers = []
+    pickled = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    try:
+        return pickled, [buffer.raw() for buffer in buffers]
+    except BufferError:
+        return cloudpickle.dumps(value, protocol=5), []
+
+
+def _open_state(state):
+    """(the saved header, [(name, a function that loads its value)]) of a state: the magic,
+    the header's length and the header, then each value's pickle followed by its out-of-band
+    buffers, loaded as views of `state` (a bytearray: writable, so a restored array is too)."""
+    view = memoryview(state)
+    if bytes(view[: len(STATE_MAGIC)]) != STATE_MAGIC:
+        return _open_state_v1(state)
+    at = len(STATE_MAGIC) + 8
+    header_length = int.from_bytes(view[len(STATE_MAGIC) : at], "big")
+    saved = pickle.loads(view[at : at + header_length])
+    if saved.get("version") != STATE_VERSION:
+        raise ValueError("a session state of another version")
+    at += header_length
+    values = []
+    for name, pickled_length, buffer_lengths in saved["vars"]:
+        pickled = view[at : at + pickled_length]
+        at += pickled_length
+        buffers = []
+        for length in buffer_lengths:
+            buffers.append(view[at : at + length])
+            at += length
+        values.append((name, lambda p=pickled, b=buffers: pickle.loads(p, buffers=b)))
+    return saved, values
+
+
+def _open_state_v1(state):
+    """A state saved before out-of-band buffers (one pickle of every value's own pickle):
+    sessions begun before an upgrade go on."""
+    saved = pickle.loads(state)
+    if not isinstance(saved, dict) or saved.get("version") != 1:
+        raise ValueError("a session state of another version")
+    values = [(name, lambda b=blob: pickle.loads(b)) for name, blob in saved["vars"].items()]
+    return saved, values
 
 
 def _session_files(before, max_bytes):
