@@ -2,10 +2,13 @@
 //! process under the system's temporary directory, never `/tmp` itself. Creating and removing
 //! a scratch directory there leaves `/tmp`'s change time alone, which is how an execution is
 //! known to have left nothing in `/tmp` (see [`super::leftovers`]); and what a killed service
-//! left is one directory, which the next start removes.
+//! left is one directory, which the next start removes. A directory's owner holds a lock on it
+//! (`flock`) for its life, so a start removes only those whose owner is gone, whatever PID
+//! namespace either runs in.
 
 use std::fs;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,26 +19,35 @@ const PREFIX: &str = "python-executor-run-";
 #[derive(Debug)]
 pub struct ScratchRoot {
     path: PathBuf,
+    /// The directory, open and locked: it is in use while this is held.
+    _lock: fs::File,
 }
 
 /// Several sandboxes may live in one process (tests): each has a directory of its own.
 static CREATED: AtomicU64 = AtomicU64::new(0);
 
 impl ScratchRoot {
-    /// Creates this process's directory in `parent`, after removing those of processes that
-    /// no longer exist. Executions' uids may only pass through it (mode 0711).
+    /// Creates this process's directory in `parent`, after removing those no process holds
+    /// any more. Executions' uids may only pass through it (mode 0711).
     pub fn create(parent: &Path) -> io::Result<Self> {
-        remove_those_of_dead_processes(parent);
+        remove_unheld(parent);
         let count = CREATED.fetch_add(1, Ordering::Relaxed);
         let path = parent.join(format!("{PREFIX}{}-{count}", std::process::id()));
         if path.exists() {
-            // A dead process's, whose pid this one now has.
+            // A gone process's (its pid is this one's now), unless someone holds it still.
+            if lock(&path).is_none() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "held by another",
+                ));
+            }
             fs::remove_dir_all(&path)?;
         }
         fs::DirBuilder::new().mode(0o711).create(&path)?;
         // The umask may have taken bits away.
         fs::set_permissions(&path, fs::Permissions::from_mode(0o711))?;
-        Ok(Self { path })
+        let held = lock(&path).ok_or_else(|| io::Error::other("could not lock it"))?;
+        Ok(Self { path, _lock: held })
     }
 
     pub fn path(&self) -> &Path {
@@ -49,25 +61,30 @@ impl Drop for ScratchRoot {
     }
 }
 
-/// Removes the directories of service processes that ended without removing theirs (killed).
-fn remove_those_of_dead_processes(parent: &Path) {
+/// Removes the directories of service processes that ended without removing theirs (killed):
+/// those whose lock nobody holds.
+fn remove_unheld(parent: &Path) {
     let Ok(entries) = fs::read_dir(parent) else {
         return;
     };
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
+        let ours = entry
+            .file_name()
             .to_str()
-            .and_then(|name| name.strip_prefix(PREFIX))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
+            .is_some_and(|name| name.starts_with(PREFIX));
+        let is_directory = entry.file_type().is_ok_and(|kind| kind.is_dir());
+        if ours && is_directory && lock(&entry.path()).is_some() {
             let _ = fs::remove_dir_all(entry.path());
         }
     }
+}
+
+/// The directory at `path`, open and locked exclusively; None while another holds it.
+fn lock(path: &Path) -> Option<fs::File> {
+    let directory = fs::File::open(path).ok()?;
+    // SAFETY: flock(2) on an open fd; the lock goes with the fd.
+    let locked = unsafe { libc::flock(directory.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    (locked == 0).then_some(directory)
 }
 
 #[cfg(test)]
@@ -75,9 +92,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_dead_processs_directory_goes_and_this_ones_stays_until_dropped() {
+    fn a_gone_processs_directory_goes_and_a_held_one_stays_until_dropped() {
         let parent = tempfile::tempdir().expect("tempdir");
-        // No process has a pid this high (pid_max is at most 2^22).
+        // What a killed service left: nobody holds its lock.
         let dead = parent.path().join(format!("{PREFIX}{}-0", 1u32 << 30));
         fs::create_dir_all(dead.join("left/behind")).expect("mkdir");
         let unrelated = parent.path().join("python-executor-something-else");
@@ -92,7 +109,7 @@ mod tests {
         assert_eq!(mode & 0o777, 0o711);
         let path = root.path().to_path_buf();
         let again = ScratchRoot::create(parent.path()).expect("another root");
-        assert!(path.exists(), "a live process's directory stays");
+        assert!(path.exists(), "a held directory stays");
         assert_ne!(again.path(), path);
         drop(root);
         assert!(!path.exists());
