@@ -273,8 +273,7 @@ def _read_job(stream):
                 break
             got += count
         view.release()
-        session["state"] = state[:got] if got < len(state) else state
-        session["state"] = session["state"] or None
+        session["state"] = (state if got == len(state) else state[:got]) or None
     return job
 
 

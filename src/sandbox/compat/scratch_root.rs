@@ -31,22 +31,26 @@ impl ScratchRoot {
     /// any more. Executions' uids may only pass through it (mode 0711).
     pub fn create(parent: &Path) -> io::Result<Self> {
         remove_unheld(parent);
-        let count = CREATED.fetch_add(1, Ordering::Relaxed);
-        let path = parent.join(format!("{PREFIX}{}-{count}", std::process::id()));
-        if path.exists() {
-            // A gone process's (its pid is this one's now), unless someone holds it still.
-            if lock(&path).is_none() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    "held by another",
-                ));
-            }
-            fs::remove_dir_all(&path)?;
-        }
-        fs::DirBuilder::new().mode(0o711).create(&path)?;
+        let name = format!(
+            "{}-{}",
+            std::process::id(),
+            CREATED.fetch_add(1, Ordering::Relaxed)
+        );
+        // Made and locked under a name no sweep looks at, then renamed: another service
+        // starting meanwhile never finds it unlocked.
+        let making = parent.join(format!(".{PREFIX}{name}"));
+        // One of this name is a gone process's, killed between its making and its rename.
+        let _ = fs::remove_dir_all(&making);
+        fs::DirBuilder::new().mode(0o711).create(&making)?;
         // The umask may have taken bits away.
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o711))?;
-        let held = lock(&path).ok_or_else(|| io::Error::other("could not lock it"))?;
+        fs::set_permissions(&making, fs::Permissions::from_mode(0o711))?;
+        let held = lock(&making).ok_or_else(|| io::Error::other("could not lock it"))?;
+        let path = parent.join(format!("{PREFIX}{name}"));
+        // Never over another's directory of that name (a process of this pid in another PID
+        // namespace): the rename fails instead.
+        rename_no_replace(&making, &path).inspect_err(|_| {
+            let _ = fs::remove_dir(&making);
+        })?;
         Ok(Self { path, _lock: held })
     }
 
@@ -76,6 +80,30 @@ fn remove_unheld(parent: &Path) {
         if ours && is_directory && lock(&entry.path()).is_some() {
             let _ = fs::remove_dir_all(entry.path());
         }
+    }
+}
+
+fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |path: &Path| {
+        CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other("a NUL in a path"))
+    };
+    let (from, to) = (c(from)?, c(to)?);
+    // SAFETY: renameat2(2) on two NUL-terminated paths.
+    let renamed = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if renamed == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

@@ -121,7 +121,8 @@ impl SharedAreas {
             if areas.iter().any(|area| area.path == path) || !writable(&path) {
                 continue;
             }
-            let outputs = (path == Path::new(SHARED_WORKDIR)).then(|| with_outputs_dir(&path));
+            // The working directory where executions take turns: the harness makes `outputs/` there.
+            let outputs = (path == Path::new(super::SHARED_TMP)).then(|| with_outputs_dir(&path));
             areas.extend(Area::open(path));
             areas.extend(outputs.flatten().and_then(Area::open));
         }
@@ -352,10 +353,6 @@ impl Drop for Turn {
         }
     }
 }
-
-/// The working directory where executions take turns: `outputs/` in it is made by the harness
-/// for every execution.
-const SHARED_WORKDIR: &str = "/tmp";
 
 /// Makes `outputs/` in the shared working directory once, before the directory's listing at
 /// start, so the harness finds it there: made anew by every execution, it moved the
