@@ -17,6 +17,9 @@
 # OUT_DIR/harness/libpyexec_isolate.so                      the isolation steps of templates,
 #                                                           their children and cold nsjail
 #                                                           sandboxes (layer/isolate)
+# OUT_DIR/harness/pyexec-supervise                          each execution's supervisor
+#                                                           (layer/isolate/src/supervisor),
+#                                                           exec-only
 # OUT_DIR/harness/empty/                                    a template's working directory
 # OUT_DIR/etc/nsjail.cfg                                    the reviewed sandbox policy
 #
@@ -48,7 +51,7 @@ network_only=('pyarrow/libarrow_flight.so*' 'pyarrow/_flight.*' 'pyarrow/libarro
 
 inputs_hash() {
   cat "$here/build.sh" "$lock" "$here/nsjail-requirements.txt" \
-    "$here"/harness*.py "$here/nsjail.cfg" "$here"/isolate/Cargo.* "$here"/isolate/src/*.rs \
+    "$here"/harness*.py "$here/nsjail.cfg" "$here"/isolate/Cargo.* "$here"/isolate/src/*.rs "$here"/isolate/src/*/*.rs \
     ${LAYER_BASE:+"$LAYER_BASE/.layer-stamp"} | sha256sum | cut -d' ' -f1
 }
 
@@ -144,20 +147,25 @@ install_harness() {
 }
 
 # The isolation steps every template and jail runs (layer/isolate, a member of the service's
-# cargo workspace, under its one lock), loaded by harness_isolation.py. Built here with cargo;
-# taken as built when ISOLATE_LIB names it (tools/images builds image roots without a Rust
-# toolchain inside); left to the caller with ISOLATE_LIB=none (the Dockerfiles' builder builds
-# it with the service, in one cargo build, and installs it afterwards).
+# cargo workspace, under its one lock), loaded by harness_isolation.py, and the supervisor
+# program beside it. Built here with cargo; taken as built when ISOLATE_LIB names the library
+# (the program beside it; tools/images builds image roots without a Rust toolchain inside);
+# left to the caller with ISOLATE_LIB=none (the Dockerfiles' builder builds both with the
+# service, in one cargo build, and installs them afterwards). The supervisor is exec-only, as
+# the interpreter is: the kernel makes it undumpable from its exec on.
 install_isolate() {
-  echo "layer: isolation library"
+  echo "layer: isolation library and supervisor"
+  local built
   case "${ISOLATE_LIB:-}" in
-    none) ;;
+    none) return ;;
     "")
       CARGO_TARGET_DIR="$work/isolate" cargo build --quiet --release --locked \
         --manifest-path "$here/../Cargo.toml" -p pyexec-isolate
-      install -m 0644 "$work/isolate/release/libpyexec_isolate.so" "$out/harness/" ;;
-    *) install -m 0644 "$ISOLATE_LIB" "$out/harness/libpyexec_isolate.so" ;;
+      built="$work/isolate/release" ;;
+    *) built=$(dirname "$ISOLATE_LIB") ;;
   esac
+  install -m 0644 "$built/libpyexec_isolate.so" "$out/harness/libpyexec_isolate.so"
+  install -m 0711 "$built/pyexec-supervise" "$out/harness/pyexec-supervise"
 }
 
 stamp="$out/.layer-stamp"

@@ -22,6 +22,7 @@ supervises a script itself; each child it forks isolates itself and goes on here
 
 import ast
 import builtins
+import errno
 import fcntl
 import gc
 import importlib.util
@@ -41,8 +42,13 @@ BROKEN_FRAME = (
 )
 # The frame wraps the serialized result in a few dozen bytes of JSON; allow for that.
 FRAME_OVERHEAD = 4096
-# How long a supervisor waits for room under the process limit to fork the script's process.
+# How long the harness waits for room under the process limit to split off the script's process.
 FORK_RETRY_S = 10
+# The supervisor's program (layer/isolate/src/supervisor), beside this file.
+SUPERVISOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyexec-supervise")
+# What one file's entry in the output files section adds to its content: its path (at most
+# harness_files.MAX_SKIPPED_PATH for a skipped one) and the JSON around it.
+FILE_ENTRY_OVERHEAD = 2 * 1024
 # A pipe's capacity until grown (see _fit_pipe).
 PIPE_DEFAULT_BYTES = 65536
 
@@ -80,7 +86,6 @@ def _load_sibling(name):
 
 
 harness_cell = _load_sibling("harness_cell")
-harness_collect = _load_sibling("harness_collect")
 harness_frames = _load_sibling("harness_frames")
 SCRIPT_FILENAME = harness_frames.SCRIPT_FILENAME
 harness_files = _load_sibling("harness_files")
@@ -144,83 +149,61 @@ def _no_host_mime_types():
 
 
 def supervise(options, warm_up=False):
-    """Forks the script's process, collects its frame, reports, and exits. With `warm_up`, the
-    script's process warms itself up while it waits for its job (harness_warm_up.py)."""
-    # The script's process is forked now, before its job exists: it waits for the job on stdin,
-    # so handing a job to a warm sandbox costs no fork.
-    read_end, write_end = os.pipe()
-    # The script's process says on this pipe how much CPU its warm-up took, before its job.
-    warm_up_read, warm_up_write = os.pipe() if warm_up else (None, None)
-    pid = _fork_when_allowed()
-    if pid == 0:
-        os.close(read_end)
-        if warm_up:
-            os.close(warm_up_read)
-        _run_child(write_end, options, warm_up_write)
-    os.close(write_end)
-    if warm_up:
-        os.close(warm_up_write)
-    # The supervisor never writes to the script's streams, and must not hold them: the service
-    # reads them to end of file, which then comes when the script's process lets go of them,
-    # not when this process has exited (after its report).
-    _to_devnull(0, 1, 2)
+    """Splits this process into the execution's supervisor and the script's process, and goes
+    on as the latter. With `warm_up`, the script's process warms itself up while it waits for
+    its job (harness_warm_up.py)."""
+    # The script's process exists before its job: it waits for the job on stdin, so handing a
+    # job to a warm sandbox costs no fork. Its sections go out on `sections_write`; before its
+    # job it says its pid and its warm-up's CPU time on `hand_write`.
+    sections_read, sections_write = os.pipe()
+    hand_read, hand_write = os.pipe()
+    os.set_inheritable(sections_read, True)
+    os.set_inheritable(hand_read, True)
+    _split_when_allowed(_supervisor_argv(options, sections_read, hand_read))
+    # Only the script's process gets here; the supervisor is a program of its own.
+    harness_template.renew_native_id()
+    os.close(sections_read)
+    os.close(hand_read)
+    _run_child(sections_write, hand_write, options, warm_up)
+
+
+def _supervisor_argv(options, sections_read, hand_read):
+    """layer/isolate/src/supervisor: the sections' bounds, each counting what a legitimate
+    report of the limits can hold."""
     frame_limit = options.max_result_bytes + FRAME_OVERHEAD
-    # The frame, then a session's state after a newline (harness_session.py).
-    collected, oversized, status = harness_collect.collect(
-        pid, read_end, frame_limit + 1 + options.max_state_bytes
+    files_limit = (
+        options.max_output_bytes * 4 // 3
+        + (options.max_output_files + harness_files.MAX_SKIPPED_LISTED) * FILE_ENTRY_OVERHEAD
     )
-    # Views, not copies: a session's state of a megabyte passes through as it came.
-    frame, state = _frame_and_state(collected)
-    oversized = oversized or len(frame) > frame_limit
-    if oversized:
-        frame, state = b"", b""
-    if warm_up:
-        status = harness_warm_up.without_warm_up_cpu(status, warm_up_read)
-    # Only once the script reported: a script that failed or vanished returns no files.
-    files = b""
-    if frame and not oversized:
-        outputs = harness_files.collect_outputs(options.max_output_files, options.max_output_bytes)
-        files = _dumps(outputs).encode()
-    header = {
-        "frame_bytes": len(frame),
-        "frame_oversized": oversized,
-        "files_bytes": len(files),
-        "state_bytes": len(state),
-        **harness_collect.describe_status(status),
-    }
-    report = [(_dumps(header) + "\n").encode(), frame, files, state]
-    _fit_pipe(RESULT_FD, sum(len(part) for part in report))
-    for part in report:
-        _write_all(RESULT_FD, part)
-    os.close(RESULT_FD)
-    # Skip interpreter teardown: with pandas loaded it costs a tenth of a second for nothing.
-    _exit(0)
+    numbers = (sections_read, hand_read, frame_limit, files_limit, options.max_state_bytes)
+    return [SUPERVISOR, "supervise", *(str(number) for number in numbers)]
 
 
-def _frame_and_state(collected):
-    """The frame and the session's state after it (the first newline: a frame is one line of
-    JSON), as views of what was collected."""
-    view = memoryview(collected)
-    newline = collected.find(b"\n")
-    if newline < 0:
-        return view, view[:0]
-    return view[:newline], view[newline + 1 :]
-
-
-def _fork_when_allowed():
-    """os.fork(), waiting out a full process limit: a spare execution is forked while another
-    runs, whose processes may fill a shared uid's RLIMIT_NPROC for a moment (a fork bomb,
-    until its teardown kills it). Gives up after FORK_RETRY_S."""
+def _split_when_allowed(argv):
+    """Splits (the isolation library's pyexec_split), waiting out a full process limit: a
+    spare execution is split while another runs, whose processes may fill a shared uid's
+    RLIMIT_NPROC for a moment (a fork bomb, until its teardown kills it). Gives up after
+    FORK_RETRY_S. Where the library has no such path, a fork whose parent execs the
+    supervisor."""
+    blob = b"".join(os.fsencode(arg) + b"\0" for arg in argv)
+    library = harness_isolation.library()
     deadline = time.monotonic() + FORK_RETRY_S
     delay = 0.005
     while True:
-        try:
-            return os.fork()
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
+        result = library.pyexec_split(blob, len(blob))
+        if result == 0:
+            return
+        if result == 1:
+            return _fork_and_exec(argv)
+        if result != -errno.EAGAIN or time.monotonic() > deadline:
+            raise OSError(-result, os.strerror(-result))
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
+def _fork_and_exec(argv):
+    if os.fork() != 0:
+        os.execv(argv[0], argv)
 
 
 class _Options:
@@ -277,12 +260,14 @@ def _read_job(stream):
     return job
 
 
-def _run_child(frame_fd, options, warm_up_fd):
+def _run_child(sections_fd, hand_fd, options, warm_up):
     os.close(RESULT_FD)
     max_result_bytes = options.max_result_bytes
-    if warm_up_fd is not None:
-        encode = lambda result: harness_frames.result(result, max_result_bytes)  # noqa: E731
-        harness_warm_up.warm_before_job(encode, warm_up_fd)
+    encode = lambda result: harness_frames.result(result, max_result_bytes)  # noqa: E731
+    warm_up_us = harness_warm_up.warm_before_job(encode) if warm_up else 0
+    # Before any user code, and closed at once: nothing a script does can change what it says.
+    _write_all(hand_fd, f"{_getpid()} {warm_up_us}".encode())
+    _close(hand_fd)
     _cpu_limit_as_sigxcpu()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -315,14 +300,26 @@ def _run_child(frame_fd, options, warm_up_fd):
             _close(fd)
         except OSError:
             pass
+    files = _outputs_section(options) if frame else b""
     encoded = frame.encode("utf-8", "surrogatepass")
-    chunks = [encoded] if state is None else [encoded, b"\n", *state]
-    _fit_pipe(frame_fd, sum(memoryview(chunk).nbytes for chunk in chunks))
+    chunks = [encoded, b"\n", files, b"\n", *(state or ())]
+    _fit_pipe(sections_fd, sum(memoryview(chunk).nbytes for chunk in chunks))
     for chunk in chunks:
-        _write_all(frame_fd, chunk)
-    # End of file tells the supervisor the frame is complete, without waiting for our exit.
-    _close(frame_fd)
+        _write_all(sections_fd, chunk)
+    # End of file tells the supervisor the sections are whole, without waiting for our exit.
+    _close(sections_fd)
     _exit(0)
+
+
+def _outputs_section(options):
+    """The files left under outputs/ (harness_files.py), as one line of JSON; nothing when the
+    script broke what listing them needs. Only ever the script's own files: the service checks
+    this section against the limits as it checks the frame."""
+    try:
+        outputs = harness_files.collect_outputs(options.max_output_files, options.max_output_bytes)
+        return _dumps(outputs).encode()
+    except BaseException:  # noqa: BLE001 - a script may have broken os or json
+        return b""
 
 
 def _to_devnull(*fds):

@@ -11,20 +11,28 @@ import os
 ISOLATION_FAILED = 71
 
 
+_loaded = []
+
+
 def library():
-    """The isolation library, beside this file, with its entry points' signatures."""
+    """The isolation library, beside this file, with its entry points' signatures (loaded
+    once)."""
+    if _loaded:
+        return _loaded[0]
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libpyexec_isolate.so")
     loaded = ctypes.CDLL(path)
     signatures = (
         ("pyexec_apply", [ctypes.c_char_p, ctypes.c_size_t]),
         ("pyexec_enter", [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int]),
-        ("pyexec_continue_in_namespace", [ctypes.c_int]),
+        ("pyexec_continue_in_namespace", [ctypes.c_int, ctypes.c_char_p]),
+        ("pyexec_split", [ctypes.c_char_p, ctypes.c_size_t]),
         ("pyexec_confine", [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int]),
     )
     for name, arguments in signatures:
         function = getattr(loaded, name)
         function.argtypes = arguments
         function.restype = ctypes.c_int
+    _loaded.append(loaded)
     return loaded
 
 

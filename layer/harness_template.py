@@ -27,6 +27,8 @@ STATUS_FD = 4
 LANDLOCK_FD = 5
 MAX_MESSAGE = 1 << 20
 MAX_FDS = 6
+# The program a PID namespace's parent execs to wait for its child (layer/isolate/src/supervisor).
+_SUPERVISOR = os.fsencode(os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyexec-supervise"))
 # Exit status of a child whose isolation failed: it never ran anything (the service has been
 # told why on the status socket).
 ISOLATION_FAILED = 71
@@ -70,15 +72,16 @@ def _become_execution(library, message, fds):
     if entered == 1:
         # A new PID namespace takes effect for children: the rest runs in its first process, a
         # child sharing this one's memory (no second copy of the template), while this one
-        # waits for it and exits as it did. Where the library has no such path, a fork.
-        continued = library.pyexec_continue_in_namespace(STATUS_FD)
+        # waits for it (a small program of its own by then) and exits as it did. Where the
+        # library has no such path, a fork.
+        continued = library.pyexec_continue_in_namespace(STATUS_FD, _SUPERVISOR)
         if continued < 0:
             os._exit(ISOLATION_FAILED)
         if continued == 1:
             pid = os.fork()
             if pid != 0:
                 _exit_as(pid)
-        _renew_native_id()
+        renew_native_id()
     landlock = LANDLOCK_FD if has_landlock else -1
     if library.pyexec_confine(spec, len(spec), STATUS_FD, landlock) < 0:
         os._exit(ISOLATION_FAILED)
@@ -94,9 +97,9 @@ def _become_execution(library, message, fds):
     return header["options"]
 
 
-def _renew_native_id():
-    """The main thread's kernel id as `threading` reports it: this process's own, not the
-    waiting parent's."""
+def renew_native_id():
+    """The main thread's kernel id as `threading` reports it: this process's own, not that of
+    the process it went on from."""
     threading = sys.modules.get("threading")
     if threading is not None:
         threading.main_thread()._set_native_id()

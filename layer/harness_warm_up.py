@@ -49,30 +49,13 @@ def warm(encode_result):
     namespace.clear()
 
 
-def warm_before_job(encode_result, cpu_fd):
-    """`warm`, unless the job is already on stdin (warming up would only delay it); then
-    writes the CPU time this process has used so far, in microseconds, to `cpu_fd` and closes
-    it. Runs before the job is read: the figure is the harness's, never the script's."""
+def warm_before_job(encode_result):
+    """`warm`, unless the job is already on stdin (warming up would only delay it); returns the
+    CPU time this process has used so far, in microseconds. Runs before the job is read: the
+    figure is the harness's, never the script's (the supervisor subtracts it)."""
     stdin = select.poll()
     stdin.register(0, select.POLLIN)
     if not stdin.poll(0):
         warm(encode_result)
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    os.write(cpu_fd, str(int((usage.ru_utime + usage.ru_stime) * 1e6)).encode())
-    os.close(cpu_fd)
-
-
-def without_warm_up_cpu(ended, cpu_read):
-    """The supervisor's (status, cpu_ms) of the script's process, less what its warm-up used:
-    an execution's CPU time counts from its job. Nothing on the pipe (the process died before
-    it wrote) subtracts nothing."""
-    status, cpu_ms = ended
-    os.set_blocking(cpu_read, False)
-    try:
-        warm_up_us = int(os.read(cpu_read, 32) or b"0")
-    except (BlockingIOError, ValueError):
-        warm_up_us = 0
-    os.close(cpu_read)
-    if cpu_ms is None:
-        return ended
-    return status, max(0, cpu_ms - warm_up_us // 1000)
+    return int((usage.ru_utime + usage.ru_stime) * 1e6)

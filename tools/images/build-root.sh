@@ -131,6 +131,7 @@ build_builder() {
     CARGO_TARGET_DIR="$REPO/target/isolate" cargo build --quiet --release --locked \
         --manifest-path "$REPO/Cargo.toml" -p pyexec-isolate >&2
     install -m 0644 "$REPO/target/isolate/release/libpyexec_isolate.so" "$dir/src/libpyexec_isolate.so"
+    install -m 0755 "$REPO/target/isolate/release/pyexec-supervise" "$dir/src/pyexec-supervise"
     in_root "$dir" env ISOLATE_LIB=/src/libpyexec_isolate.so /src/layer/build.sh "$LAYER_DIR" >&2
 }
 

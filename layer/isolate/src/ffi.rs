@@ -14,8 +14,11 @@
 //! A process the service starts (a template, or a cold sandbox under nsjail, whose first
 //! process the service cannot reach between fork and exec) applies its whole spec at once with
 //! [`pyexec_apply`], before it imports anything.
+//!
+//! Every harness, however it started, splits itself with [`pyexec_split`] into the supervisor
+//! and the script's process once isolated.
 
-use std::ffi::c_int;
+use std::ffi::{c_char, c_int, CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -39,18 +42,51 @@ pub unsafe extern "C" fn pyexec_enter(spec: *const u8, length: usize, status: c_
 }
 
 /// After [`pyexec_enter`] made a new PID namespace: goes on as its first process, a child that
-/// shares this process's memory (see [`crate::vfork`]); this process never returns. Returns 0
-/// in the child, 1 where the platform has no such path (the caller forks instead), or a
-/// negative number on failure, after telling the service.
+/// shares this process's memory (see [`crate::vfork`]); this process never returns (it execs
+/// `waiter`, the supervisor binary, once woken). Returns 0 in the child, 1 where the platform
+/// has no such path (the caller forks instead), or a negative number on failure, after telling
+/// the service.
 ///
 /// # Safety
-/// The caller is single-threaded; `status` is the child's end of its status socket.
+/// The caller is single-threaded; `status` is the child's end of its status socket; `waiter`
+/// is a NUL-terminated path.
 #[no_mangle]
-pub unsafe extern "C" fn pyexec_continue_in_namespace(status: c_int) -> c_int {
-    match crate::vfork::continue_in_child() {
+pub unsafe extern "C" fn pyexec_continue_in_namespace(
+    status: c_int,
+    waiter: *const c_char,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    let waiter = unsafe { CStr::from_ptr(waiter) }.to_owned();
+    match crate::vfork::continue_in_child(&waiter) {
         Ok(()) => 0,
         Err(error) if error.raw_os_error() == Some(libc::ENOSYS) => 1,
         Err(error) => answer(status, Err(("entering the PID namespace", error))),
+    }
+}
+
+/// Splits the execution into its supervisor and the script's process (see [`crate::split`]):
+/// `argv` is `length` bytes of NUL-terminated arguments, the supervisor's path first. Returns 0
+/// in the script's process, 1 where the platform has no such path (the caller forks and execs
+/// instead), or a negative errno (-EAGAIN: the process limit, worth another try).
+///
+/// # Safety
+/// The caller is single-threaded; `argv` points to `length` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn pyexec_split(argv: *const u8, length: usize) -> c_int {
+    // SAFETY: the caller's promise.
+    let bytes = unsafe { std::slice::from_raw_parts(argv, length) };
+    let arguments: Option<Vec<CString>> = bytes
+        .split(|&byte| byte == 0)
+        .filter(|argument| !argument.is_empty())
+        .map(|argument| CString::new(argument).ok())
+        .collect();
+    let Some(arguments) = arguments.filter(|arguments| !arguments.is_empty()) else {
+        return -libc::EINVAL;
+    };
+    match crate::split::split(&arguments) {
+        Ok(()) => 0,
+        Err(error) if error.raw_os_error() == Some(libc::ENOSYS) => 1,
+        Err(error) => -error.raw_os_error().unwrap_or(libc::EIO),
     }
 }
 

@@ -13,7 +13,9 @@
 pub mod fdpass;
 pub mod ffi;
 mod spec;
+mod split;
 mod steps;
+pub mod supervisor;
 mod vfork;
 mod wire;
 

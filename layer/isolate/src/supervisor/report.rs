@@ -1,0 +1,144 @@
+//! The supervisor's one run: the script's process watched to its end, then the report on fd 3.
+
+use std::os::fd::RawFd;
+
+use super::collect::{self, Collected};
+use super::Options;
+
+/// The report channel to the service.
+const RESULT_FD: RawFd = 3;
+/// A pipe's capacity until grown.
+const PIPE_DEFAULT_BYTES: usize = 65536;
+/// The most a pipe is grown to.
+const PIPE_MAX_BYTES: usize = 1 << 20;
+
+/// Supervises the script's process to its end and reports.
+pub fn supervise(options: &Options) {
+    // The script's streams belong to the script: the service reads them to end of file, which
+    // must come when the script's process lets go of them, not when this one exits.
+    to_dev_null();
+    let limit = options.frame_limit + options.files_limit + options.state_limit + 2;
+    let hand_over = collect::hand_over(options.hand_fd);
+    // SAFETY: the hand-over's read end, read to its end.
+    unsafe { libc::close(options.hand_fd) };
+    let mut collected = match hand_over {
+        Some(hand_over) => collect::sections(hand_over.pid, options.frame_fd, limit),
+        None => collect::after_early_death(options.frame_fd, limit),
+    };
+    if let (Some(hand_over), Some(cpu_ms)) = (hand_over, collected.ending.cpu_ms) {
+        // An execution's CPU time counts from its job, not from its warm-up.
+        collected.ending.cpu_ms = Some(cpu_ms.saturating_sub(hand_over.warm_up_us / 1000));
+    }
+    write_report(&sections(&collected, options));
+}
+
+/// The frame, the files and the state, as views of what was read; all empty when any is over
+/// its bound.
+struct Sections<'a> {
+    frame: &'a [u8],
+    files: &'a [u8],
+    state: &'a [u8],
+    oversized: bool,
+    ending: collect::Ending,
+}
+
+fn sections<'a>(collected: &'a Collected, options: &Options) -> Sections<'a> {
+    let (frame, rest) = split_line(&collected.bytes);
+    let (files, state) = split_line(rest);
+    let oversized = collected.oversized
+        || frame.len() > options.frame_limit
+        || files.len() > options.files_limit
+        || state.len() > options.state_limit;
+    let (frame, files, state) = if oversized {
+        (&[][..], &[][..], &[][..])
+    } else {
+        (frame, files, state)
+    };
+    Sections {
+        frame,
+        files,
+        state,
+        oversized,
+        ending: collected.ending,
+    }
+}
+
+/// What comes before the first newline, and what after it (nothing when there is none).
+fn split_line(bytes: &[u8]) -> (&[u8], &[u8]) {
+    match bytes.iter().position(|&byte| byte == b'\n') {
+        Some(newline) => (&bytes[..newline], &bytes[newline + 1..]),
+        None => (bytes, &[]),
+    }
+}
+
+fn header(sections: &Sections<'_>) -> String {
+    let (exit_code, signal) = match sections.ending.status {
+        None => (None, None),
+        Some(status) if libc::WIFSIGNALED(status) => (None, Some(libc::WTERMSIG(status))),
+        Some(status) => (Some(libc::WEXITSTATUS(status)), None),
+    };
+    let or_null = |value: Option<String>| value.unwrap_or_else(|| "null".to_owned());
+    format!(
+        "{{\"frame_bytes\":{},\"frame_oversized\":{},\"files_bytes\":{},\"state_bytes\":{},\
+         \"exit_code\":{},\"signal\":{},\"cpu_ms\":{}}}\n",
+        sections.frame.len(),
+        sections.oversized,
+        sections.files.len(),
+        sections.state.len(),
+        or_null(exit_code.map(|code| code.to_string())),
+        or_null(signal.map(|signal| signal.to_string())),
+        or_null(sections.ending.cpu_ms.map(|ms| ms.to_string())),
+    )
+}
+
+fn write_report(sections: &Sections<'_>) {
+    let header = header(sections);
+    let parts = [
+        header.as_bytes(),
+        sections.frame,
+        sections.files,
+        sections.state,
+    ];
+    fit_pipe(parts.iter().map(|part| part.len()).sum());
+    for part in parts {
+        write_all(part);
+    }
+    // SAFETY: closing the report channel: end of file tells the service the report is whole.
+    unsafe { libc::close(RESULT_FD) };
+}
+
+/// Grows the report's pipe when the report is more than its default capacity: a session's
+/// state then crosses in a few writes. Only a speed-up: a refusal leaves the pipe as it was.
+fn fit_pipe(size: usize) {
+    if size > PIPE_DEFAULT_BYTES {
+        let capacity = size.next_power_of_two().min(PIPE_MAX_BYTES) as libc::c_int;
+        // SAFETY: fcntl with an integer argument on the report channel.
+        unsafe { libc::fcntl(RESULT_FD, libc::F_SETPIPE_SZ, capacity) };
+    }
+}
+
+fn write_all(mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: writing from a live slice.
+        let count = unsafe { libc::write(RESULT_FD, bytes.as_ptr().cast(), bytes.len()) };
+        if count > 0 {
+            bytes = &bytes[count as usize..];
+        } else if count == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR)
+        {
+            return;
+        }
+    }
+}
+
+fn to_dev_null() {
+    // SAFETY: opening /dev/null and placing it on the standard fds.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if null >= 0 {
+            for fd in 0..3 {
+                libc::dup2(null, fd);
+            }
+            libc::close(null);
+        }
+    }
+}
