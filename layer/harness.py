@@ -46,9 +46,9 @@ FRAME_OVERHEAD = 4096
 FORK_RETRY_S = 10
 # The supervisor's program (layer/isolate/src/supervisor), beside this file.
 SUPERVISOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyexec-supervise")
-# What one file's entry in the output files section adds to its content: its path (at most
-# harness_files.MAX_SKIPPED_PATH for a skipped one) and the JSON around it.
-FILE_ENTRY_OVERHEAD = 2 * 1024
+# What one file's entry in the output files section adds to its content: its path (at most 16
+# components of 255 bytes) and the JSON around it (src/sandbox/streams.rs counts the same).
+FILE_ENTRY_OVERHEAD = 5 * 1024
 # A pipe's capacity until grown (see _fit_pipe).
 PIPE_DEFAULT_BYTES = 65536
 

@@ -104,6 +104,16 @@ unsafe fn clone_sharing_memory(exec: ExecArguments) -> i64 {
             "syscall",
             "test rax, rax",
             "jle 2f",
+            // Forget glibc's words in the shared memory before exec: the kernel would zero
+            // the thread-id word (clear_child_tid) and walk the robust-futex list there at
+            // exec, and both are the script's process's now.
+            "xor edi, edi",
+            "mov eax, 218",
+            "syscall",
+            "xor edi, edi",
+            "mov esi, 24",
+            "mov eax, 273",
+            "syscall",
             "mov rdi, r12",
             "mov rsi, r13",
             "mov rdx, r14",
