@@ -122,7 +122,12 @@ def main():
 /// A script that writes an error frame of its own (then ends before the harness writes the
 /// real one) on whichever of its descriptors is a pipe it may write.
 fn forging_script(frame: &Value) -> String {
-    let frame = frame.to_string();
+    writing_on_every_pipe(&frame.to_string())
+}
+
+/// A script that writes `frame` on whichever of its descriptors is a pipe it may write, then
+/// ends before the harness writes anything.
+fn writing_on_every_pipe(frame: &str) -> String {
     format!(
         "import os, fcntl, sys\ndef main():\n    print('real output')\n    sys.stdout.flush()\n    for fd in range(3, 64):\n        try:\n            if not os.readlink(f'/proc/self/fd/{{fd}}').startswith('pipe:'):\n                continue\n            if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:\n                continue\n            os.write(fd, {frame:?}.encode())\n        except OSError:\n            pass\n    os._exit(0)\n"
     )
@@ -209,6 +214,26 @@ async fn forged_error_frames_cannot_replace_the_services_fields(kind: Kind) {
     service.assert_still_healthy().await;
 }
 
+/// The script's process lists its own output files, so the section is the script's to write:
+/// one that names a file outside outputs/, or more than the limits let through, is refused as
+/// the script's own failure, and no file of it is returned.
+async fn a_forged_files_section_returns_no_files(kind: Kind) {
+    let service = Service::start(kind).await;
+    let escaping = r#"{"files":[{"path":"outputs/../../etc/passwd","bytes":4,"content_base64":"YWJjZA=="}],"skipped":[]}"#;
+    let oversized = format!(
+        r#"{{"files":[{{"path":"outputs/big","bytes":{},"content_base64":"YWJjZA=="}}],"skipped":[]}}"#,
+        1u64 << 40
+    );
+    for files in [escaping.to_owned(), oversized] {
+        let sections = format!("{}\n{files}\n", json!({"status": "ok", "result": 1}));
+        let reply = service.run(&writing_on_every_pipe(&sections)).await;
+        let body = reply.expect_error(422, "EMPTY_OUTPUT");
+        assert!(body.get("files").is_none(), "{body}");
+        assert_eq!(body["stdout"], "real output\n", "{body}");
+    }
+    service.assert_still_healthy().await;
+}
+
 /// The script's process holds stdio and its own frame pipe, nothing else: not the supervisor's
 /// channel (fd 3), not compat's isolation-tool log (fd 4), nothing the service left open.
 async fn the_script_inherits_no_other_fds(kind: Kind) {
@@ -250,4 +275,5 @@ for_each_sandbox!(
     script_globals_cannot_break_the_harness,
     killing_the_supervisor_forges_nothing,
     forged_error_frames_cannot_replace_the_services_fields,
+    a_forged_files_section_returns_no_files,
 );

@@ -394,7 +394,47 @@ async fn a_template_is_confined_before_it_imports_anything(kind: Kind) {
     service.assert_still_healthy().await;
 }
 
+/// What the script's process is after the split (layer/isolate/src/split.rs): glibc's idea of
+/// its thread id is its own (a lock taken, a thread joined, pyarrow's filesystems, which take
+/// a rwlock), and its parent is the supervisor's small program, not a copy of the template.
+const WHOLE_PROCESS: &str = r#"
+import ctypes, os, threading
+import pyarrow.fs
+def main():
+    libc = ctypes.CDLL(None)
+    joined = []
+    worker = threading.Thread(target=lambda: joined.append(threading.get_native_id()))
+    worker.start()
+    worker.join()
+    info = pyarrow.fs.LocalFileSystem().get_file_info(".")
+    with open(f"/proc/{os.getppid()}/stat", "rb") as stat:
+        parent = stat.read().split(b"(")[1].split(b")")[0].decode()
+    return {"tid": libc.gettid() == os.getpid() == threading.get_native_id(),
+            "joined": joined[0] != os.getpid(), "dir": info.type == pyarrow.fs.FileType.Directory,
+            "parent": parent}
+"#;
+
+async fn the_scripts_process_is_whole_and_its_parent_small(kind: Kind) {
+    let service = Service::start(kind).await;
+    service.wait_for_templates().await;
+    let reply = service.run(WHOLE_PROCESS).await;
+    assert_eq!(reply.body["usage"]["warm_start"], true, "{}", reply.body);
+    assert_eq!(
+        reply.expect_result(),
+        &json!({"tid": true, "joined": true, "dir": true, "parent": "pyexec-supervis"}),
+        "{}",
+        reply.body
+    );
+    // abort() signals the process itself: glibc's thread id is the process's own.
+    let aborted = service
+        .run("import os\ndef main():\n    os.abort()\n")
+        .await;
+    assert_eq!(aborted.body["signal"], 6, "{}", aborted.body);
+    service.assert_still_healthy().await;
+}
+
 for_each_sandbox!(
+    the_scripts_process_is_whole_and_its_parent_small,
     a_template_is_confined_before_it_imports_anything,
     executions_a_span_apart_see_different_hash_seeds,
     forked_executions_share_nothing,
