@@ -28,7 +28,9 @@ pub fn returned(outputs: Option<&Outputs>, limits: &Limits) -> Result<Returned, 
                 .collect();
             Ok((files, skipped.clone()))
         }
-        Some(Outputs::OverLimit { error }) => Err(over_limit(error, limits).unwrap_or_else(overwritten)),
+        Some(Outputs::OverLimit { error }) => {
+            Err(over_limit(error, limits).unwrap_or_else(overwritten))
+        }
         Some(Outputs::Listed { .. } | Outputs::Corrupt) => Err(overwritten()),
     }
 }
@@ -123,7 +125,9 @@ mod tests {
     }
 
     fn code(outputs: &Outputs) -> Option<ErrorCode> {
-        returned(Some(outputs), &Limits::default()).err().map(|error| error.code)
+        returned(Some(outputs), &Limits::default())
+            .err()
+            .map(|error| error.code)
     }
 
     #[test]
