@@ -4,20 +4,24 @@ Protocol with the service (src/execute/job.rs and src/execute/answer/report.rs t
 
 - stdin: one line of JSON, {"script", "args", "files", "mode", "figures", "session"}, then, in a
   session, the state it restores as raw bytes (`session.state_bytes` of them), then EOF. The
-  script's process, forked ahead of the job, reads it, restores a session's state
-  (harness_session.py), writes the input files, runs the code (harness_cell.py for cells), and
-  saves open figures under outputs/ when `figures` says so. `--max-result-bytes N` caps the result.
-- fd 3 (RESULT_FD), the result channel, is held by this supervising process only (the child
-  closes it before any user code). It carries a header line (how the child ended, the lengths of
-  what follows), the child's raw frame, the files it left under outputs/ (bounded by
-  `--max-output-files N` and `--max-output-bytes N`; harness_files.py trusts nothing there),
-  then a session's new state (`--max-state-bytes N`).
+  script's process, split off ahead of the job, reads it, restores a session's state
+  (harness_session.py), writes the input files, runs the code (harness_cell.py for cells), saves
+  open figures under outputs/ when `figures` says so, and lists the files under outputs/
+  (harness_files.py; bounded by `--max-output-files N` and `--max-output-bytes N`).
+  `--max-result-bytes N` caps the result.
+- fd 3 (RESULT_FD), the result channel, is held by the execution's supervisor only: a small
+  program of its own (layer/isolate/src/supervisor, `pyexec-supervise`), which this process
+  execs as it splits off the script's process (the child, which closes fd 3 before any user
+  code). It carries a header line (how the script's process ended, its CPU time, the lengths of
+  what follows), then the sections that process wrote: its frame, its output files, a
+  session's new state (`--max-state-bytes N`).
 - stdout and stderr are the script's own; the harness never writes to them.
 
-The supervisor never executes user code, so nothing a script does can forge the header; a
-script can at worst corrupt its own frame or state. `--preload a,b` imports modules before the
-job arrives. With `--template` this process becomes a template (harness_template.py): it never
-supervises a script itself; each child it forks isolates itself and goes on here.
+The supervisor never executes user code and shares no memory with the script, so nothing a
+script does can forge the header; a script can at worst corrupt its own sections, which the
+service checks. `--preload a,b` imports modules before the job arrives. With `--template` this
+process becomes a template (harness_template.py): it never supervises a script itself; each
+child it forks isolates itself and goes on here.
 """
 
 import ast

@@ -15,7 +15,6 @@ and nothing it leaves (already imported modules, interpreter caches) depends on 
 """
 
 import builtins
-import os
 import resource
 import select
 import sys

@@ -25,6 +25,10 @@ const USAGE: i32 = 70;
 pub fn main(arguments: &[String]) -> i32 {
     not_dumpable();
     unblock_signals();
+    run(arguments)
+}
+
+fn run(arguments: &[String]) -> i32 {
     match arguments.first().map(String::as_str) {
         Some("wait") => wait_for_child(),
         Some("supervise") => match Options::parse(&arguments[1..]) {
@@ -106,5 +110,42 @@ fn shell_status(status: i32) -> i32 {
         128 + libc::WTERMSIG(status)
     } else {
         libc::WEXITSTATUS(status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(words: &[&str]) -> Vec<String> {
+        words.iter().map(|word| (*word).to_owned()).collect()
+    }
+
+    #[test]
+    fn supervise_takes_five_numbers() {
+        let options = Options::parse(&strings(&["4", "7", "100", "200", "300"])).unwrap();
+        assert_eq!((options.frame_fd, options.hand_fd), (4, 7));
+        assert_eq!(
+            (
+                options.frame_limit,
+                options.files_limit,
+                options.state_limit
+            ),
+            (100, 200, 300)
+        );
+        assert!(Options::parse(&strings(&["4", "7", "100", "200"])).is_none());
+        assert!(Options::parse(&strings(&["4", "x", "100", "200", "300"])).is_none());
+    }
+
+    #[test]
+    fn an_unknown_mode_is_a_usage_error() {
+        assert_eq!(run(&strings(&["nonsense"])), USAGE);
+        assert_eq!(run(&strings(&["supervise", "1"])), USAGE);
+    }
+
+    #[test]
+    fn a_shell_reports_a_signal_as_128_plus_it() {
+        assert_eq!(shell_status(libc::SIGKILL), 128 + 9);
+        assert_eq!(shell_status(5 << 8), 5);
     }
 }

@@ -142,3 +142,69 @@ fn to_dev_null() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::supervisor::collect::Ending;
+
+    fn options() -> Options {
+        Options {
+            frame_fd: 4,
+            hand_fd: 5,
+            frame_limit: 16,
+            files_limit: 8,
+            state_limit: 4,
+        }
+    }
+
+    fn collected(bytes: &[u8], status: Option<i32>) -> Collected {
+        Collected {
+            bytes: bytes.to_vec(),
+            oversized: false,
+            ending: Ending {
+                status,
+                cpu_ms: Some(7),
+            },
+        }
+    }
+
+    #[test]
+    fn the_sections_come_apart_at_their_newlines() {
+        let read = collected(b"{\"a\":1}\n{}\nSTAT", None);
+        let sections = sections(&read, &options());
+        assert_eq!(sections.frame, b"{\"a\":1}");
+        assert_eq!(sections.files, b"{}");
+        assert_eq!(sections.state, b"STAT");
+        assert!(!sections.oversized);
+        assert_eq!(
+            header(&sections),
+            "{\"frame_bytes\":7,\"frame_oversized\":false,\"files_bytes\":2,\"state_bytes\":4,\
+             \"exit_code\":null,\"signal\":null,\"cpu_ms\":7}\n"
+        );
+    }
+
+    #[test]
+    fn a_section_over_its_bound_drops_them_all() {
+        for bytes in [
+            &b"{}\n123456789\n"[..],
+            b"{}\n\n12345",
+            b"01234567890123456789",
+        ] {
+            let read = collected(bytes, None);
+            let sections = sections(&read, &options());
+            assert!(sections.oversized, "{bytes:?}");
+            assert!(sections.frame.is_empty() && sections.files.is_empty());
+        }
+    }
+
+    #[test]
+    fn how_the_process_ended_is_the_wait_status() {
+        let read = collected(b"", Some(libc::SIGKILL));
+        let killed = sections(&read, &options());
+        assert!(header(&killed).contains("\"exit_code\":null,\"signal\":9"));
+        let read = collected(b"", Some(3 << 8));
+        let exited = sections(&read, &options());
+        assert!(header(&exited).contains("\"exit_code\":3,\"signal\":null"));
+    }
+}
