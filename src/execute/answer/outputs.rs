@@ -133,7 +133,7 @@ mod tests {
     #[test]
     fn what_the_harness_lists_passes() {
         let outputs = listed("outputs/deep/a.txt", 4, "YWJjZA==");
-        let (files, _) = returned(Some(&outputs), &Limits::default()).unwrap();
+        let (files, _) = returned(Some(&outputs), &Limits::default()).expect("listed files pass");
         assert_eq!(files[0].path, "outputs/deep/a.txt");
         assert_eq!(files[0].content_base64, "YWJjZA==");
     }

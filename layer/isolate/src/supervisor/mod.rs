@@ -123,7 +123,8 @@ mod tests {
 
     #[test]
     fn supervise_takes_five_numbers() {
-        let options = Options::parse(&strings(&["4", "7", "100", "200", "300"])).unwrap();
+        let options =
+            Options::parse(&strings(&["4", "7", "100", "200", "300"])).expect("five numbers");
         assert_eq!((options.frame_fd, options.hand_fd), (4, 7));
         assert_eq!(
             (
