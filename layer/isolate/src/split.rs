@@ -130,7 +130,7 @@ pub(crate) fn restore_signals(previous: &libc::sigset_t) {
 
 /// Where the kernel writes the child's thread id for glibc, when it can be found.
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn glibc_tid_word() -> Option<*mut libc::pid_t> {
+fn glibc_tid_word() -> Option<*mut libc::pid_t> {
     // SAFETY: pthread_self() is glibc's thread descriptor, mapped and at least this large; the
     // word is only used where it holds this thread's id, which is what glibc keeps there.
     unsafe {
@@ -138,6 +138,42 @@ pub(crate) fn glibc_tid_word() -> Option<*mut libc::pid_t> {
             .add(GLIBC_TID_OFFSET)
             .cast::<libc::pid_t>();
         (word.read() == libc::gettid()).then_some(word)
+    }
+}
+
+/// The parent's side of a clone sharing memory, in assembly that uses registers only: forgets
+/// glibc's words in the shared memory (the kernel would zero the thread-id word,
+/// clear_child_tid, and walk the robust-futex list there at exec, and both are the child's),
+/// then execve(r12, r13, r14). Falls through when the exec failed.
+#[cfg(target_arch = "x86_64")]
+macro_rules! exec_from_registers {
+    () => {
+        concat!(
+            "xor edi, edi\n",
+            "mov eax, 218\n", // set_tid_address(NULL)
+            "syscall\n",
+            "xor edi, edi\n",
+            "mov esi, 24\n",
+            "mov eax, 273\n", // set_robust_list(NULL, 24)
+            "syscall\n",
+            "mov rdi, r12\n",
+            "mov rsi, r13\n",
+            "mov rdx, r14\n",
+            "mov eax, 59\n", // execve
+            "syscall\n",
+        )
+    };
+}
+#[cfg(target_arch = "x86_64")]
+pub(crate) use exec_from_registers;
+
+/// CLONE_CHILD_SETTID and where, so the child's thread id is where glibc keeps it, as glibc's
+/// fork sets it; nothing where that word cannot be found.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn child_tid_for_glibc() -> (libc::c_int, *mut libc::pid_t) {
+    match glibc_tid_word() {
+        Some(word) => (libc::CLONE_CHILD_SETTID, word),
+        None => (0, std::ptr::null_mut()),
     }
 }
 
@@ -152,14 +188,8 @@ pub(crate) fn glibc_tid_word() -> Option<*mut libc::pid_t> {
 #[cfg(target_arch = "x86_64")]
 unsafe fn clone_then_exec(exec: Exec) -> i64 {
     static mut EXEC_ERROR: i32 = 0;
-    let tid_word = glibc_tid_word();
-    let settid = if tid_word.is_some() {
-        libc::CLONE_CHILD_SETTID
-    } else {
-        0
-    };
+    let (settid, child_tid) = child_tid_for_glibc();
     let flags = (libc::CLONE_VM | settid | libc::SIGCHLD) as i64;
-    let child_tid = tid_word.unwrap_or(std::ptr::null_mut());
     let result: i64;
     // SAFETY: the caller's promise. The parent's path after `syscall` uses registers and the
     // static error word only, and ends in execve or exit_group.
@@ -168,21 +198,7 @@ unsafe fn clone_then_exec(exec: Exec) -> i64 {
             "syscall",
             "test rax, rax",
             "jle 2f",
-            // Forget glibc's words in the shared memory before exec: the kernel would zero
-            // the thread-id word (clear_child_tid) and walk the robust-futex list there at
-            // exec, and both are the script's process's now.
-            "xor edi, edi",
-            "mov eax, 218",
-            "syscall",
-            "xor edi, edi",
-            "mov esi, 24",
-            "mov eax, 273",
-            "syscall",
-            "mov rdi, r12",
-            "mov rsi, r13",
-            "mov rdx, r14",
-            "mov eax, 59",
-            "syscall",
+            exec_from_registers!(),
             "neg eax",
             "mov dword ptr [rip + {error}], eax",
             "mov edi, r15d",

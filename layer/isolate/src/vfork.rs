@@ -87,15 +87,8 @@ impl ExecArguments {
 /// blocked (a handler would run on the stack the child reused).
 #[cfg(target_arch = "x86_64")]
 unsafe fn clone_sharing_memory(exec: ExecArguments) -> i64 {
-    // The child's thread id where glibc keeps it, as glibc's fork sets it (crate::split).
-    let tid_word = crate::split::glibc_tid_word();
-    let settid = if tid_word.is_some() {
-        libc::CLONE_CHILD_SETTID
-    } else {
-        0
-    };
+    let (settid, child_tid) = crate::split::child_tid_for_glibc();
     let flags = (libc::CLONE_VM | libc::CLONE_VFORK | settid | libc::SIGCHLD) as i64;
-    let child_tid = tid_word.unwrap_or(std::ptr::null_mut());
     let result: i64;
     // SAFETY: the caller's promise. The parent's path after `syscall` uses registers only (the
     // kernel keeps them across the suspension) and ends in execve or exit_group.
@@ -104,21 +97,7 @@ unsafe fn clone_sharing_memory(exec: ExecArguments) -> i64 {
             "syscall",
             "test rax, rax",
             "jle 2f",
-            // Forget glibc's words in the shared memory before exec: the kernel would zero
-            // the thread-id word (clear_child_tid) and walk the robust-futex list there at
-            // exec, and both are the script's process's now.
-            "xor edi, edi",
-            "mov eax, 218",
-            "syscall",
-            "xor edi, edi",
-            "mov esi, 24",
-            "mov eax, 273",
-            "syscall",
-            "mov rdi, r12",
-            "mov rsi, r13",
-            "mov rdx, r14",
-            "mov eax, 59",
-            "syscall",
+            crate::split::exec_from_registers!(),
             "mov edi, 71",
             "mov eax, 231",
             "syscall",

@@ -86,32 +86,28 @@ pub fn sections(pid: libc::pid_t, pipe: RawFd, limit: usize) -> Collected {
             break;
         }
     }
+    after_exit(pid, pipe, limit, bytes, oversized)
+}
+
+/// Whatever is left in the pipe once the process that held it has died, for a process that
+/// died before its hand-over: its sections, and how it ended.
+pub fn after_early_death(pipe: RawFd, limit: usize) -> Collected {
+    after_exit(-1, pipe, limit, Vec::new(), false)
+}
+
+/// Reaps the process (`-1`: the one child), then takes what is left in the pipe after `bytes`.
+fn after_exit(
+    pid: libc::pid_t,
+    pipe: RawFd,
+    limit: usize,
+    mut bytes: Vec<u8>,
+    mut oversized: bool,
+) -> Collected {
     let (status, cpu_ms) = reap(pid);
     if !oversized {
         drain(pipe, &mut bytes, limit);
         oversized = bytes.len() > limit;
     }
-    if oversized {
-        bytes.clear();
-    }
-    let ending = Ending {
-        status: Some(status),
-        cpu_ms,
-    };
-    Collected {
-        bytes,
-        oversized,
-        ending,
-    }
-}
-
-/// Whatever is left in the pipe once the process that held it has died: its sections, and
-/// how it ended. For a process that died before its hand-over.
-pub fn after_early_death(pipe: RawFd, limit: usize) -> Collected {
-    let (status, cpu_ms) = reap(-1);
-    let mut bytes = Vec::new();
-    drain(pipe, &mut bytes, limit);
-    let oversized = bytes.len() > limit;
     if oversized {
         bytes.clear();
     }
