@@ -47,7 +47,9 @@ pub fn tree(root: u32) -> Memory {
 
 /// Whether two processes share one address space (kcmp's KCMP_VM; the benchmark runs as root).
 fn same_memory(a: u32, b: u32) -> bool {
-    const KCMP_VM: libc::c_long = 0;
+    // linux/kcmp.h: KCMP_FILE is 0, KCMP_VM 1. With 0 this compared the two processes' fd 0,
+    // and every process whose stdin was the same open file was counted as sharing memory.
+    const KCMP_VM: libc::c_long = 1;
     // SAFETY: kcmp compares two processes' kernel objects; no memory is passed.
     unsafe {
         libc::syscall(
