@@ -161,6 +161,11 @@ install_isolate() {
     "")
       CARGO_TARGET_DIR="$work/isolate" cargo build --quiet --release --locked \
         --manifest-path "$here/../Cargo.toml" -p pyexec-isolate
+      # The supervisor statically linked: it is exec'd twice per execution under nsjail, and a
+      # static exec costs about half the CPU of a dynamic one (0.4 against 0.7 ms here).
+      CARGO_TARGET_DIR="$work/isolate" cargo rustc --quiet --release --locked \
+        --manifest-path "$here/../Cargo.toml" -p pyexec-isolate --bin pyexec-supervise \
+        -- -C target-feature=+crt-static
       built="$work/isolate/release" ;;
     *) built=$(dirname "$ISOLATE_LIB") ;;
   esac
