@@ -10,6 +10,7 @@
 //! process of the new PID namespace when there is one, [`Spec::confine`] (mounts, capabilities,
 //! working directory, no_new_privs, Landlock, seccomp).
 
+mod clone_support;
 pub mod fdpass;
 pub mod ffi;
 mod spec;

@@ -37,11 +37,11 @@ pub fn exec_watch() -> Option<RawFd> {
 /// handler on the child's stack) and unblocked again in the child.
 pub fn continue_in_child(waiter: &CString) -> io::Result<()> {
     let exec = ExecArguments::leaked(waiter);
-    let (watch_read, watch_write) = crate::split::cloexec_pipe()?;
-    let previous = crate::split::block_signals()?;
+    let (watch_read, watch_write) = crate::clone_support::cloexec_pipe()?;
+    let previous = crate::clone_support::block_signals()?;
     // SAFETY: see `clone_sharing_memory`; only the child returns.
     let result = unsafe { clone_sharing_memory(exec) };
-    crate::split::restore_signals(&previous);
+    crate::clone_support::restore_signals(&previous);
     // SAFETY: closing this process's (the child's, or the failed caller's) copy of the write
     // end: only the suspended parent's copy keeps the pipe open.
     unsafe { libc::close(watch_write) };
@@ -87,7 +87,7 @@ impl ExecArguments {
 /// blocked (a handler would run on the stack the child reused).
 #[cfg(target_arch = "x86_64")]
 unsafe fn clone_sharing_memory(exec: ExecArguments) -> i64 {
-    let (settid, child_tid) = crate::split::child_tid_for_glibc();
+    let (settid, child_tid) = crate::clone_support::child_tid_for_glibc();
     let flags = (libc::CLONE_VM | libc::CLONE_VFORK | settid | libc::SIGCHLD) as i64;
     let result: i64;
     // SAFETY: the caller's promise. The parent's path after `syscall` uses registers only (the
@@ -97,7 +97,7 @@ unsafe fn clone_sharing_memory(exec: ExecArguments) -> i64 {
             "syscall",
             "test rax, rax",
             "jle 2f",
-            crate::split::exec_from_registers!(),
+            crate::clone_support::exec_from_registers!(),
             "mov edi, 71",
             "mov eax, 231",
             "syscall",
