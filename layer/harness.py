@@ -48,8 +48,6 @@ BROKEN_FRAME = (
 FRAME_OVERHEAD = 4096
 # How long the harness waits for room under the process limit to split off the script's process.
 FORK_RETRY_S = 10
-# The supervisor's program (layer/isolate/src/supervisor), beside this file.
-SUPERVISOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyexec-supervise")
 # What one file's entry in the output files section adds to its content: its path (at most 16
 # components of 255 bytes) and the JSON around it (src/sandbox/streams.rs counts the same).
 FILE_ENTRY_OVERHEAD = 5 * 1024
@@ -138,7 +136,8 @@ def main():
     if forked:
         # Never returns in the template; returns in each child it forks, isolated, with that
         # execution's options.
-        options = _Options(harness_template.serve(RESULT_FD, harness_isolation.library()))
+        library, waiter = harness_isolation.library(), harness_isolation.SUPERVISOR
+        options = _Options(harness_template.serve(RESULT_FD, library, waiter))
     supervise(options, warm_up=forked)
 
 
@@ -180,7 +179,7 @@ def _supervisor_argv(options, sections_read, hand_read):
         + (options.max_output_files + harness_files.MAX_SKIPPED_LISTED) * FILE_ENTRY_OVERHEAD
     )
     numbers = (sections_read, hand_read, frame_limit, files_limit, options.max_state_bytes)
-    return [SUPERVISOR, "supervise", *(str(number) for number in numbers)]
+    return [harness_isolation.SUPERVISOR, "supervise", *(str(number) for number in numbers)]
 
 
 def _split_when_allowed(argv):

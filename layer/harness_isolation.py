@@ -12,6 +12,8 @@ ISOLATION_FAILED = 71
 
 
 _loaded = []
+# The supervisor's program (layer/isolate/src/supervisor), beside the library.
+SUPERVISOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyexec-supervise")
 
 
 def library():

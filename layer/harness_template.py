@@ -27,16 +27,15 @@ STATUS_FD = 4
 LANDLOCK_FD = 5
 MAX_MESSAGE = 1 << 20
 MAX_FDS = 6
-# The program a PID namespace's parent execs to wait for its child (layer/isolate/src/supervisor).
-_SUPERVISOR = os.fsencode(os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyexec-supervise"))
 # Exit status of a child whose isolation failed: it never ran anything (the service has been
 # told why on the status socket).
 ISOLATION_FAILED = 71
 
 
-def serve(control_fd, library):
-    """Runs the template (`library` is the isolation library, harness_isolation.library());
-    returns only in a forked child, isolated, with its harness options."""
+def serve(control_fd, library, waiter):
+    """Runs the template (`library` is the isolation library, harness_isolation.library();
+    `waiter` the program a PID namespace's parent execs, harness_isolation.SUPERVISOR); returns
+    only in a forked child, isolated, with its harness options."""
     control = socket.socket(fileno=control_fd)
     # Children are reaped by the kernel as they exit: the service watches each through a
     # pidfd, and the template never waits for one (nothing here runs between requests).
@@ -55,12 +54,12 @@ def serve(control_fd, library):
             pid = -1
         if pid == 0:
             control.close()
-            return _become_execution(library, message, fds)
+            return _become_execution(library, waiter, message, fds)
         for fd in fds:
             os.close(fd)
 
 
-def _become_execution(library, message, fds):
+def _become_execution(library, waiter, message, fds):
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     header_line, spec = message.split(b"\n", 1)
     header = json.loads(header_line)
@@ -74,7 +73,7 @@ def _become_execution(library, message, fds):
         # child sharing this one's memory (no second copy of the template), while this one
         # waits for it (a small program of its own by then) and exits as it did. Where the
         # library has no such path, a fork.
-        continued = library.pyexec_continue_in_namespace(STATUS_FD, _SUPERVISOR)
+        continued = library.pyexec_continue_in_namespace(STATUS_FD, os.fsencode(waiter))
         if continued < 0:
             os._exit(ISOLATION_FAILED)
         if continued == 1:
