@@ -231,10 +231,17 @@ pub(crate) fn data_template_processes(preload: &str) -> Vec<i32> {
     let matching = descendants_running(&["--template", "--preload", &argument]);
     let parent = |pid: i32| crate::common::procs::parent_of(pid as u32).map(|ppid| ppid as i32);
     let comm = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    // A spare's script process runs the same command line one process lower, under the
+    // spare's supervisor (a program of its own): no ancestor of the template matches.
+    let has_matching_ancestor = |pid: i32| {
+        std::iter::successors(parent(pid), |ppid| parent(*ppid))
+            .take_while(|ppid| *ppid > 1)
+            .any(|ppid| matching.contains(&ppid))
+    };
     let top: Vec<i32> = matching
         .iter()
         .copied()
-        .filter(|pid| parent(*pid).is_none_or(|ppid| !matching.contains(&ppid)))
+        .filter(|pid| !has_matching_ancestor(*pid))
         .collect();
     let jailed = matching.iter().copied().filter(|pid| {
         parent(*pid).is_some_and(|ppid| top.contains(&ppid) && comm(ppid).trim() == "nsjail")
@@ -340,6 +347,23 @@ async fn a_template_is_confined_before_it_imports_anything(kind: Kind) {
     let preload = format!("numpy,pandas,{own_module}");
     let service = Service::start_with(kind, &[("PRELOAD", &preload)]).await;
     service.wait_for_templates().await;
+    // Its spare, split into a supervisor and a script's process running the template's
+    // command line, must not count as a second template.
+    let spare_split = crate::common::wait::until(Duration::from_secs(10), || {
+        let argument = format!("{preload} ");
+        descendants_running(&["--template", "--preload", &argument])
+            .into_iter()
+            .filter_map(|pid| crate::common::procs::parent_of(pid as u32))
+            .any(|ppid| {
+                std::fs::read_to_string(format!("/proc/{ppid}/comm"))
+                    .is_ok_and(|comm| comm.starts_with("pyexec-super"))
+            })
+            .then_some(())
+    });
+    assert!(
+        spare_split.is_some(),
+        "the data template's spare never split"
+    );
     let is_python = |pid: &i32| {
         std::fs::read_to_string(format!("/proc/{pid}/comm"))
             .is_ok_and(|comm| comm.starts_with("python"))
