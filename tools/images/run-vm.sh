@@ -36,8 +36,12 @@ install -m 0644 "$HERE/vm/check.py" "$work/tree/vm-check/check.py"
     jq -r '.env | to_entries[] | "export \(.key)=\(.value | @sh)"' "$image/image.json"
     # Cloud Run sets PORT. Templates on (forks are moved into their cgroup v2 leaf), but no
     # spare forks: the check then proves that every execution's cgroup is gone afterwards,
-    # which a spare waiting in its own cgroup would blur.
+    # which a spare waiting in its own cgroup would blur. A memory limit the bomb reaches in a
+    # few steps, and CPU and wall limits far above it: under software emulation the guest's
+    # clock runs on while a busy host starves its vCPU, and the default 10 s of CPU ran out at
+    # 417 to 669 MB of 700 (CI, 4 times).
     echo "export PORT=8080 RUST_LOG=info SPARE_FORKS=0"
+    echo "export MEMORY_LIMIT_MIB=256 CPU_LIMIT_S=60 MAX_TIMEOUT_S=60"
     jq -r '"set -- \(.entrypoint | map(@sh) | join(" "))"' "$image/image.json"
 } >"$work/tree/vm-check/env.sh"
 
