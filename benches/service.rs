@@ -98,6 +98,10 @@ async fn main() {
     let began = Instant::now();
     eprintln!("plan: {plan:?}");
     eprintln!("load average at start: {}", load_average());
+    if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "lambda") {
+        lambda_only(&plan).await;
+        return;
+    }
     let mut tables = Vec::new();
     for sandbox in ["nsjail", "compat"] {
         let cold = measure(sandbox, false, &plan).await;
@@ -129,6 +133,35 @@ async fn main() {
         began.elapsed().as_secs_f64(),
         load_average()
     );
+}
+
+/// `BENCH_ONLY=lambda`: the Lambda figures of the template path alone (nsjail through the
+/// emulator, compat under Lambda's conditions), in a minute rather than a quarter of an hour,
+/// for work on that path. `BENCH_RUST_LOG` sets the service's log filter and prints its log;
+/// `BENCH_SERVICE_ENV` adds settings (`NAME=value`, space-separated) to try against the defaults.
+async fn lambda_only(plan: &Plan) {
+    let log = std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "warn".to_owned());
+    let extra = std::env::var("BENCH_SERVICE_ENV").unwrap_or_default();
+    let extra: Vec<(&str, &str)> = extra
+        .split_whitespace()
+        .filter_map(|setting| setting.split_once('='))
+        .collect();
+    for (sandbox, conditions) in [
+        ("nsjail", lambda::Conditions::Host),
+        ("compat", lambda::Conditions::Lambda),
+    ] {
+        let mut env = vec![
+            ("SANDBOX", sandbox),
+            ("TEMPLATES", "1"),
+            ("MAX_CONCURRENCY", "1"),
+            ("RUST_LOG", log.as_str()),
+        ];
+        env.extend(&extra);
+        let mut figures = Figures::default();
+        let label = format!("{sandbox} template");
+        lambda::measure(&label, (&env, conditions), &plan.frozen, SEED, &mut figures).await;
+        report::print_table(&label, &Figures::default(), &figures);
+    }
 }
 
 /// One sandbox on one path: the HTTP figures, then the frozen Lambda ones.

@@ -43,7 +43,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let router = python_executor::http::router(Arc::new(app));
     if on_lambda {
         tracing::info!("serving the Lambda Runtime API");
-        let healthy = move || executor.as_ref().is_none_or(|executor| executor.healthy());
+        // Once the executions have settled (they end their turns after their answers), as
+        // nothing runs once Lambda freezes the environment.
+        let healthy = move || -> lambda::Settled {
+            let executor = executor.clone();
+            Box::pin(async move {
+                let Some(executor) = executor else {
+                    return true;
+                };
+                executor.settled().await;
+                executor.healthy()
+            })
+        };
         return lambda::run(router, lambda_mode, healthy)
             .await
             .map_err(|error| anyhow::anyhow!("the Lambda runtime stopped: {error}"));

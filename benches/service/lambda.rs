@@ -185,6 +185,9 @@ async fn run(
         run.health.push(latency);
     }
     drop(freezer);
+    if std::env::var_os("BENCH_RUST_LOG").is_some() {
+        eprintln!("{}", rie.process().log());
+    }
     Ok(run)
 }
 

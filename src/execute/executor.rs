@@ -110,6 +110,11 @@ impl Executor {
         self.runner.healthy()
     }
 
+    /// Resolves once no execution is still ending after its answer (see `sandbox::Settling`).
+    pub async fn settled(&self) {
+        self.runner.settled().await;
+    }
+
     /// The state the metrics read: slots in use and in all, the templates' counts.
     pub fn state(&self) -> State {
         State {

@@ -18,8 +18,9 @@ use super::cgroup::ExecCgroup;
 use super::compat::scrub::Unclean;
 use super::leader::{kill_group, spawn_leader, Leader, LeaderIo};
 use super::pipes::{Captured, OutputChunk, Stream};
+use super::settling::Settling;
 use super::streams::Streams;
-use super::teardown::{end_turn, remove_leftovers, teardown, Held, Remains};
+use super::teardown::{end_turn_then_teardown, remove_leftovers, teardown, Held, Remains};
 use super::watch::{Observed, Tripped, Watch};
 use super::{live, Isolation, Job, Runner, SandboxError, SandboxKind};
 use crate::limits::Limits;
@@ -86,6 +87,8 @@ pub struct Started {
     session: i32,
     held: Held,
     abort: live::Abort,
+    /// Where the end of its turn after the answer is counted.
+    settling: Settling,
     /// Kills the sandbox if it is dropped without running (a spare at shutdown).
     unrun: Unrun,
 }
@@ -180,6 +183,7 @@ impl Started {
             session,
             held,
             abort: runner.abort.clone(),
+            settling: runner.settling.clone(),
             unrun: Unrun {
                 session,
                 armed: true,
@@ -235,27 +239,38 @@ impl Started {
         self.kill();
         let Started {
             origin,
-            mut leader,
+            leader,
             streams,
             session,
             mut held,
+            settling,
             ..
         } = self;
         let execution = observe(origin, streams, &held, waited).await;
-        // The execution pays for what it left in the shared places, before its answer. It
-        // waits for its processes' exit even when it left nothing there: on Lambda, frozen once
-        // the answer is out, an exit left for later would be paid by the next invocation.
-        if let Some(turn) = turn {
-            let _ = leader.wait().await;
-            end_turn(turn, session, job.limits.cpu).await;
-        }
         remove_leftovers(&mut held, session, job.limits.cpu).await;
-        tokio::spawn(teardown(Remains {
+        let remains = Remains {
             leader,
             held,
             session,
             running,
-        }));
+        };
+        match turn {
+            // The execution pays for what it left in the shared places, after its answer: its
+            // script's process finishing its exit (milliseconds with pandas mapped), then the
+            // scrub. The next execution's turn waits for it; on Lambda, so does the request
+            // for the next event (see `settling`).
+            Some(turn) => {
+                let unsettled = settling.begin();
+                let budget = job.limits.cpu;
+                tokio::spawn(async move {
+                    end_turn_then_teardown(remains, turn, budget).await;
+                    drop(unsettled);
+                });
+            }
+            None => {
+                tokio::spawn(teardown(remains));
+            }
+        }
         execution
     }
 

@@ -91,6 +91,7 @@ impl Runner {
             sandbox: Arc::new(FaultySandbox { inner, faults }),
             cgroups: None,
             abort: Abort::default(),
+            settling: super::Settling::default(),
         })
     }
 }

@@ -19,6 +19,7 @@ mod child_setup;
 mod compat;
 mod environment;
 mod execution;
+mod exits;
 #[cfg(test)]
 mod faults;
 mod isolation;
@@ -32,6 +33,7 @@ mod probes;
 mod procfs;
 mod reaper;
 mod seccomp;
+mod settling;
 mod streams;
 mod teardown;
 mod watch;
@@ -53,6 +55,7 @@ pub use live::Abort;
 pub use pipes::{Captured, OutputChunk, Stream};
 pub use probes::{landlock_abi, probe_in_child, user_notification_works};
 pub use reaper::spawn as spawn_reaper;
+pub use settling::Settling;
 pub use watch::Tripped;
 pub use zygote::{Zygote, ZygoteProcess};
 
@@ -67,6 +70,8 @@ pub struct Runner {
     cgroups: Option<CgroupRoot>,
     /// Ends every execution this runner started (see [`Abort`]).
     abort: Abort,
+    /// Counts its executions still ending after their answers (see [`Settling`]).
+    settling: Settling,
 }
 
 impl Runner {
@@ -85,6 +90,7 @@ impl Runner {
             sandbox,
             cgroups,
             abort: Abort::default(),
+            settling: Settling::default(),
         })
     }
 
@@ -120,6 +126,11 @@ impl Runner {
     /// Whether executions can start now (see `compat::scrub`).
     pub fn healthy(&self) -> bool {
         self.sandbox.healthy()
+    }
+
+    /// Resolves once none of its executions is still ending after its answer.
+    pub async fn settled(&self) {
+        self.settling.settled().await;
     }
 
     /// `v1` or `v2`, when executions get cgroups.

@@ -93,13 +93,16 @@ pub fn pids() -> Vec<i32> {
         .collect()
 }
 
-/// Whether any live (non-zombie) process is still in process group `pgrp`.
-pub fn group_has_live_members(pgrp: i32) -> bool {
-    group_exists(pgrp)
-        && pids()
-            .into_iter()
-            .filter_map(Stat::of)
-            .any(|stat| stat.pgrp == pgrp && !stat.is_zombie())
+/// The live (non-zombie) processes still in process group `pgrp`: none, without a scan of
+/// /proc, when the group has no member at all.
+pub fn live_members(pgrp: i32) -> Vec<i32> {
+    if !group_exists(pgrp) {
+        return Vec::new();
+    }
+    pids()
+        .into_iter()
+        .filter(|pid| Stat::of(*pid).is_some_and(|stat| stat.pgrp == pgrp && !stat.is_zombie()))
+        .collect()
 }
 
 /// Whether any process, zombies included, is still in process group `pgrp`.
@@ -165,7 +168,8 @@ mod tests {
         let pid = child.id() as i32;
         let children = children(std::process::id() as i32).expect("children files");
         assert!(children.contains(&pid), "{children:?} lacks {pid}");
-        assert!(group_has_members(pid) && group_has_live_members(pid));
+        assert!(group_has_members(pid));
+        assert_eq!(live_members(pid), vec![pid]);
         child.kill().expect("killed");
         child.wait().expect("reaped");
         assert!(!group_has_members(pid));

@@ -85,15 +85,24 @@ impl Watch {
     }
 
     /// The members when the job is handed over: a sandbox waiting for its job has started
-    /// nothing, so its leader alone, read without a scan of /proc. One that has children (a
-    /// cold nsjail's jail) or a kernel that does not list them gets the scan.
+    /// nothing of the script's, so its leader and the leader's descendants (the supervisor and
+    /// the script's process; a cold nsjail's jail), found through the kernel's lists of
+    /// children without a scan of /proc (which cost 1.3 ms per execution on a machine with
+    /// 200 processes). A kernel that does not list children gets the scan.
     fn members_at_hand_over(&self) -> Vec<(i32, Stat)> {
-        match procfs::children(self.leader) {
-            Some(children) if children.is_empty() => Stat::of(self.leader)
-                .map(|stat| vec![(self.leader, stat)])
-                .unwrap_or_default(),
-            _ => self.members(),
+        let mut found = vec![self.leader];
+        let mut next = 0;
+        while next < found.len() {
+            match procfs::children(found[next]) {
+                Some(children) => found.extend(children),
+                None => return self.members(),
+            }
+            next += 1;
         }
+        found
+            .into_iter()
+            .filter_map(|pid| Some((pid, Stat::of(pid)?)))
+            .collect()
     }
 
     pub fn observed(&self) -> Observed {

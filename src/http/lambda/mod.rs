@@ -19,6 +19,11 @@ use crate::config::LambdaInvokeMode;
 
 pub use stage::strip_stage;
 
+/// What is asked after each invocation, once its response is posted and before the next event
+/// is: whether this environment can run more scripts, answered once the executions have done
+/// what they do after their answers (Lambda freezes the environment at the next request).
+pub type Settled = Pin<Box<dyn Future<Output = bool> + Send>>;
+
 /// Serves `router` to the Lambda Runtime API until the platform stops the process, or until
 /// `healthy` says after an invocation that this environment can run no more scripts: then the
 /// process exits once that invocation's response is posted, and Lambda starts a fresh
@@ -29,7 +34,7 @@ pub use stage::strip_stage;
 pub async fn run(
     router: Router,
     mode: LambdaInvokeMode,
-    healthy: impl Fn() -> bool + Send + Sync + 'static,
+    healthy: impl Fn() -> Settled + Send + Sync + 'static,
 ) -> Result<(), lambda_http::Error> {
     let exit = ExitWhenUnhealthy {
         healthy: std::sync::Arc::new(healthy),
@@ -64,7 +69,7 @@ pub fn handler(
 /// resolves.
 #[derive(Clone)]
 struct ExitWhenUnhealthy {
-    healthy: std::sync::Arc<dyn Fn() -> bool + Send + Sync>,
+    healthy: std::sync::Arc<dyn Fn() -> Settled + Send + Sync>,
 }
 
 impl<S> Layer<S> for ExitWhenUnhealthy {
@@ -80,7 +85,7 @@ impl<S> Layer<S> for ExitWhenUnhealthy {
 
 struct ExitWhenUnhealthyService<S> {
     inner: S,
-    healthy: std::sync::Arc<dyn Fn() -> bool + Send + Sync>,
+    healthy: std::sync::Arc<dyn Fn() -> Settled + Send + Sync>,
 }
 
 impl<S> Service<LambdaInvocation> for ExitWhenUnhealthyService<S>
@@ -101,7 +106,7 @@ where
         let healthy = self.healthy.clone();
         Box::pin(async move {
             posted.await?;
-            if !healthy() {
+            if !healthy().await {
                 tracing::error!(
                     "this environment can run no more scripts (its shared scratch space could \
                      not be emptied in time): exiting so Lambda replaces it"
