@@ -20,7 +20,7 @@ use super::leader::{kill_group, spawn_leader, Leader, LeaderIo};
 use super::pipes::{Captured, OutputChunk, Stream};
 use super::settling::Settling;
 use super::streams::Streams;
-use super::teardown::{end_turn_then_teardown, remove_leftovers, teardown, Held, Remains};
+use super::teardown::{end_turn_after_answer, remove_leftovers, teardown, Held, Remains};
 use super::watch::{Observed, Tripped, Watch};
 use super::{live, Isolation, Job, Runner, SandboxError, SandboxKind};
 use crate::limits::Limits;
@@ -248,7 +248,7 @@ impl Started {
         } = self;
         let execution = observe(origin, streams, &held, waited).await;
         remove_leftovers(&mut held, session, job.limits.cpu).await;
-        let remains = Remains {
+        let mut remains = Remains {
             leader,
             held,
             session,
@@ -263,8 +263,9 @@ impl Started {
                 let unsettled = settling.begin();
                 let budget = job.limits.cpu;
                 tokio::spawn(async move {
-                    end_turn_then_teardown(remains, turn, budget).await;
+                    end_turn_after_answer(&mut remains, turn, budget).await;
                     drop(unsettled);
+                    teardown(remains).await;
                 });
             }
             None => {

@@ -81,12 +81,12 @@ async fn end_turn(turn: Turn, session: i32, budget: Duration) {
     .await;
 }
 
-/// After the answer, where executions take turns: the sandbox's processes all gone, the turn
-/// ended (see [`end_turn`]), then the teardown.
-pub(super) async fn end_turn_then_teardown(mut remains: Remains, turn: Turn, budget: Duration) {
+/// After the answer, where executions take turns: the sandbox's leader waited for, then the
+/// turn ended (see [`end_turn`]). Bounded: a process that survives the kill leaves the places
+/// unclean rather than holding this up (the teardown after it waits for such a process).
+pub(super) async fn end_turn_after_answer(remains: &mut Remains, turn: Turn, budget: Duration) {
     let _ = remains.leader.wait().await;
     end_turn(turn, remains.session, budget).await;
-    teardown(remains).await;
 }
 
 /// Removes what the execution's own uid left in `/tmp` once none of its processes is left,
