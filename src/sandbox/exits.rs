@@ -10,7 +10,7 @@ use std::time::Duration;
 pub fn wait_for_any(pids: &[i32], within: Duration) {
     let mut pidfds = Vec::with_capacity(pids.len());
     for &pid in pids {
-        match open(pid) {
+        match pidfd_open(pid, 0) {
             Ok(pidfd) => pidfds.push(pidfd),
             Err(error) if error.raw_os_error() == Some(libc::ESRCH) => return,
             Err(_) => {
@@ -33,9 +33,10 @@ pub fn wait_for_any(pids: &[i32], within: Duration) {
     unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, timeout) };
 }
 
-fn open(pid: i32) -> std::io::Result<OwnedFd> {
+/// A pidfd for `pid` (`flags` as pidfd_open(2) takes them): the process, pinned.
+pub fn pidfd_open(pid: i32, flags: libc::c_long) -> std::io::Result<OwnedFd> {
     // SAFETY: pidfd_open with integer arguments; the fd is owned below.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, flags) };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }

@@ -225,10 +225,16 @@ fn descendants_running(words: &[&str]) -> Vec<i32> {
 /// inside the jail as well. Tests that look for their service's template give it a preload set
 /// of its own (a harmless standard module added), since services of other tests run beside it
 /// in this process.
-pub(crate) fn data_template_processes(preload: &str) -> Vec<i32> {
+/// Every process running a template's command line with `preload`: the template, its forked
+/// executions and their script's processes.
+fn running_template_command(preload: &str) -> Vec<i32> {
     // Every argument is followed by a NUL, shown as a space: the whole argument matches.
     let argument = format!("{preload} ");
-    let matching = descendants_running(&["--template", "--preload", &argument]);
+    descendants_running(&["--template", "--preload", &argument])
+}
+
+pub(crate) fn data_template_processes(preload: &str) -> Vec<i32> {
+    let matching = running_template_command(preload);
     let parent = |pid: i32| crate::common::procs::parent_of(pid as u32).map(|ppid| ppid as i32);
     let comm = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
     // A spare's script process runs the same command line one process lower, under the
@@ -350,8 +356,7 @@ async fn a_template_is_confined_before_it_imports_anything(kind: Kind) {
     // Its spare, split into a supervisor and a script's process running the template's
     // command line, must not count as a second template.
     let spare_split = crate::common::wait::until(Duration::from_secs(10), || {
-        let argument = format!("{preload} ");
-        descendants_running(&["--template", "--preload", &argument])
+        running_template_command(&preload)
             .into_iter()
             .filter_map(|pid| crate::common::procs::parent_of(pid as u32))
             .any(|ppid| {

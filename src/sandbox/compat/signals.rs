@@ -9,12 +9,13 @@
 //! (`SCM_RIGHTS`), as only the child can install the filter on itself.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::task::JoinHandle;
 
+use crate::sandbox::exits::pidfd_open;
 use crate::sandbox::procfs::Stat;
 
 /// The two ends of the socket pair the listener travels over.
@@ -177,13 +178,7 @@ struct Member(OwnedFd);
 impl Member {
     /// `pid`, pinned, if it is in `group`; otherwise the errno to answer.
     fn pin(pid: i32, group: i32) -> Result<Self, i32> {
-        // SAFETY: pidfd_open with integer arguments; the fd is owned below.
-        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        if pidfd < 0 {
-            return Err(last_errno());
-        }
-        // SAFETY: a new fd owned by nobody else.
-        let pinned = Self(unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) });
+        let pinned = Self(pidfd_open(pid, 0).map_err(|error| errno_of(&error))?);
         if is_member(pid, group) {
             Ok(pinned)
         } else {
@@ -233,11 +228,7 @@ fn tgkill_member(process: i32, thread: i32, signal: i32, group: i32) -> Verdict 
     if !is_thread_of(thread, process) {
         return Verdict::Returned(-i64::from(libc::ESRCH));
     }
-    // SAFETY: pidfd_open with integer arguments; the fd is owned below.
-    let thread_fd = unsafe { libc::syscall(libc::SYS_pidfd_open, thread, PIDFD_THREAD) };
-    if thread_fd >= 0 {
-        // SAFETY: a new fd owned by nobody else.
-        let thread_fd = unsafe { OwnedFd::from_raw_fd(thread_fd as RawFd) };
+    if let Ok(thread_fd) = pidfd_open(thread, PIDFD_THREAD) {
         // The thread's pidfd was opened after the check: the thread is still the process's.
         if !is_thread_of(thread, process) || !member.is_alive() {
             return Verdict::Returned(-i64::from(libc::ESRCH));
@@ -274,9 +265,11 @@ fn returned(result: libc::c_long) -> Verdict {
 }
 
 fn last_errno() -> i32 {
-    io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EPERM)
+    errno_of(&io::Error::last_os_error())
+}
+
+fn errno_of(error: &io::Error) -> i32 {
+    error.raw_os_error().unwrap_or(libc::EPERM)
 }
 
 #[cfg(test)]
