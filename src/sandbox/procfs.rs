@@ -13,6 +13,11 @@ pub struct Stat {
     pub cpu_ticks: u64,
     /// CPU time of the process alone, in clock ticks.
     pub own_cpu_ticks: u64,
+    /// The kernel's flags for the task (`PF_*`); 0 where the line stops short of them.
+    pub flags: u64,
+    /// The size of its address space; 0 once it has let go of it (exiting), `None` where the
+    /// line stops short of it.
+    pub vsize: Option<u64>,
 }
 
 impl Stat {
@@ -36,12 +41,39 @@ impl Stat {
             pgrp: fields.get(2)?.parse().ok()?,
             cpu_ticks,
             own_cpu_ticks,
+            // Fields 9 and 23 of proc(5).
+            flags: number(6).unwrap_or(0),
+            vsize: number(20),
         })
     }
 
     pub fn is_zombie(&self) -> bool {
         self.state == 'Z' || self.state == 'X'
     }
+
+    /// Whether the task can no longer run code of its own nor be read through /proc: a
+    /// zombie, or exiting (`PF_EXITING`, which it never returns to user space from) with its
+    /// address space already let go, whose teardown is only the kernel's work from there.
+    pub fn has_let_go(&self) -> bool {
+        const PF_EXITING: u64 = 0x4;
+        self.is_zombie() || (self.flags & PF_EXITING != 0 && self.vsize == Some(0))
+    }
+}
+
+/// Whether every thread of `pid` has let go (see [`Stat::has_let_go`]); a process already gone
+/// has. What is left of it is its address space's teardown, milliseconds with pandas mapped,
+/// which nothing needs to wait for but the hand-on of what the process's existence holds.
+pub fn has_let_go(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    tasks.filter_map(Result::ok).all(|task| {
+        match std::fs::read_to_string(task.path().join("stat")) {
+            Ok(text) => Stat::parse(&text).is_some_and(|stat| stat.has_let_go()),
+            // A thread that has gone since the listing.
+            Err(_) => !task.path().exists(),
+        }
+    })
 }
 
 /// Resident memory a process does not share with files: its anonymous and shared-memory pages,
@@ -105,11 +137,6 @@ pub fn live_members(pgrp: i32) -> Vec<i32> {
         .collect()
 }
 
-/// Whether any process, zombies included, is still in process group `pgrp`.
-pub fn group_has_members(pgrp: i32) -> bool {
-    group_exists(pgrp)
-}
-
 /// Whether process group `pgrp` has any member, zombies included: one kill(2) with no signal,
 /// which the kernel answers from the group's own list (a scan of /proc costs a few hundred
 /// file reads on a busy machine, and this is asked at the end of every execution).
@@ -168,11 +195,50 @@ mod tests {
         let pid = child.id() as i32;
         let children = children(std::process::id() as i32).expect("children files");
         assert!(children.contains(&pid), "{children:?} lacks {pid}");
-        assert!(group_has_members(pid));
+        assert!(group_exists(pid));
         assert_eq!(live_members(pid), vec![pid]);
         child.kill().expect("killed");
         child.wait().expect("reaped");
-        assert!(!group_has_members(pid));
+        assert!(!group_exists(pid));
+    }
+
+    #[test]
+    fn a_process_killed_has_let_go_and_a_live_one_has_not() {
+        let line = |flags: u64, vsize: u64| {
+            format!("9 (p) R 1 9 9 0 -1 {flags} 0 0 0 0 30 12 5 3 20 0 1 0 0 {vsize} 0")
+        };
+        let parsed = |flags, vsize| Stat::parse(&line(flags, vsize)).expect("parses");
+        assert_eq!(
+            (parsed(0x404, 0).flags, parsed(0x404, 7).vsize),
+            (0x404, Some(7))
+        );
+        assert!(parsed(0x404, 0).has_let_go(), "exiting, address space gone");
+        assert!(
+            !parsed(0x404, 4096).has_let_go(),
+            "exiting, address space still held"
+        );
+        assert!(!parsed(0x400, 0).has_let_go(), "not exiting");
+        assert!(!Stat::parse("9 (p) R 1 9 9 0 -1 4")
+            .expect("parses")
+            .has_let_go());
+
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("sleep starts");
+        let pid = child.id() as i32;
+        assert!(!has_let_go(pid), "a sleeping process can still act");
+        child.kill().expect("killed");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !has_let_go(pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the killed process never let go"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        child.wait().expect("reaped");
+        assert!(has_let_go(pid), "a process gone has let go");
     }
 
     #[test]

@@ -58,17 +58,20 @@ pub(super) struct Remains {
     pub running: live::Running,
 }
 
-/// Ends an execution's turn on the shared places once none of its processes is left (nothing
-/// can write there any more), within the execution's CPU limit (see `compat::scrub`). A process
-/// that outlives the kill keeps the turn, and the places are unclean, for good.
+/// Ends an execution's turn on the shared places once none of its processes can act any more
+/// (nothing can write there), within the execution's CPU limit (see `compat::scrub`). A
+/// process that outlives the kill keeps the turn, and the places are unclean, for good.
 ///
-/// Its zombies are reaped first: where executions take turns they share the service's uid,
-/// whose RLIMIT_NPROC counts a zombie until it is reaped, and the next execution's limit was
-/// set counting none of this one's processes. The caller has waited for the leader itself.
+/// The turn does not wait for the processes to be gone: the script's process, killed, takes
+/// milliseconds more to unmap pandas, and on Lambda that time was the whole end of the turn,
+/// paid before the next event. Once every thread of the execution is exiting with its address
+/// space let go, it runs no code of its own and no same-uid process can read it. What its
+/// existence still holds, it holds a few milliseconds longer: a zombie or exiting process
+/// counts against the shared uid's RLIMIT_NPROC until the reaper reaps it, and the teardown,
+/// which hands the execution's resources on, waits for that.
 async fn end_turn(turn: Turn, session: i32, budget: Duration) {
     let _ = tokio::task::spawn_blocking(move || {
-        if wait_until_group_is_gone(session, GROUP_EXIT_WAIT) {
-            reap_group(session, GROUP_EXIT_WAIT);
+        if wait_until_group_has_let_go(session, GROUP_EXIT_WAIT) {
             turn.end(budget);
         } else {
             tracing::error!(
@@ -153,23 +156,6 @@ pub(super) async fn teardown(mut remains: Remains) {
     .await;
 }
 
-/// Reaps the orphaned zombies of a group whose processes are all dead, waiting up to `wait`
-/// for the last of them to be reparented here.
-fn reap_group(group: i32, wait: Duration) {
-    let started = Instant::now();
-    let mut pause = Duration::from_micros(200);
-    while group > 0 && super::procfs::group_has_members(group) {
-        if super::reaper::reap_orphans() == 0 {
-            if started.elapsed() > wait {
-                tracing::warn!(group, "zombies of an execution were not reaped in time");
-                return;
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(50));
-        }
-    }
-}
-
 /// How to tell an execution's processes are all gone: its cgroup's process lists where it has
 /// a cgroup (every process starts in it and cannot leave), which cost one read each, else a
 /// look at its process group, which may cost a scan of /proc.
@@ -202,6 +188,32 @@ impl Members {
             pause = (pause * 2).min(Duration::from_millis(100));
         }
         true
+    }
+}
+
+/// Waits up to `wait` until every process left in the sandbox's process group has let go (see
+/// `procfs::has_let_go`), killing again as [`wait_until_group_is_gone`] does; whether they
+/// have. Letting go comes microseconds after a kill is taken, and no fd tells of it: short
+/// sleeps, doubling.
+fn wait_until_group_has_let_go(group: i32, wait: Duration) -> bool {
+    if group <= 0 {
+        return true;
+    }
+    let started = Instant::now();
+    let mut pause = Duration::from_micros(50);
+    loop {
+        let acting = super::procfs::live_members(group)
+            .into_iter()
+            .any(|pid| !super::procfs::has_let_go(pid));
+        if !acting {
+            return true;
+        }
+        if started.elapsed() > wait {
+            return false;
+        }
+        kill_group(group);
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
 
