@@ -256,8 +256,7 @@ impl Started {
         };
         match turn {
             // The execution pays for what it left in the shared places, after its answer: its
-            // script's process finishing its exit (milliseconds with pandas mapped), then the
-            // scrub. The next execution's turn waits for it; on Lambda, so does the request
+            // processes letting go (see `teardown::end_turn`), then the scrub. The next execution's turn waits for it; on Lambda, so does the request
             // for the next event (see `settling`).
             Some(turn) => {
                 let unsettled = settling.begin();

@@ -125,16 +125,81 @@ pub fn pids() -> Vec<i32> {
         .collect()
 }
 
-/// The live (non-zombie) processes still in process group `pgrp`: none, without a scan of
-/// /proc, when the group has no member at all.
+/// The live (non-zombie) processes still in process group `pgrp`: none, without a look, when
+/// the group has no member at all; else those found below this service, which reaps every
+/// orphan its sandboxes leave, so they never leave its tree (a scan of /proc where it does
+/// not, or the kernel lists no children: a few hundred file reads on a busy host).
+///
+/// One look can miss a member whose parent dies during it: the orphan moves up to a list the
+/// look has already read. Callers waiting for a group to end believe a look only when the one
+/// after it agrees.
 pub fn live_members(pgrp: i32) -> Vec<i32> {
     if !group_exists(pgrp) {
         return Vec::new();
     }
-    pids()
+    let below = if reaps_orphans() {
+        group_below(std::process::id() as i32, pgrp)
+    } else {
+        None
+    };
+    let members = below.unwrap_or_else(|| {
+        pids()
+            .into_iter()
+            .filter_map(|pid| Some((pid, Stat::of(pid)?)))
+            .filter(|(_, stat)| stat.pgrp == pgrp)
+            .collect()
+    });
+    members
         .into_iter()
-        .filter(|pid| Stat::of(*pid).is_some_and(|stat| stat.pgrp == pgrp && !stat.is_zombie()))
+        .filter(|(_, stat)| !stat.is_zombie())
+        .map(|(pid, _)| pid)
         .collect()
+}
+
+/// The processes of group `pgrp` below `root`, from the kernel's children lists; `None` where
+/// it has none. Only a member's children are read: a process of the group is forked by one,
+/// or adopted, when its parent dies, by the nearest reaper above it, a member or `root`.
+fn group_below(root: i32, pgrp: i32) -> Option<Vec<(i32, Stat)>> {
+    let mut unread = children(root)?;
+    let mut members = Vec::new();
+    while let Some(pid) = unread.pop() {
+        let Some(stat) = Stat::of(pid) else { continue };
+        if stat.pgrp != pgrp {
+            continue;
+        }
+        unread.extend(children_unless_gone(pid)?);
+        members.push((pid, stat));
+    }
+    Some(members)
+}
+
+/// As [`children`], with none for a process gone since its parent's list was read (its
+/// children, if any, moved up).
+fn children_unless_gone(pid: i32) -> Option<Vec<i32>> {
+    match children(pid) {
+        Some(children) => Some(children),
+        None if !std::path::Path::new(&format!("/proc/{pid}")).exists() => Some(Vec::new()),
+        None => None,
+    }
+}
+
+/// Every process below `root`, from the kernel's children lists; `None` where it has none.
+pub fn descendants(root: i32) -> Option<Vec<i32>> {
+    let mut found = children(root)?;
+    let mut next = 0;
+    while next < found.len() {
+        found.extend(children_unless_gone(found[next])?);
+        next += 1;
+    }
+    Some(found)
+}
+
+/// Whether this process is a child subreaper (see `startup::platform::protect_service`).
+fn reaps_orphans() -> bool {
+    let mut reaper: libc::c_int = 0;
+    // SAFETY: prctl writes one int through the pointer, which lives across the call.
+    let asked = unsafe { libc::prctl(libc::PR_GET_CHILD_SUBREAPER, &mut reaper) };
+    asked == 0 && reaper != 0
 }
 
 /// Whether process group `pgrp` has any member, zombies included: one kill(2) with no signal,
@@ -239,6 +304,36 @@ mod tests {
         }
         child.wait().expect("reaped");
         assert!(has_let_go(pid), "a process gone has let go");
+    }
+
+    #[test]
+    fn a_groups_members_are_found_below_the_root_and_no_one_else() {
+        let mut shell = std::process::Command::new("sh")
+            .args(["-c", "sleep 5 & sleep 5 & wait"])
+            .process_group(0)
+            .spawn()
+            .expect("sh starts");
+        let group = shell.id() as i32;
+        let me = std::process::id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let members = loop {
+            let members = group_below(me, group).expect("children files");
+            if members.len() == 3 || std::time::Instant::now() > deadline {
+                break members;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        // SAFETY: kill(2) of the test's own process group.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+        shell.wait().expect("reaped");
+        assert_eq!(
+            members.len(),
+            3,
+            "the shell and its two sleeps: {members:?}"
+        );
+        assert!(members.iter().all(|(_, stat)| stat.pgrp == group));
+        assert!(members.iter().any(|(pid, _)| *pid == group));
+        assert_eq!(group_below(me, me + 1_000_000), Some(Vec::new()));
     }
 
     #[test]

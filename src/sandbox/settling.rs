@@ -1,6 +1,6 @@
 //! What executions still do after their answers, counted so it can be waited for. Where
 //! executions take turns on shared places (compat on Lambda), the end of a turn (the script's
-//! process finishing its exit, the scrub) runs after the answer is sent, off its path, but must
+//! processes letting go, the scrub) runs after the answer is sent, off its path, but must
 //! be over before Lambda freezes the environment: the Lambda entry point waits for it between
 //! posting a response and asking for the next event, when the platform has the answer and
 //! nothing is frozen yet.

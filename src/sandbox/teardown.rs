@@ -71,8 +71,15 @@ pub(super) struct Remains {
 /// which hands the execution's resources on, waits for that.
 async fn end_turn(turn: Turn, session: i32, budget: Duration) {
     let _ = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
         if wait_until_group_has_let_go(session, GROUP_EXIT_WAIT) {
+            let let_go = started.elapsed();
             turn.end(budget);
+            tracing::debug!(
+                let_go_us = let_go.as_micros() as u64,
+                scrub_us = (started.elapsed() - let_go).as_micros() as u64,
+                "turn ended"
+            );
         } else {
             tracing::error!(
                 group = session,
@@ -201,19 +208,23 @@ fn wait_until_group_has_let_go(group: i32, wait: Duration) -> bool {
     }
     let started = Instant::now();
     let mut pause = Duration::from_micros(50);
+    let mut looks = Looks::default();
     loop {
-        let acting = super::procfs::live_members(group)
+        let acting: Vec<i32> = super::procfs::live_members(group)
             .into_iter()
-            .any(|pid| !super::procfs::has_let_go(pid));
-        if !acting {
+            .filter(|pid| !super::procfs::has_let_go(*pid))
+            .collect();
+        if looks.agree_on_none(&acting) {
             return true;
         }
         if started.elapsed() > wait {
             return false;
         }
-        kill_group(group);
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(100));
+        if !acting.is_empty() {
+            kill_group(group);
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
     }
 }
 
@@ -228,16 +239,35 @@ fn wait_until_group_is_gone(group: i32, wait: Duration) -> bool {
     }
     let started = Instant::now();
     let mut pause = Duration::from_millis(1);
+    let mut looks = Looks::default();
     loop {
         let live = super::procfs::live_members(group);
-        if live.is_empty() {
+        if looks.agree_on_none(&live) {
             return true;
         }
         if started.elapsed() > wait {
             return false;
         }
-        kill_group(group);
-        super::exits::wait_for_any(&live, pause);
-        pause = (pause * 2).min(Duration::from_millis(100));
+        if !live.is_empty() {
+            kill_group(group);
+            super::exits::wait_for_any(&live, pause);
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Looks at a group's members until two in a row find none still to wait for: one look can
+/// miss a member (see `procfs::live_members`).
+#[derive(Default)]
+struct Looks {
+    found_none_before: bool,
+}
+
+impl Looks {
+    fn agree_on_none(&mut self, found: &[i32]) -> bool {
+        let none = found.is_empty();
+        let agreed = none && self.found_none_before;
+        self.found_none_before = none;
+        agreed
     }
 }
