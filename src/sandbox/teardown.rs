@@ -99,8 +99,8 @@ pub(super) async fn end_turn_after_answer(remains: &mut Remains, turn: Turn, bud
     end_turn(turn, remains.session, budget).await;
 }
 
-/// Removes what the execution's own uid left in `/tmp` once none of its processes is left,
-/// within the execution's CPU limit (see `compat::leftovers`). What cannot be removed in time
+/// Removes what the execution's own uid left in `/tmp` once none of its processes can act (each
+/// has let go: see [`end_turn`]), within the execution's CPU limit (see `compat::leftovers`). What cannot be removed in time
 /// keeps the uid: teardown hands it on only once the leftovers are gone.
 pub(super) async fn remove_leftovers(held: &mut Held, session: i32, budget: Duration) {
     let Some(leftovers) = held.leftovers.take() else {
@@ -115,7 +115,7 @@ pub(super) async fn remove_leftovers(held: &mut Held, session: i32, budget: Dura
     }
     let members = Members::of(held, session);
     let unfinished = tokio::task::spawn_blocking(move || {
-        let done = members.wait_until_gone(GROUP_EXIT_WAIT) && leftovers.remove(budget);
+        let done = members.wait_until_let_go(GROUP_EXIT_WAIT) && leftovers.remove(budget);
         (!done).then_some(leftovers)
     })
     .await
@@ -163,9 +163,9 @@ pub(super) async fn teardown(mut remains: Remains) {
     .await;
 }
 
-/// How to tell an execution's processes are all gone: its cgroup's process lists where it has
-/// a cgroup (every process starts in it and cannot leave), which cost one read each, else a
-/// look at its process group, which may cost a scan of /proc.
+/// How to tell an execution's processes have all let go: its cgroup's process lists where it
+/// has a cgroup (every process starts in it and cannot leave, and is listed until its exit has
+/// unmapped its memory), which cost one read each, else a look at its process group.
 struct Members {
     group: i32,
     cgroup: Option<ProcessLists>,
@@ -179,14 +179,14 @@ impl Members {
         }
     }
 
-    /// As [`wait_until_group_is_gone`], asking the cgroup where there is one.
-    fn wait_until_gone(&self, wait: Duration) -> bool {
+    /// As [`wait_until_group_has_let_go`], asking the cgroup where there is one.
+    fn wait_until_let_go(&self, wait: Duration) -> bool {
         let Some(lists) = &self.cgroup else {
-            return wait_until_group_is_gone(self.group, wait);
+            return wait_until_group_has_let_go(self.group, wait);
         };
         let started = Instant::now();
-        let mut pause = Duration::from_millis(1);
-        while !lists.are_empty() {
+        let mut pause = Duration::from_micros(50);
+        while !lists.pids().into_iter().all(super::procfs::has_let_go) {
             if started.elapsed() > wait {
                 return false;
             }

@@ -327,6 +327,11 @@ impl ProcessLists {
     pub fn are_empty(&self) -> bool {
         self.0.iter().all(|dir| pids_in(dir).is_empty())
     }
+
+    /// The processes in them, zombies not listed (a process may be in several).
+    pub fn pids(&self) -> Vec<i32> {
+        self.0.iter().flat_map(|dir| pids_in(dir)).collect()
+    }
 }
 
 fn pids_in(dir: &Path) -> Vec<i32> {
