@@ -179,95 +179,106 @@ impl Members {
         }
     }
 
-    /// As [`wait_until_group_has_let_go`], asking the cgroup where there is one.
+    /// As [`wait_until_group_has_let_go`], asking the cgroup where there is one: it lists
+    /// every process of the execution, so one look is enough.
     fn wait_until_let_go(&self, wait: Duration) -> bool {
         let Some(lists) = &self.cgroup else {
             return wait_until_group_has_let_go(self.group, wait);
         };
-        let started = Instant::now();
-        let mut pause = Duration::from_micros(50);
-        while !lists.pids().into_iter().all(super::procfs::has_let_go) {
-            if started.elapsed() > wait {
-                return false;
-            }
-            kill_group(self.group);
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(100));
-        }
-        true
+        let still_acting = || {
+            let pids = lists.pids().into_iter();
+            pids.filter(|pid| !super::procfs::has_let_go(*pid))
+                .collect()
+        };
+        let looks = Looks::new(self.group, LET_GO_PAUSE, 1);
+        looks.until_none_left(wait, still_acting, sleep_for_pids)
     }
 }
 
+/// The first pause between looks for processes letting go: it comes microseconds after a kill
+/// is taken, and no fd tells of it.
+const LET_GO_PAUSE: Duration = Duration::from_micros(50);
+
 /// Waits up to `wait` until every process left in the sandbox's process group has let go (see
 /// `procfs::has_let_go`), killing again as [`wait_until_group_is_gone`] does; whether they
-/// have. Letting go comes microseconds after a kill is taken, and no fd tells of it: short
-/// sleeps, doubling.
+/// have.
 fn wait_until_group_has_let_go(group: i32, wait: Duration) -> bool {
-    if group <= 0 {
-        return true;
-    }
-    let started = Instant::now();
-    let mut pause = Duration::from_micros(50);
-    let mut looks = Looks::default();
-    loop {
-        let acting: Vec<i32> = super::procfs::live_members(group)
-            .into_iter()
+    let still_acting = || {
+        let members = super::procfs::live_members(group).into_iter();
+        members
             .filter(|pid| !super::procfs::has_let_go(*pid))
-            .collect();
-        if looks.agree_on_none(&acting) {
-            return true;
-        }
-        if started.elapsed() > wait {
-            return false;
-        }
-        if !acting.is_empty() {
-            kill_group(group);
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(100));
-        }
-    }
+            .collect()
+    };
+    let looks = Looks::new(group, LET_GO_PAUSE, 2);
+    looks.until_none_left(wait, still_acting, sleep_for_pids)
 }
 
 /// Waits up to `wait` until no live process is left in the sandbox's process group (killing
 /// again, in case one was being forked when the first kill came); whether none is left. Each
-/// look waits on the members' exits themselves, not a fixed sleep: on Lambda the answer waits
+/// look waits on the members' exits themselves, not a fixed sleep: on Lambda the answer waited
 /// for the script's process to finish exiting (a few milliseconds with pandas mapped), and
 /// sleeps of 1, 2 and 4 ms found a 3 ms exit 7 ms after the fact.
 fn wait_until_group_is_gone(group: i32, wait: Duration) -> bool {
-    if group <= 0 {
-        return true;
-    }
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(1);
-    let mut looks = Looks::default();
-    loop {
-        let live = super::procfs::live_members(group);
-        if looks.agree_on_none(&live) {
-            return true;
-        }
-        if started.elapsed() > wait {
-            return false;
-        }
-        if !live.is_empty() {
-            kill_group(group);
-            super::exits::wait_for_any(&live, pause);
-            pause = (pause * 2).min(Duration::from_millis(100));
-        }
-    }
+    let still_live = || super::procfs::live_members(group);
+    let looks = Looks::new(group, Duration::from_millis(1), 2);
+    looks.until_none_left(wait, still_live, super::exits::wait_for_any)
 }
 
-/// Looks at a group's members until two in a row find none still to wait for: one look can
-/// miss a member (see `procfs::live_members`).
-#[derive(Default)]
+fn sleep_for_pids(_: &[i32], pause: Duration) {
+    std::thread::sleep(pause);
+}
+
+/// Repeated looks at a sandbox's processes, the group killed again between them (in case one
+/// was being forked when the first kill came), with pauses doubling from `first_pause`. A look
+/// below the service can miss a member (see `procfs::live_members`): there, `agreeing` looks
+/// in a row must find none.
 struct Looks {
-    found_none_before: bool,
+    group: i32,
+    first_pause: Duration,
+    agreeing: u32,
 }
 
 impl Looks {
-    fn agree_on_none(&mut self, found: &[i32]) -> bool {
-        let none = found.is_empty();
-        let agreed = none && self.found_none_before;
-        self.found_none_before = none;
-        agreed
+    fn new(group: i32, first_pause: Duration, agreeing: u32) -> Self {
+        Self {
+            group,
+            first_pause,
+            agreeing,
+        }
+    }
+
+    /// Looks until `look` finds no process still to wait for, pausing with `pause` (given the
+    /// processes found) between looks; whether that came within `wait`.
+    fn until_none_left(
+        self,
+        wait: Duration,
+        mut look: impl FnMut() -> Vec<i32>,
+        pause: impl Fn(&[i32], Duration),
+    ) -> bool {
+        if self.group <= 0 {
+            return true;
+        }
+        let started = Instant::now();
+        let mut next_pause = self.first_pause;
+        let mut empty_in_a_row = 0;
+        loop {
+            let left = look();
+            empty_in_a_row = if left.is_empty() {
+                empty_in_a_row + 1
+            } else {
+                0
+            };
+            if empty_in_a_row >= self.agreeing {
+                return true;
+            }
+            if started.elapsed() > wait {
+                return false;
+            }
+            if !left.is_empty() {
+                kill_group(self.group);
+                pause(&left, next_pause);
+                next_pause = (next_pause * 2).min(Duration::from_millis(100));
+            }
+        }
     }
 }
