@@ -256,8 +256,9 @@ impl Started {
         };
         match turn {
             // The execution pays for what it left in the shared places, after its answer: its
-            // processes letting go (see `teardown::end_turn`), then the scrub. The next execution's turn waits for it; on Lambda, so does the request
-            // for the next event (see `settling`).
+            // processes letting go (see `teardown::end_turn`), then the scrub. The next
+            // execution's turn waits for it; on Lambda, so does the request for the next event
+            // (see `settling`).
             Some(turn) => {
                 let unsettled = settling.begin();
                 let budget = job.limits.cpu;

@@ -100,8 +100,9 @@ pub(super) async fn end_turn_after_answer(remains: &mut Remains, turn: Turn, bud
 }
 
 /// Removes what the execution's own uid left in `/tmp` once none of its processes can act (each
-/// has let go: see [`end_turn`]), within the execution's CPU limit (see `compat::leftovers`). What cannot be removed in time
-/// keeps the uid: teardown hands it on only once the leftovers are gone.
+/// has let go: see [`end_turn`]), within the execution's CPU limit (see `compat::leftovers`).
+/// What cannot be removed in time keeps the uid: teardown hands it on only once the leftovers
+/// are gone.
 pub(super) async fn remove_leftovers(held: &mut Held, session: i32, budget: Duration) {
     let Some(leftovers) = held.leftovers.take() else {
         return;
@@ -164,8 +165,8 @@ pub(super) async fn teardown(mut remains: Remains) {
 }
 
 /// How to tell an execution's processes have all let go: its cgroup's process lists where it
-/// has a cgroup (every process starts in it and cannot leave, and is listed until its exit has
-/// unmapped its memory), which cost one read each, else a look at its process group.
+/// has a cgroup (every process starts in it and cannot leave, and is listed until all its
+/// threads are exiting), which cost one read each, else a look at its process group.
 struct Members {
     group: i32,
     cgroup: Option<ProcessLists>,
