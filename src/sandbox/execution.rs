@@ -256,15 +256,14 @@ impl Started {
         };
         match turn {
             // The execution pays for what it left in the shared places, after its answer: its
-            // processes letting go (see `teardown::end_turn`), then the scrub. The next
-            // execution's turn waits for it; on Lambda, so does the request for the next event
-            // (see `settling`).
+            // processes letting go (see `teardown::end_turn`), then the scrub. On Lambda the
+            // request for the next event waits for that (see `settling`); the next execution's
+            // turn also for the processes to be gone and reaped.
             Some(turn) => {
                 let unsettled = settling.begin();
                 let budget = job.limits.cpu;
                 tokio::spawn(async move {
-                    end_turn_after_answer(&mut remains, turn, budget).await;
-                    drop(unsettled);
+                    end_turn_after_answer(&mut remains, turn, budget, unsettled).await;
                     teardown(remains).await;
                 });
             }

@@ -202,6 +202,11 @@ fn reaps_orphans() -> bool {
     asked == 0 && reaper != 0
 }
 
+/// Whether any process, zombies included, is still in process group `pgrp`.
+pub fn group_has_members(pgrp: i32) -> bool {
+    group_exists(pgrp)
+}
+
 /// Whether process group `pgrp` has any member, zombies included: one kill(2) with no signal,
 /// which the kernel answers from the group's own list (a scan of /proc costs a few hundred
 /// file reads on a busy machine, and this is asked at the end of every execution).

@@ -13,6 +13,7 @@ use super::compat::scrub::{SharedAreas, Turn};
 use super::leader::{kill_group, Leader};
 use super::live;
 use super::plan::Claim;
+use super::settling::Unsettled;
 
 /// How long killed processes get to disappear before that is reported.
 const GROUP_EXIT_WAIT: Duration = Duration::from_secs(5);
@@ -62,24 +63,31 @@ pub(super) struct Remains {
 /// (nothing can write there), within the execution's CPU limit (see `compat::scrub`). A
 /// process that outlives the kill keeps the turn, and the places are unclean, for good.
 ///
-/// The turn does not wait for the processes to be gone: the script's process, killed, takes
+/// The scrub does not wait for the processes to be gone: the script's process, killed, takes
 /// milliseconds more to unmap pandas, and on Lambda that time was the whole end of the turn,
 /// paid before the next event. Once every thread of the execution is exiting with its address
-/// space let go, it runs no code of its own and no same-uid process can read it. What its
-/// existence still holds, it holds a few milliseconds longer: a zombie or exiting process
-/// counts against the shared uid's RLIMIT_NPROC until the reaper reaps it, and the teardown,
-/// which hands the execution's resources on, waits for that.
-async fn end_turn(turn: Turn, session: i32, budget: Duration) {
+/// space let go, it runs no code of its own and no same-uid process can read it. So the
+/// execution is settled (`unsettled` dropped: on Lambda the runtime may ask for the next event)
+/// once the scrub is through. The turn itself is held until the processes are gone and
+/// reaped: where executions take turns they share the service's uid, whose RLIMIT_NPROC counts
+/// a process until it is reaped, and the next execution's limit was set counting none of this
+/// one's.
+async fn end_turn(turn: Turn, session: i32, budget: Duration, unsettled: Unsettled) {
     let _ = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         if wait_until_group_has_let_go(session, GROUP_EXIT_WAIT) {
             let let_go = started.elapsed();
-            turn.end(budget);
-            tracing::debug!(
-                let_go_us = let_go.as_micros() as u64,
-                scrub_us = (started.elapsed() - let_go).as_micros() as u64,
-                "turn ended"
-            );
+            turn.end_and_then(budget, || {
+                tracing::debug!(
+                    let_go_us = let_go.as_micros() as u64,
+                    scrub_us = (started.elapsed() - let_go).as_micros() as u64,
+                    "turn ended"
+                );
+                drop(unsettled);
+                if wait_until_group_is_gone(session, GROUP_EXIT_WAIT) {
+                    reap_group(session, GROUP_EXIT_WAIT);
+                }
+            });
         } else {
             tracing::error!(
                 group = session,
@@ -94,9 +102,31 @@ async fn end_turn(turn: Turn, session: i32, budget: Duration) {
 /// After the answer, where executions take turns: the sandbox's leader waited for, then the
 /// turn ended (see [`end_turn`]). Bounded: a process that survives the kill leaves the places
 /// unclean rather than holding this up (the teardown after it waits for such a process).
-pub(super) async fn end_turn_after_answer(remains: &mut Remains, turn: Turn, budget: Duration) {
+pub(super) async fn end_turn_after_answer(
+    remains: &mut Remains,
+    turn: Turn,
+    budget: Duration,
+    unsettled: Unsettled,
+) {
     let _ = remains.leader.wait().await;
-    end_turn(turn, remains.session, budget).await;
+    end_turn(turn, remains.session, budget, unsettled).await;
+}
+
+/// Reaps the orphaned zombies of a group whose processes are all dead, waiting up to `wait`
+/// for the last of them to be reparented here.
+fn reap_group(group: i32, wait: Duration) {
+    let started = Instant::now();
+    let mut pause = Duration::from_micros(200);
+    while group > 0 && super::procfs::group_has_members(group) {
+        if super::reaper::reap_orphans() == 0 {
+            if started.elapsed() > wait {
+                tracing::warn!(group, "zombies of an execution were not reaped in time");
+                return;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
 }
 
 /// Removes what the execution's own uid left in `/tmp` once none of its processes can act (each

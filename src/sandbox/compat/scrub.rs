@@ -294,11 +294,18 @@ impl Turn {
     /// Ends the turn within `budget` (the execution's own time): empties the shared places and
     /// lets the next execution have them. When the budget runs out first, the places are marked
     /// unclean and a background scrub finishes them, still holding the turn.
-    pub fn end(mut self, budget: Duration) -> Scrubbed {
+    pub fn end(self, budget: Duration) -> Scrubbed {
+        self.end_and_then(budget, || {})
+    }
+
+    /// As [`Turn::end`], with the turn held until `then` has run once the places are clean:
+    /// the next execution waits for it too.
+    pub fn end_and_then(mut self, budget: Duration, then: impl FnOnce()) -> Scrubbed {
         let scrubbed = self.areas.scrub(&mut Budget::new(budget));
         match scrubbed {
             Scrubbed::Clean { removed } => {
                 tracing::debug!(removed, "shared places emptied after the execution");
+                then();
                 self.guard = None;
             }
             Scrubbed::Unfinished { removed } => {
