@@ -86,6 +86,13 @@ async fn end_turn(turn: Turn, session: i32, budget: Duration, unsettled: Unsettl
                 drop(unsettled);
                 if wait_until_group_is_gone(session, GROUP_EXIT_WAIT) {
                     reap_group(session, GROUP_EXIT_WAIT);
+                } else {
+                    // They can no longer act, but still count against the shared uid's
+                    // process limit: the next execution may find it short.
+                    tracing::warn!(
+                        group = session,
+                        "processes of an execution are still exiting as the next turn starts"
+                    );
                 }
             });
         } else {
