@@ -8,12 +8,12 @@
 //! Whoever made the mess pays for it: the scrub runs as the end of the turn of the execution
 //! that wrote the files, after its answer and before the next turn (on Lambda, before the
 //! runtime asks for the next event: `sandbox::settling`), within a budget of time and entries
-//! ([`Budget`], checked at every entry). The time a script can spend writing entries is bounded by its CPU limit, and removing
-//! one costs no more than making one, so the execution's CPU limit is its scrub's budget. A scrub
-//! that cannot finish in it leaves the places *unclean*: no turn is given until a background
-//! scrub has emptied them (callers are told to retry meanwhile), and on Lambda, where nothing
-//! runs between invocations, the runtime ends the environment so the platform starts a clean one
-//! (see [`SharedAreas::is_clean`]). The next caller never waits for a previous caller's files.
+//! ([`Budget`], checked at every entry). The time a script can spend writing entries is bounded
+//! by its CPU limit, and removing one costs no more than making one, so the execution's CPU
+//! limit is its scrub's budget. A scrub that cannot finish in it leaves the places *unclean*: no
+//! turn is given until a background scrub has emptied them (callers are told to retry
+//! meanwhile), and on Lambda, where nothing runs between invocations, the runtime ends the
+//! environment so the platform starts a clean one (see [`SharedAreas::is_clean`]). The next caller never waits for a previous caller's files.
 //! How the tree is taken apart is [`super::scrub_fs`]'s.
 
 use std::collections::HashSet;
