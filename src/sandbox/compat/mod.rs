@@ -104,7 +104,7 @@ impl CompatSandbox {
         let scratch_root = match shared_areas {
             Some(_) => None,
             None => Some(Arc::new(
-                ScratchRoot::create(&std::env::temp_dir()).map_err(|error| {
+                ScratchRoot::create(&scratch_root::parent(isolation.cgroups)).map_err(|error| {
                     SandboxError::Failed(format!("could not create the scratch root: {error}"))
                 })?,
             )),
