@@ -65,6 +65,8 @@ lint:
 	python3 tools/import-circles.py src layer/isolate/src
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	# The supervisor as it ships: without the standard library (layer/isolate/supervise.flags).
+	$(CARGO) clippy --locked -p pyexec-isolate --bin pyexec-supervise -- -D warnings -C panic=abort
 
 lint-deploy: tools
 	tools/lint-deploy.sh

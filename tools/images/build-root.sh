@@ -130,10 +130,10 @@ build_builder() {
     # host (the same Debian 12 and glibc) and handed to build.sh, which installs it.
     CARGO_TARGET_DIR="$REPO/target/isolate" cargo build --quiet --release --locked \
         --manifest-path "$REPO/Cargo.toml" -p pyexec-isolate >&2
-    # The supervisor statically linked, as layer/build.sh builds it.
+    # The supervisor without a C library, as layer/build.sh builds it.
     CARGO_TARGET_DIR="$REPO/target/isolate" cargo rustc --quiet --release --locked \
         --manifest-path "$REPO/Cargo.toml" -p pyexec-isolate --bin pyexec-supervise \
-        -- -C target-feature=+crt-static >&2
+        -- $(cat "$REPO/layer/isolate/supervise.flags") >&2
     install -m 0644 "$REPO/target/isolate/release/libpyexec_isolate.so" "$dir/src/libpyexec_isolate.so"
     install -m 0755 "$REPO/target/isolate/release/pyexec-supervise" "$dir/src/pyexec-supervise"
     in_root "$dir" env ISOLATE_LIB=/src/libpyexec_isolate.so /src/layer/build.sh "$LAYER_DIR" >&2

@@ -16,7 +16,6 @@ pub mod ffi;
 mod spec;
 mod split;
 mod steps;
-pub mod supervisor;
 mod vfork;
 mod wire;
 

@@ -1,12 +1,12 @@
 //! The supervisor's one run: the script's process watched to its end, then the report on fd 3.
 
-use std::os::fd::RawFd;
-
 use super::collect::{self, Collected};
-use super::Options;
+use super::sys::{self, Fd};
+use super::text::Line;
+use super::{termination, Options};
 
 /// The report channel to the service.
-const RESULT_FD: RawFd = 3;
+const RESULT_FD: Fd = 3;
 /// A pipe's capacity until grown.
 const PIPE_DEFAULT_BYTES: usize = 65536;
 /// The most a pipe is grown to.
@@ -19,8 +19,8 @@ pub fn supervise(options: &Options) {
     to_dev_null();
     let limit = options.frame_limit + options.files_limit + options.state_limit + 2;
     let hand_over = collect::hand_over(options.hand_fd);
-    // SAFETY: the hand-over's read end, read to its end.
-    unsafe { libc::close(options.hand_fd) };
+    // The hand-over's read end, read to its end.
+    sys::close(options.hand_fd);
     let mut collected = match hand_over {
         Some(hand_over) => collect::sections(hand_over.pid, options.frame_fd, limit),
         None => collect::after_early_death(options.frame_fd, limit),
@@ -43,7 +43,7 @@ struct Sections<'a> {
 }
 
 fn sections<'a>(collected: &'a Collected, options: &Options) -> Sections<'a> {
-    let (frame, rest) = split_line(&collected.bytes);
+    let (frame, rest) = split_line(collected.bytes.as_slice());
     let (files, state) = split_line(rest);
     let oversized = collected.oversized
         || frame.len() > options.frame_limit
@@ -71,24 +71,32 @@ fn split_line(bytes: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
-fn header(sections: &Sections<'_>) -> String {
+fn header(sections: &Sections<'_>) -> Line {
     let (exit_code, signal) = match sections.ending.status {
         None => (None, None),
-        Some(status) if libc::WIFSIGNALED(status) => (None, Some(libc::WTERMSIG(status))),
-        Some(status) => (Some(libc::WEXITSTATUS(status)), None),
+        Some(status) => termination(status),
     };
-    let or_null = |value: Option<String>| value.unwrap_or_else(|| "null".to_owned());
-    format!(
-        "{{\"frame_bytes\":{},\"frame_oversized\":{},\"files_bytes\":{},\"state_bytes\":{},\
-         \"exit_code\":{},\"signal\":{},\"cpu_ms\":{}}}\n",
-        sections.frame.len(),
-        sections.oversized,
-        sections.files.len(),
-        sections.state.len(),
-        or_null(exit_code.map(|code| code.to_string())),
-        or_null(signal.map(|signal| signal.to_string())),
-        or_null(sections.ending.cpu_ms.map(|ms| ms.to_string())),
-    )
+    let mut line = Line::new();
+    line.push(b"{\"frame_bytes\":");
+    line.push_number(sections.frame.len() as u64);
+    line.push(b",\"frame_oversized\":");
+    line.push(if sections.oversized {
+        b"true"
+    } else {
+        b"false"
+    });
+    line.push(b",\"files_bytes\":");
+    line.push_number(sections.files.len() as u64);
+    line.push(b",\"state_bytes\":");
+    line.push_number(sections.state.len() as u64);
+    line.push(b",\"exit_code\":");
+    line.push_number_or_null(exit_code);
+    line.push(b",\"signal\":");
+    line.push_number_or_null(signal);
+    line.push(b",\"cpu_ms\":");
+    line.push_number_or_null(sections.ending.cpu_ms);
+    line.push(b"}\n");
+    line
 }
 
 fn write_report(sections: &Sections<'_>) {
@@ -103,50 +111,44 @@ fn write_report(sections: &Sections<'_>) {
     for part in parts {
         write_all(part);
     }
-    // SAFETY: closing the report channel: end of file tells the service the report is whole.
-    unsafe { libc::close(RESULT_FD) };
+    // Closing the report channel: end of file tells the service the report is whole.
+    sys::close(RESULT_FD);
 }
 
 /// Grows the report's pipe when the report is more than its default capacity: a session's
 /// state then crosses in a few writes. Only a speed-up: a refusal leaves the pipe as it was.
 fn fit_pipe(size: usize) {
     if size > PIPE_DEFAULT_BYTES {
-        let capacity = size.next_power_of_two().min(PIPE_MAX_BYTES) as libc::c_int;
-        // SAFETY: fcntl with an integer argument on the report channel.
-        unsafe { libc::fcntl(RESULT_FD, libc::F_SETPIPE_SZ, capacity) };
+        sys::grow_pipe(RESULT_FD, size.next_power_of_two().min(PIPE_MAX_BYTES));
     }
 }
 
 fn write_all(mut bytes: &[u8]) {
     while !bytes.is_empty() {
-        // SAFETY: writing from a live slice.
-        let count = unsafe { libc::write(RESULT_FD, bytes.as_ptr().cast(), bytes.len()) };
+        let count = sys::write(RESULT_FD, bytes);
         if count > 0 {
             bytes = &bytes[count as usize..];
-        } else if count == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR)
-        {
+        } else if count != -sys::EINTR {
             return;
         }
     }
 }
 
 fn to_dev_null() {
-    // SAFETY: opening /dev/null and placing it on the standard fds.
-    unsafe {
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
-        if null >= 0 {
-            for fd in 0..3 {
-                libc::dup2(null, fd);
-            }
-            libc::close(null);
+    let null = sys::open(b"/dev/null\0", true);
+    if null >= 0 {
+        for fd in 0..3 {
+            sys::dup2(null as Fd, fd);
         }
+        sys::close(null as Fd);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::buffer::Buffer;
+    use super::super::collect::Ending;
     use super::*;
-    use crate::supervisor::collect::Ending;
 
     fn options() -> Options {
         Options {
@@ -159,8 +161,10 @@ mod tests {
     }
 
     fn collected(bytes: &[u8], status: Option<i32>) -> Collected {
+        let mut buffer = Buffer::new();
+        assert!(buffer.extend_from_slice(bytes));
         Collected {
-            bytes: bytes.to_vec(),
+            bytes: buffer,
             oversized: false,
             ending: Ending {
                 status,
@@ -178,8 +182,8 @@ mod tests {
         assert_eq!(sections.state, b"STAT");
         assert!(!sections.oversized);
         assert_eq!(
-            header(&sections),
-            "{\"frame_bytes\":7,\"frame_oversized\":false,\"files_bytes\":2,\"state_bytes\":4,\
+            header(&sections).as_bytes(),
+            b"{\"frame_bytes\":7,\"frame_oversized\":false,\"files_bytes\":2,\"state_bytes\":4,\
              \"exit_code\":null,\"signal\":null,\"cpu_ms\":7}\n"
         );
     }
@@ -198,13 +202,26 @@ mod tests {
         }
     }
 
+    fn contains(line: &Line, text: &str) -> bool {
+        let text = text.as_bytes();
+        line.as_bytes()
+            .windows(text.len())
+            .any(|window| window == text)
+    }
+
     #[test]
     fn how_the_process_ended_is_the_wait_status() {
         let read = collected(b"", Some(libc::SIGKILL));
         let killed = sections(&read, &options());
-        assert!(header(&killed).contains("\"exit_code\":null,\"signal\":9"));
+        assert!(contains(
+            &header(&killed),
+            "\"exit_code\":null,\"signal\":9"
+        ));
         let read = collected(b"", Some(3 << 8));
         let exited = sections(&read, &options());
-        assert!(header(&exited).contains("\"exit_code\":3,\"signal\":null"));
+        assert!(contains(
+            &header(&exited),
+            "\"exit_code\":3,\"signal\":null"
+        ));
     }
 }
