@@ -221,7 +221,8 @@ impl ExecCgroup {
         }
     }
 
-    /// SIGKILLs every process still in the cgroup (orphans a script left behind included).
+    /// SIGKILLs every process still in the cgroup (orphans a script left behind included), as
+    /// the first directory lists them (see [`Self::process_lists`]).
     pub fn kill_all(&self) {
         // Nothing to do once every directory is removed (a destroyed cgroup, then dropped).
         let Some(first) = self.dirs.first() else {
@@ -230,11 +231,9 @@ impl ExecCgroup {
         if !self.v1 && fs::write(first.join("cgroup.kill"), "1").is_ok() {
             return;
         }
-        for dir in &self.dirs {
-            for pid in pids_in(dir) {
-                // SAFETY: kill(2) with a pid read from the cgroup and a constant signal.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
+        for pid in pids_in(first) {
+            // SAFETY: kill(2) with a pid read from the cgroup and a constant signal.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
 
@@ -242,9 +241,13 @@ impl ExecCgroup {
         self.process_lists().are_empty()
     }
 
-    /// Its process lists, to look at from another thread.
+    /// Its process list, to look at from another thread: the first directory's. Under cgroup v1
+    /// the others (pids, cpuacct) list the same processes: each process is written into every
+    /// directory, the first first, its children start in all of them, and only root could move
+    /// one out of some. Each read of a v1 `cgroup.procs` builds and sorts a list in the kernel
+    /// and queues work to free it, so one list is read, not three.
     pub fn process_lists(&self) -> ProcessLists {
-        ProcessLists(self.dirs.clone())
+        ProcessLists(self.dirs.iter().take(1).cloned().collect())
     }
 
     /// Kills what is left, waits briefly for the kernel to let go, and removes the directories.
@@ -318,7 +321,7 @@ pub(super) fn sweep_stale(parent: &Path) {
     }
 }
 
-/// The process lists of one execution's cgroup directories.
+/// The process list of one execution's cgroup (see [`ExecCgroup::process_lists`]).
 #[derive(Clone, Debug)]
 pub struct ProcessLists(Vec<PathBuf>);
 
@@ -328,7 +331,7 @@ impl ProcessLists {
         self.0.iter().all(|dir| pids_in(dir).is_empty())
     }
 
-    /// The processes in them, zombies not listed (a process may be in several).
+    /// The processes in them, zombies not listed.
     pub fn pids(&self) -> Vec<i32> {
         self.0.iter().flat_map(|dir| pids_in(dir)).collect()
     }
