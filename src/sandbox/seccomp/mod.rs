@@ -3,12 +3,13 @@
 //! (`pyexec_isolate::Spec`), so the lists cannot disagree. Templates have a policy of their own
 //! ([`Policy::for_template`]), under which their children still isolate themselves.
 //!
-//! `seccompiler` gives one filter a single "on match" action, so the policy is one filter per
-//! errno, plus the x32 guard ([`x32`]) and, in compat, the filter that hands signals to the
-//! service for a decision ([`notify`]). The kernel runs every installed filter and the most
-//! restrictive answer wins (an errno over a notification over "allow"); a test checks that no
-//! system call appears in two errno filters.
+//! `seccompiler` gives one filter a single "on match" action, so the policy is one program per
+//! errno, plus the x32 guard ([`x32`]), installed chained into one filter ([`chain`]), and, in
+//! compat, the filter that hands signals to the service for a decision ([`notify`]). The kernel
+//! runs every installed filter and the most restrictive answer wins (an errno over a
+//! notification over "allow"); a test checks that no system call appears in two errno programs.
 
+mod chain;
 mod notify;
 mod rules;
 mod x32;
@@ -109,11 +110,9 @@ impl Policy {
     }
 
     /// The errno programs as the isolation steps install them (`pyexec_isolate::Spec`).
+    /// Chained into one program ([`chain`]): one filter to install, not four.
     pub fn programs_for_isolation(&self) -> Vec<Vec<libc::sock_filter>> {
-        self.programs
-            .iter()
-            .map(|program| to_libc(program))
-            .collect()
+        vec![to_libc(&chain::chained(&self.programs))]
     }
 
     /// The signal guard's program as the isolation steps install it.
@@ -187,8 +186,11 @@ mod tests {
         ] {
             let policy = Policy::build(scope).expect("policy compiles");
             assert!(policy.programs.iter().all(|program| !program.is_empty()));
-            // BPF programs are limited to 4096 instructions.
-            assert!(policy.programs.iter().all(|program| program.len() < 4096));
+            // BPF programs are limited to 4096 instructions; the errno programs are installed
+            // chained into one.
+            let installed = policy.programs_for_isolation();
+            assert_eq!(installed.len(), 1);
+            assert!(installed[0].len() < 4096, "{}", installed[0].len());
             assert_eq!(
                 policy.supervised_signals.is_some(),
                 scope == SignalScope::Supervised
