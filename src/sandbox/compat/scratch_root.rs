@@ -19,23 +19,27 @@ const PREFIX: &str = "python-executor-run-";
 /// The memory-backed filesystem most Linux hosts mount (not Lambda's).
 const SHARED_MEMORY: &str = "/dev/shm";
 
-/// Where the directory goes: in memory (`/dev/shm`) when each execution has a memory cgroup,
-/// else the system's temporary directory. A scratch directory lives for one execution, and on
-/// a disk each costs journalled inode creation and removal (and a discard, on hosts that mount
-/// with it): a tenth of the service's own CPU per request here. In memory, what a script
-/// writes there is charged to its cgroup, so its memory limit caps its files too (on a disk
-/// only RLIMIT_FSIZE caps each file). Without a memory cgroup nothing would cap them, so then
-/// the disk it stays.
+/// Where the directory goes: in memory (`/dev/shm`) when each execution has a memory cgroup
+/// and `/dev/shm` has the kernel's default size, else the system's temporary directory. A
+/// scratch directory lives for one execution, and on a disk each costs journalled inode
+/// creation and removal (and a discard, on hosts that mount with it): a tenth of the service's
+/// own CPU per request here. In memory, what a script writes there is charged to its cgroup,
+/// so its memory limit caps its files too (on a disk only RLIMIT_FSIZE caps each file).
+/// Without a memory cgroup nothing would cap them; and a small `/dev/shm` (a container's
+/// default is 64 MiB) is one that an execution could fill for the others running beside it
+/// before its memory limit stops it. Then the disk it stays.
 pub fn parent(memory_cgroups: bool) -> PathBuf {
     let in_memory = Path::new(SHARED_MEMORY);
-    if memory_cgroups && is_writable_tmpfs(in_memory) {
+    if memory_cgroups && is_large_writable_tmpfs(in_memory) {
         in_memory.to_path_buf()
     } else {
         std::env::temp_dir()
     }
 }
 
-fn is_writable_tmpfs(path: &Path) -> bool {
+/// A tmpfs this process may write, sized as the kernel sizes one by default (half the memory)
+/// or larger.
+fn is_large_writable_tmpfs(path: &Path) -> bool {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
@@ -43,10 +47,20 @@ fn is_writable_tmpfs(path: &Path) -> bool {
     };
     // SAFETY: statfs(2) into a zeroed local struct, on a NUL-terminated path.
     let mut found: libc::statfs = unsafe { std::mem::zeroed() };
-    let tmpfs = unsafe { libc::statfs(c_path.as_ptr(), &mut found) } == 0
-        && found.f_type == libc::TMPFS_MAGIC;
+    if unsafe { libc::statfs(c_path.as_ptr(), &mut found) } != 0
+        || found.f_type != libc::TMPFS_MAGIC
+    {
+        return false;
+    }
+    let size = (found.f_blocks as u64).saturating_mul(found.f_bsize as u64);
+    // SAFETY: sysconf with constants.
+    let memory = unsafe {
+        (libc::sysconf(libc::_SC_PHYS_PAGES).max(0) as u64)
+            .saturating_mul(libc::sysconf(libc::_SC_PAGESIZE).max(0) as u64)
+    };
     // SAFETY: access(2) on a NUL-terminated path.
-    tmpfs && unsafe { libc::access(c_path.as_ptr(), libc::W_OK | libc::X_OK) } == 0
+    let writable = unsafe { libc::access(c_path.as_ptr(), libc::W_OK | libc::X_OK) } == 0;
+    writable && size >= memory / 2
 }
 
 /// A service process's directory of scratch directories, removed when dropped.
@@ -152,6 +166,13 @@ fn lock(path: &Path) -> Option<fs::File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_a_memory_cgroup_the_scratch_stays_on_the_disk() {
+        assert_eq!(parent(false), std::env::temp_dir());
+        let chosen = parent(true);
+        assert!(chosen == Path::new(SHARED_MEMORY) || chosen == std::env::temp_dir());
+    }
 
     #[test]
     fn a_gone_processs_directory_goes_and_a_held_one_stays_until_dropped() {

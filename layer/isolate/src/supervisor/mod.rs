@@ -40,6 +40,7 @@ pub fn main(arguments: &[&[u8]]) -> ! {
     // The split blocked every signal around its clone, and exec keeps the mask. Ignored
     // signals (SIGINT, SIGTERM: the harness's) stay ignored.
     sys::unblock_signals();
+    sys::ignore_broken_pipes();
     sys::exit(run(arguments))
 }
 

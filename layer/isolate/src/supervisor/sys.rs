@@ -37,6 +37,7 @@ mod number {
     pub const POLL: usize = 7;
     pub const MMAP: usize = 9;
     pub const MUNMAP: usize = 11;
+    pub const RT_SIGACTION: usize = 13;
     pub const RT_SIGPROCMASK: usize = 14;
     pub const MREMAP: usize = 25;
     pub const DUP2: usize = 33;
@@ -248,6 +249,18 @@ pub fn unblock_signals() {
     let args = [SIG_SETMASK, &none as *const u64 as usize, 0, 8, 0];
     // SAFETY: an empty 64-bit signal set, live for the call.
     unsafe { call(number::RT_SIGPROCMASK, args) };
+}
+
+/// A write to a pipe nobody reads fails with EPIPE instead of killing this process (what the
+/// standard library's start-up sets for every Rust program).
+pub fn ignore_broken_pipes() {
+    const SIGPIPE: usize = 13;
+    const SIG_IGN: usize = 1;
+    // The kernel's struct sigaction on x86_64: handler, flags, restorer, mask.
+    let ignore: [usize; 4] = [SIG_IGN, 0, 0, 0];
+    let args = [SIGPIPE, ignore.as_ptr() as usize, 0, 8, 0];
+    // SAFETY: a kernel sigaction, live for the call; no old action asked for.
+    unsafe { call(number::RT_SIGACTION, args) };
 }
 
 pub fn exit(code: i32) -> ! {
