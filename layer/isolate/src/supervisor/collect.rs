@@ -71,11 +71,11 @@ pub fn sections(pid: Pid, pipe: Fd, limit: usize) -> Collected {
     let mut bytes = Buffer::new();
     let mut oversized = false;
     let mut pipe_open = true;
+    // Once over the bound, what is still coming is read here only to be dropped.
+    let mut discard = [0u8; 65536];
     loop {
         let (pipe_ready, child_done) = wait_for(pipe_open.then_some(pipe), exited.as_ref(), pid);
         if pipe_ready {
-            // Once over the bound, what is still coming is read only to be dropped.
-            let mut discard = [0u8; 65536];
             let room = if oversized {
                 &mut discard[..]
             } else {
