@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use super::cgroup::{ExecCgroup, ProcessLists};
+use super::cgroup::{ExecCgroup, ProcessList};
 use super::compat::leftovers::OwnLeftovers;
 use super::compat::scrub::{SharedAreas, Turn};
 use super::leader::{kill_group, Leader};
@@ -201,30 +201,30 @@ pub(super) async fn teardown(mut remains: Remains) {
     .await;
 }
 
-/// How to tell an execution's processes have all let go: its cgroup's process lists where it
+/// How to tell an execution's processes have all let go: its cgroup's process list where it
 /// has a cgroup (every process starts in it and cannot leave, and is listed until all its
-/// threads are exiting), which cost one read each, else a look at its process group.
+/// threads are exiting), which costs one read, else a look at its process group.
 struct Members {
     group: i32,
-    cgroup: Option<ProcessLists>,
+    cgroup: Option<ProcessList>,
 }
 
 impl Members {
     fn of(held: &Held, group: i32) -> Self {
         Self {
             group,
-            cgroup: held.cgroup.as_ref().map(ExecCgroup::process_lists),
+            cgroup: held.cgroup.as_ref().map(ExecCgroup::process_list),
         }
     }
 
     /// As [`wait_until_group_has_let_go`], asking the cgroup where there is one: it lists
     /// every process of the execution, so one look is enough.
     fn wait_until_let_go(&self, wait: Duration) -> bool {
-        let Some(lists) = &self.cgroup else {
+        let Some(list) = &self.cgroup else {
             return wait_until_group_has_let_go(self.group, wait);
         };
         let still_acting = || {
-            let pids = lists.pids().into_iter();
+            let pids = list.pids().into_iter();
             pids.filter(|pid| !super::procfs::has_let_go(*pid))
                 .collect()
         };

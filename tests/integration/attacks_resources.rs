@@ -208,3 +208,56 @@ for_each_limits_profile!(
 async fn nsjail_tmp_is_size_capped() {
     tmp_is_size_capped(Kind::Nsjail).await
 }
+
+/// compat as root keeps each execution's working directory in memory (`/dev/shm`, where it is a
+/// tmpfs of at least half the machine's memory, as on this machine and most hosts), so what a
+/// script writes there is charged to its memory cgroup: its memory limit caps its files too,
+/// and a script cannot fill the host's memory through its working directory. Either the
+/// writes fail or the script is killed at the limit; the service stays healthy either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compat_working_directory_is_capped_by_the_memory_limit() {
+    const LIMIT_MIB: u64 = 128;
+    let limit = LIMIT_MIB.to_string();
+    let service = Service::start_with(Kind::Compat, &[("MEMORY_LIMIT_MIB", &limit)]).await;
+    let place = service
+        .run("import os\ndef main():\n    return os.getcwd()")
+        .await
+        .expect_result()
+        .clone();
+    assert!(
+        place
+            .as_str()
+            .is_some_and(|cwd| cwd.starts_with("/dev/shm/")),
+        "this machine's /dev/shm is a large tmpfs, so compat's working directory is in it: {place}"
+    );
+    let script = r#"
+import errno
+def main():
+    written = 0
+    try:
+        for i in range(400):
+            with open(f"fill{i}", "wb") as f:
+                f.write(b"x" * (1024 * 1024))
+            written += 1
+        return {"written_mib": written, "stopped": None}
+    except OSError as e:
+        return {"written_mib": written, "stopped": errno.errorcode.get(e.errno, str(e.errno))}
+"#;
+    let reply = service.run(script).await;
+    if reply.status == 200 {
+        let found = &reply.body["result"];
+        assert!(
+            found["stopped"].is_string(),
+            "400 MiB were written: {found}"
+        );
+        assert!(
+            found["written_mib"].as_u64().unwrap_or(u64::MAX) <= LIMIT_MIB,
+            "more than the memory limit was written: {found}"
+        );
+    } else {
+        reply.expect_error(422, "MEMORY_LIMIT");
+    }
+    service.assert_still_healthy().await;
+    let after = service.run("def main():\n    return 'fine'").await;
+    assert_eq!(after.expect_result(), "fine");
+}

@@ -238,7 +238,7 @@ impl ExecCgroup {
     }
 
     fn is_empty(&self) -> bool {
-        self.process_lists().are_empty()
+        self.process_list().is_empty()
     }
 
     /// Its process list, to look at from another thread: the first directory's. Under cgroup v1
@@ -246,8 +246,8 @@ impl ExecCgroup {
     /// directory, the first first, its children start in all of them, and only root could move
     /// one out of some. Each read of a v1 `cgroup.procs` builds and sorts a list in the kernel
     /// and queues work to free it, so one list is read, not three.
-    pub fn process_lists(&self) -> ProcessLists {
-        ProcessLists(self.dirs.iter().take(1).cloned().collect())
+    pub fn process_list(&self) -> ProcessList {
+        ProcessList(self.dirs.first().cloned())
     }
 
     /// Kills what is left, waits briefly for the kernel to let go, and removes the directories.
@@ -321,19 +321,20 @@ pub(super) fn sweep_stale(parent: &Path) {
     }
 }
 
-/// The process list of one execution's cgroup (see [`ExecCgroup::process_lists`]).
+/// The process list of one execution's cgroup (see [`ExecCgroup::process_list`]): none once
+/// its directories are removed.
 #[derive(Clone, Debug)]
-pub struct ProcessLists(Vec<PathBuf>);
+pub struct ProcessList(Option<PathBuf>);
 
-impl ProcessLists {
-    /// Whether no process is left in any of them (zombies are not listed).
-    pub fn are_empty(&self) -> bool {
-        self.0.iter().all(|dir| pids_in(dir).is_empty())
+impl ProcessList {
+    /// Whether no process is left (zombies are not listed).
+    pub fn is_empty(&self) -> bool {
+        self.pids().is_empty()
     }
 
-    /// The processes in them, zombies not listed.
+    /// The processes in it, zombies not listed.
     pub fn pids(&self) -> Vec<i32> {
-        self.0.iter().flat_map(|dir| pids_in(dir)).collect()
+        self.0.as_deref().map(pids_in).unwrap_or_default()
     }
 }
 

@@ -62,8 +62,9 @@ const SETID_CAPABILITIES: u64 = (1 << 6) | (1 << 7);
 pub struct CompatSandbox {
     python: PathBuf,
     harness: PathBuf,
-    /// Directories the script may read and execute from, besides the system's.
-    runtime: Vec<PathBuf>,
+    /// What every execution's Landlock ruleset allows besides its own scratch directory (the
+    /// runtime's directories and the system's), opened once; none without Landlock.
+    landlock_rules: Option<landlock::FixedRules>,
     seccomp: Arc<Policy>,
     /// A template's own policy, installed before it imports anything.
     template_seccomp: Policy,
@@ -112,7 +113,9 @@ impl CompatSandbox {
         Ok(Self {
             python: layer.python_dir().join("bin/python3"),
             harness: layer.harness_dir().join("harness.py"),
-            runtime: vec![layer.python_dir(), layer.harness_dir()],
+            landlock_rules: isolation
+                .landlock
+                .then(|| landlock::FixedRules::open(&[layer.python_dir(), layer.harness_dir()])),
             seccomp: Arc::new(seccomp),
             template_seccomp,
             template_home: layer.harness_dir().join("empty"),
@@ -185,9 +188,9 @@ impl CompatSandbox {
             uid: identity.uid,
             at_hand_over: None,
         });
-        let landlock = if self.isolation.landlock {
+        let landlock = if let Some(fixed) = &self.landlock_rules {
             let policy = landlock::FsPolicy {
-                runtime: &self.runtime,
+                fixed,
                 scratch: scratch.path(),
                 shared_tmp: leftovers.as_ref().map(|leftovers| leftovers.dir.as_path()),
             };
