@@ -54,8 +54,12 @@ pub enum SignalScope {
 /// The compiled policy, in the order it is installed.
 #[derive(Clone, Debug)]
 pub struct Policy {
-    /// Installed as they are.
-    pub programs: Vec<BpfProgram>,
+    /// The errno programs and the x32 guard, chained into one ([`chain`]) as every execution
+    /// installs them: built once with the policy, not per execution.
+    chained: Vec<libc::sock_filter>,
+    /// The same programs apart, for the tests that compare them with the chain.
+    #[cfg(test)]
+    programs: Vec<BpfProgram>,
     /// Installed last, with a listener the service serves (`SignalScope::Supervised`).
     pub supervised_signals: Option<BpfProgram>,
 }
@@ -88,10 +92,7 @@ impl Policy {
             SignalScope::Supervised => Some(notify::program(arch)?),
             SignalScope::Namespace | SignalScope::GroupOnly => None,
         };
-        Ok(Self {
-            programs,
-            supervised_signals,
-        })
+        Ok(Self::with(programs, supervised_signals))
     }
 
     /// A template's own policy (see `rules::eperm_for_template`): installed before it imports
@@ -103,16 +104,22 @@ impl Policy {
         let arch = target_arch()?;
         let mut eperm = rules::eperm_for_template(namespaces, uids)?;
         eperm.extend(signal_denials(SignalScope::Namespace)?);
-        Ok(Self {
-            programs: errno_programs(eperm, arch)?,
-            supervised_signals: None,
-        })
+        Ok(Self::with(errno_programs(eperm, arch)?, None))
+    }
+
+    fn with(programs: Vec<BpfProgram>, supervised_signals: Option<BpfProgram>) -> Self {
+        Self {
+            chained: to_libc(&chain::chained(&programs)),
+            #[cfg(test)]
+            programs,
+            supervised_signals,
+        }
     }
 
     /// The errno programs as the isolation steps install them (`pyexec_isolate::Spec`).
     /// Chained into one program ([`chain`]): one filter to install, not four.
     pub fn programs_for_isolation(&self) -> Vec<Vec<libc::sock_filter>> {
-        vec![to_libc(&chain::chained(&self.programs))]
+        vec![self.chained.clone()]
     }
 
     /// The signal guard's program as the isolation steps install it.
