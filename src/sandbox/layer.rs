@@ -29,8 +29,12 @@ const REQUIRED: [&str; 3] = ["python/bin/python3", "harness/harness.py", "etc/ns
 impl Layer {
     pub fn locate(configured: Option<&Path>) -> Result<Self, LayerError> {
         if let Some(dir) = configured {
-            return match missing_file(dir) {
-                None => Ok(Self { root: dir.into() }),
+            // Made absolute here, against the service's working directory: the sandboxes run
+            // the runtime from other ones (compat's scratch directory), where a relative path
+            // names nothing.
+            let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.into());
+            return match missing_file(&absolute) {
+                None => Ok(Self { root: absolute }),
                 Some(file) => Err(LayerError::NotALayer(dir.into(), file)),
             };
         }
@@ -89,6 +93,23 @@ mod tests {
         let empty = tempfile::tempdir().expect("tempdir");
         let error = Layer::locate(Some(empty.path())).expect_err("empty dir is no layer");
         assert!(error.to_string().contains("python/bin/python3"), "{error}");
+    }
+
+    /// A relative `LAYER_DIR` names the layer from the service's working directory, whichever
+    /// directory a sandbox later runs in.
+    #[test]
+    fn a_relative_configured_directory_is_made_absolute() {
+        let cwd = std::env::current_dir().expect("a working directory");
+        let layer = tempfile::tempdir_in(&cwd).expect("tempdir");
+        for file in REQUIRED {
+            let path = layer.path().join(file);
+            std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+            std::fs::write(&path, "").expect("write");
+        }
+        let relative = layer.path().strip_prefix(&cwd).expect("inside the cwd");
+        let found = Layer::locate(Some(relative)).expect("a layer");
+        assert!(found.root.is_absolute(), "{}", found.root.display());
+        assert_eq!(found.root, layer.path());
     }
 
     #[test]

@@ -248,6 +248,7 @@ async fn output_over_the_cap_is_truncated_not_fatal(kind: Kind) {
 }
 
 for_each_sandbox!(
+    a_relative_layer_dir_runs_scripts,
     malformed_requests_are_invalid_request,
     wrong_content_types_are_415,
     oversized_script_and_body_are_413,
@@ -266,3 +267,23 @@ for_each_sandbox!(
     large_integers_pass_through_exactly,
     output_over_the_cap_is_truncated_not_fatal,
 );
+
+/// `LAYER_DIR` given relative to the service's working directory (as `LAYER_DIR=layer/out`
+/// from a checkout would be) still runs scripts, in every sandbox: each runs the runtime from a
+/// directory of its own.
+async fn a_relative_layer_dir_runs_scripts(kind: Kind) {
+    let cwd = std::env::current_dir().expect("a working directory");
+    let layer = crate::support::layer_dir();
+    let relative = layer
+        .strip_prefix(&cwd)
+        .expect("the tests run from the checkout, which holds the layer")
+        .display()
+        .to_string();
+    assert!(!relative.starts_with('/'), "{relative}");
+    let service = Service::start_with(kind, &[("LAYER_DIR", &relative)]).await;
+    let script =
+        "import numpy\ndef main():\n    print('ran')\n    return int(numpy.arange(4).sum())";
+    let reply = service.run(script).await;
+    assert_eq!(reply.expect_result(), 6, "body: {}", reply.body);
+    assert_eq!(reply.body["stdout"], "ran\n");
+}
