@@ -3,6 +3,7 @@
 //! any instance continues any session; and S3's conditional writes keep two instances from
 //! saving over each other's state.
 
+use futures::StreamExt;
 use serde_json::{json, Value};
 
 use crate::lambda_support::http::HttpService;
@@ -83,4 +84,50 @@ async fn the_second_of_two_concurrent_saves_is_a_conflict() {
     let (status, body) = one.post(&cell("n", &id)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"], "fast", "{body}");
+}
+
+/// Expired states stay listed until the bucket's lifecycle rule removes them (a day later),
+/// and S3 lists 1000 keys a page: a caller's allowance counts its fresh states on every page.
+/// Here 1000 expired states sort before any session id, so the first page holds none of the
+/// fresh ones; the third session of an allowance of two is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_allowance_counts_fresh_states_past_a_page_of_expired_ones() {
+    const TTL_S: u64 = 2;
+    let moto = Moto::start();
+    moto.create_bucket(BUCKET).await;
+    expired_states_of_the_anonymous_caller(&moto, 1000).await;
+    tokio::time::sleep(std::time::Duration::from_secs(TTL_S + 1)).await;
+    let mut env = instance_env(&moto);
+    env.push(("SESSIONS_PER_KEY", "2".to_owned()));
+    env.push(("SESSION_TTL_S", TTL_S.to_string()));
+    let service = HttpService::start(&env);
+    for n in 0..2 {
+        let (status, body) = service.post(&cell(&format!("n = {n}"), "new")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = service.post(&cell("n = 2", "new")).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["code"], "TOO_MANY_SESSIONS", "{body}");
+}
+
+/// `count` objects under the prefix the service files the anonymous caller's states in
+/// (`sessions/<first 16 bytes of SHA-256 of the caller, hex>/`), named to sort before any
+/// session id ("!" comes before digits and letters).
+async fn expired_states_of_the_anonymous_caller(moto: &Moto, count: usize) {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b"anonymous");
+    let hex: String = digest.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let client = reqwest::Client::new();
+    let puts = (0..count).map(|i| {
+        let url = format!("{}/{BUCKET}/sessions/{hex}/!{i:04}", moto.endpoint);
+        let client = client.clone();
+        async move {
+            let response = client.put(url).body("stale").send().await.expect("moto");
+            assert!(response.status().is_success(), "{}", response.status());
+        }
+    });
+    let mut puts = futures::stream::iter(puts).buffer_unordered(16);
+    while puts.next().await.is_some() {}
 }

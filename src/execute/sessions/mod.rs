@@ -232,7 +232,7 @@ impl Sessions {
         let fresh_since = SystemTime::now() - self.ttl;
         let held = self
             .store
-            .count(&prefix(caller), fresh_since)
+            .count(&prefix(caller), fresh_since, allowed)
             .await
             .map_err(store_failed)?;
         if held >= allowed {

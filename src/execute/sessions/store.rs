@@ -93,12 +93,18 @@ impl Store {
 
     /// How many live states there are under `prefix` (one caller's): those written since
     /// `fresh_since` (a state lives its TTL from its last write). On disk, the others are
-    /// removed on the way; in S3, the bucket's lifecycle rule removes them.
-    pub async fn count(&self, prefix: &str, fresh_since: SystemTime) -> Result<usize, StoreError> {
+    /// removed on the way; in S3, the bucket's lifecycle rule removes them, and the count may
+    /// stop once it reaches `enough` (the caller's allowance).
+    pub async fn count(
+        &self,
+        prefix: &str,
+        fresh_since: SystemTime,
+        enough: usize,
+    ) -> Result<usize, StoreError> {
         match self {
             Self::Memory(memory) => Ok(memory.count(prefix)),
             Self::Disk(dir) => Ok(count_files(&dir.join(prefix), fresh_since)),
-            Self::S3(s3) => s3.count(prefix, fresh_since).await,
+            Self::S3(s3) => s3.count(prefix, fresh_since, enough).await,
         }
     }
 }
@@ -285,23 +291,37 @@ impl S3Store {
         }
     }
 
-    /// One listing page (up to 1000 states, above any sensible allowance) of the prefix.
-    async fn count(&self, prefix: &str, fresh_since: SystemTime) -> Result<usize, StoreError> {
-        let listed = self
+    /// The prefix's states written since `fresh_since`, page by page (S3 lists 1000 keys at a
+    /// time), until `enough` are found. Expired states stay listed until the bucket's lifecycle
+    /// rule removes them, up to a day later, so a caller's fresh states may be on any page: one
+    /// page counted a caller who had made a thousand short-lived sessions as holding none.
+    async fn count(
+        &self,
+        prefix: &str,
+        fresh_since: SystemTime,
+        enough: usize,
+    ) -> Result<usize, StoreError> {
+        let fresh_since = aws_sdk_s3::primitives::DateTime::from(fresh_since);
+        let mut pages = self
             .client()
             .await
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(prefix)
-            .send()
-            .await
-            .map_err(|error| failed(&error))?;
-        let fresh_since = aws_sdk_s3::primitives::DateTime::from(fresh_since);
-        let fresh = listed
-            .contents()
-            .iter()
-            .filter(|object| object.last_modified().is_some_and(|t| *t >= fresh_since))
-            .count();
+            .into_paginator()
+            .send();
+        let mut fresh = 0;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|error| failed(&error))?;
+            fresh += page
+                .contents()
+                .iter()
+                .filter(|object| object.last_modified().is_some_and(|t| *t >= fresh_since))
+                .count();
+            if fresh >= enough {
+                break;
+            }
+        }
         Ok(fresh)
     }
 }
