@@ -168,22 +168,33 @@ def main(marker):
     service.assert_still_healthy().await;
 }
 
-async fn tmp_is_size_capped(kind: Kind) {
-    let service = Service::start(kind).await;
-    let script = r#"
+/// A script writing up to `files` files of 1 MiB named `<place>fill<n>`; it answers how many
+/// it wrote and the errno that stopped it, if one did.
+fn filling_script(place: &str, files: u32) -> String {
+    format!(
+        r#"
 import errno
 def main():
     written = 0
     try:
-        for i in range(200):
-            with open(f"/tmp/fill{i}", "wb") as f:
+        for i in range({files}):
+            with open(f"{place}fill{{i}}", "wb") as f:
                 f.write(b"x" * (1024 * 1024))
             written += 1
-        return {"written_mib": written, "stopped": None}
+        return {{"written_mib": written, "stopped": None}}
     except OSError as e:
-        return {"written_mib": written, "stopped": errno.errorcode.get(e.errno, str(e.errno))}
-"#;
-    let found = service.run(script).await.expect_result().clone();
+        return {{"written_mib": written, "stopped": errno.errorcode.get(e.errno, str(e.errno))}}
+"#
+    )
+}
+
+async fn tmp_is_size_capped(kind: Kind) {
+    let service = Service::start(kind).await;
+    let found = service
+        .run(&filling_script("/tmp/", 200))
+        .await
+        .expect_result()
+        .clone();
     assert_eq!(found["stopped"], "ENOSPC", "{found}");
     assert!(
         found["written_mib"].as_u64().unwrap_or(999) <= 64,
@@ -230,20 +241,7 @@ async fn compat_working_directory_is_capped_by_the_memory_limit() {
             .is_some_and(|cwd| cwd.starts_with("/dev/shm/")),
         "this machine's /dev/shm is a large tmpfs, so compat's working directory is in it: {place}"
     );
-    let script = r#"
-import errno
-def main():
-    written = 0
-    try:
-        for i in range(400):
-            with open(f"fill{i}", "wb") as f:
-                f.write(b"x" * (1024 * 1024))
-            written += 1
-        return {"written_mib": written, "stopped": None}
-    except OSError as e:
-        return {"written_mib": written, "stopped": errno.errorcode.get(e.errno, str(e.errno))}
-"#;
-    let reply = service.run(script).await;
+    let reply = service.run(&filling_script("", 400)).await;
     if reply.status == 200 {
         let found = &reply.body["result"];
         assert!(
