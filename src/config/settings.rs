@@ -131,7 +131,7 @@ pub struct Settings {
     /// Layers that must be in force (namespaces, cgroups, seccomp, no_new_privs, landlock, signal_guard, or none), or every execution is refused
     #[arg(long, env, default_value = "seccomp", value_parser = Lenient(isolation), help_heading = SANDBOX)]
     pub min_isolation: Isolation,
-    /// The built layer; when unset, /opt, else the checkout's layer/out
+    /// The built layer (a relative path is taken from the working directory at start); when unset, /opt, else the checkout's layer/out
     // Any text: a blank one means unset (convert.rs), where clap's own path parser refuses it.
     #[arg(long, env, value_parser = OsStringValueParser::new().map(PathBuf::from), help_heading = SANDBOX)]
     pub layer_dir: Option<PathBuf>,
