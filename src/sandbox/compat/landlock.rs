@@ -6,7 +6,7 @@
 //! Best effort by ABI: a kernel without Landlock gives no ruleset (and `/health` says so), an
 //! older one enforces what it knows.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use landlock::{
@@ -68,26 +68,20 @@ impl FixedRules {
             .chain(writable)
             .filter_map(|(path, access)| {
                 let fd = PathFd::new(path).ok()?;
-                let access = fitting(&fd, access);
-                Some((fd, access))
+                Some((fd, fitting(path, access)))
             })
             .collect();
         Self { rules }
     }
 }
 
-/// `access` narrowed to a file's rights where `fd` is not a directory (what the kernel accepts
-/// for it).
-fn fitting(fd: &PathFd, access: BitFlags<AccessFs>) -> BitFlags<AccessFs> {
-    // SAFETY: fstat(2) (which an O_PATH fd allows) into a zeroed local struct.
-    let mut found: libc::stat = unsafe { std::mem::zeroed() };
-    let stated = unsafe { libc::fstat(fd.as_fd().as_raw_fd(), &mut found) } == 0;
-    // Where the kind cannot be told, the rights stay as asked (as `path_beneath_rules` does):
-    // the kernel then refuses the rule rather than widening it.
-    if stated && found.st_mode & libc::S_IFMT != libc::S_IFDIR {
-        access & AccessFs::from_file(TARGET_ABI)
-    } else {
-        access
+/// `access` narrowed to a file's rights where `path` is not a directory (what the kernel
+/// accepts for it). Where the kind cannot be told, the rights stay as asked (as
+/// `path_beneath_rules` does): the kernel then refuses the rule rather than widening it.
+fn fitting(path: &Path, access: BitFlags<AccessFs>) -> BitFlags<AccessFs> {
+    match std::fs::metadata(path) {
+        Ok(found) if !found.is_dir() => access & AccessFs::from_file(TARGET_ABI),
+        _ => access,
     }
 }
 
