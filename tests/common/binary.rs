@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tempfile::NamedTempFile;
 
+use super::ports::listener_inodes;
 use super::procs::descendants;
 use super::wait;
 
@@ -247,6 +248,13 @@ impl Launch {
     }
 }
 
+/// Why a started program will not be the one listening on its address.
+enum NotListening {
+    Exited(ExitStatus),
+    /// Another process listens there.
+    TakenByAnother,
+}
+
 /// A started program; on drop, the end of it and of every process below it.
 #[derive(Debug)]
 pub struct Running {
@@ -272,19 +280,36 @@ impl Running {
         descendants(self.pid())
     }
 
-    /// Waits until `addr` accepts connections; panics, with the program's log, if it exits
-    /// first or `within` passes.
+    /// Waits until the program (or a process it started) listens on `addr`; panics, with the
+    /// program's log, if it exits first, if another process holds the port (it was taken
+    /// between [`free_addr`](super::ports::free_addr) and the program's bind), or if `within`
+    /// passes.
     pub fn wait_listening(&mut self, addr: SocketAddr, within: Duration) {
         let outcome = wait::until(within, || {
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Some(Ok(()));
+                match self.holds_listener(addr) {
+                    Some(true) => return Some(Ok(())),
+                    Some(false) => return Some(Err(NotListening::TakenByAnother)),
+                    // Closed since the connection: look again.
+                    None => {}
+                }
             }
-            self.child.try_wait().ok().flatten().map(Err)
+            self.child
+                .try_wait()
+                .ok()
+                .flatten()
+                .map(|status| Err(NotListening::Exited(status)))
         });
         match outcome {
             Some(Ok(())) => {}
-            Some(Err(status)) => panic!(
+            Some(Err(NotListening::Exited(status))) => panic!(
                 "{} exited ({status}) before listening:\n{}",
+                self.name,
+                self.log()
+            ),
+            Some(Err(NotListening::TakenByAnother)) => panic!(
+                "another process listens on {addr}, not {} (the port was taken after it was \
+                 picked):\n{}",
                 self.name,
                 self.log()
             ),
@@ -294,6 +319,35 @@ impl Running {
                 self.log()
             ),
         }
+    }
+
+    /// Whether a socket listening on `addr`'s port is open in this program or a process below
+    /// it; `None` when nothing listens there.
+    fn holds_listener(&self, addr: SocketAddr) -> Option<bool> {
+        let sockets: Vec<String> = listener_inodes(addr.port())
+            .iter()
+            .map(|inode| format!("socket:[{inode}]"))
+            .collect();
+        if sockets.is_empty() {
+            return None;
+        }
+        let holds = |pid: u32| {
+            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+                return false;
+            };
+            fds.flatten().any(|fd| {
+                std::fs::read_link(fd.path()).is_ok_and(|link| {
+                    sockets
+                        .iter()
+                        .any(|socket| link.as_os_str() == socket.as_str())
+                })
+            })
+        };
+        Some(
+            std::iter::once(self.pid())
+                .chain(self.descendants())
+                .any(holds),
+        )
     }
 
     /// Sends `signal` to the program (not to what it started).

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::common::binary::{Finished, Launch, Running};
 use crate::common::lambda_conditions::Conditions;
-use crate::common::ports::free_addr;
+use crate::common::ports::{free_addr, loopback_listener};
 
 /// Where the binary runs: on this host as it is, or under AWS Lambda's conditions (the
 /// integration suite's Lambda profile: an unprivileged uid, everything read-only but /tmp, no
@@ -135,4 +135,26 @@ impl Binary {
     pub fn log(&self) -> String {
         self.running.log()
     }
+}
+
+/// The launcher never takes another process's listener for the service's: a port taken between
+/// its pick and the service's bind fails the start, saying so, rather than letting a test talk to
+/// whatever holds it.
+#[test]
+fn a_port_another_process_holds_is_not_taken_for_the_services() {
+    let held = loopback_listener();
+    let addr = held.local_addr().expect("a bound listener has an address");
+    let start = std::panic::AssertUnwindSafe(|| {
+        launch(&[])
+            .env("PORT", addr.port().to_string())
+            .start_listening(addr, LISTENING_WITHIN)
+    });
+    let failure = std::panic::catch_unwind(start).expect_err("the start fails");
+    let message = failure
+        .downcast_ref::<String>()
+        .expect("a formatted panic message");
+    assert!(
+        message.contains(&format!("another process listens on {addr}")),
+        "{message}"
+    );
 }
