@@ -98,9 +98,10 @@ async fn main() {
     let began = Instant::now();
     eprintln!("plan: {plan:?}");
     eprintln!("load average at start: {}", load_average());
-    if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "lambda") {
-        lambda_only(&plan).await;
-        return;
+    match std::env::var("BENCH_ONLY").as_deref() {
+        Ok("lambda") => return lambda_only(&plan).await,
+        Ok("memory") => return memory_only(&plan).await,
+        _ => {}
     }
     let mut tables = Vec::new();
     for sandbox in ["nsjail", "compat"] {
@@ -142,10 +143,7 @@ async fn main() {
 async fn lambda_only(plan: &Plan) {
     let log = std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "warn".to_owned());
     let extra = std::env::var("BENCH_SERVICE_ENV").unwrap_or_default();
-    let extra: Vec<(&str, &str)> = extra
-        .split_whitespace()
-        .filter_map(|setting| setting.split_once('='))
-        .collect();
+    let extra = settings(&extra);
     for (sandbox, conditions) in [
         ("nsjail", lambda::Conditions::Host),
         ("compat", lambda::Conditions::Lambda),
@@ -162,6 +160,38 @@ async fn lambda_only(plan: &Plan) {
         lambda::measure(&label, (&env, conditions), &plan.frozen, SEED, &mut figures).await;
         report::print_table(&label, &Figures::default(), &figures);
     }
+}
+
+/// `BENCH_ONLY=memory`: the template path's idle and peak memory alone, for both sandboxes, in
+/// a minute, for work on memory. `BENCH_SERVICE_ENV` adds settings as for `BENCH_ONLY=lambda`
+/// (`LAYER_DIR=...` measures another layer).
+async fn memory_only(plan: &Plan) {
+    let extra = std::env::var("BENCH_SERVICE_ENV").unwrap_or_default();
+    for sandbox in ["nsjail", "compat"] {
+        let mut env = vec![("SANDBOX", sandbox), ("TEMPLATES", "1")];
+        env.extend(settings(&extra));
+        let service = match http::Service::start(&env).await {
+            Ok(service) => service,
+            Err(reason) => panic!("{sandbox}: the service cannot serve: {reason}"),
+        };
+        let idle = idle_memory(&service, plan).await;
+        let peak = peak_memory(&service, plan).await;
+        let mut figures = Figures::default();
+        push_memory(&mut figures, idle, peak);
+        report::print_table(
+            &format!("{sandbox} template"),
+            &Figures::default(),
+            &figures,
+        );
+    }
+}
+
+/// `NAME=value` pairs, space-separated.
+fn settings(pairs: &str) -> Vec<(&str, &str)> {
+    pairs
+        .split_whitespace()
+        .filter_map(|setting| setting.split_once('='))
+        .collect()
 }
 
 /// One sandbox on one path: the HTTP figures, then the frozen Lambda ones.
@@ -257,12 +287,7 @@ async fn measure_http(
     profiled: Option<&str>,
     figures: &mut Figures,
 ) {
-    for _ in 0..plan.warm_up {
-        service.spaced(SEED, 1, Duration::ZERO).await;
-        service.spaced(HELLO, 1, Duration::ZERO).await;
-    }
-    service.wait_until_idle().await;
-    let idle = memory::tree(service.pid());
+    let idle = idle_memory(service, plan).await;
 
     measure_spaced(service, plan, figures).await;
 
@@ -285,17 +310,7 @@ async fn measure_http(
             figures.push(format!("{label}: errors"), Kind::Count, errors);
         }
     }
-    // The peak under a load phase of its own (8 clients, numpy/pandas: one fixed load for both
-    // paths, so the two peaks compare). Sampling the tree walks every process's page tables,
-    // CPU the load wants too: under the 8-client phase above it took about a tenth off its rate.
-    eprintln!(
-        "   load for the peak memory: numpy/pandas, 8 clients, {:?}",
-        plan.window
-    );
-    service.wait_until_idle().await;
-    let watch = memory::PeakWatch::start(service.pid());
-    let _ = service.load(SEED, 8, plan.window).await;
-    let peak = watch.stop();
+    let peak = peak_memory(service, plan).await;
     if let Some(sandbox) = profiled {
         // A load phase of its own, after the others: perf's cost is in no other figure.
         eprintln!(
@@ -306,6 +321,34 @@ async fn measure_http(
         let load = service.load(SEED, 8, plan.window);
         profile::measure(service.pid(), sandbox, load, figures).await;
     }
+    push_memory(figures, idle, peak);
+}
+
+/// The tree's memory once warmed up (first-touch costs paid) and still.
+async fn idle_memory(service: &http::Service, plan: &Plan) -> memory::Memory {
+    for _ in 0..plan.warm_up {
+        service.spaced(SEED, 1, Duration::ZERO).await;
+        service.spaced(HELLO, 1, Duration::ZERO).await;
+    }
+    service.wait_until_idle().await;
+    memory::tree(service.pid())
+}
+
+/// The peak under a load phase of its own (8 clients, numpy/pandas: one fixed load for both
+/// paths, so the two peaks compare). Sampling the tree walks every process's page tables, CPU
+/// the load wants too: under the 8-client phase above it took about a tenth off its rate.
+async fn peak_memory(service: &http::Service, plan: &Plan) -> memory::Memory {
+    eprintln!(
+        "   load for the peak memory: numpy/pandas, 8 clients, {:?}",
+        plan.window
+    );
+    service.wait_until_idle().await;
+    let watch = memory::PeakWatch::start(service.pid());
+    let _ = service.load(SEED, 8, plan.window).await;
+    watch.stop()
+}
+
+fn push_memory(figures: &mut Figures, idle: memory::Memory, peak: memory::Memory) {
     figures.push("idle RSS sum (MiB)", Kind::Lower, Some(idle.rss_mib));
     figures.push("idle PSS sum (MiB)", Kind::Lower, Some(idle.pss_mib));
     let under = "numpy/pandas 8 clients";
@@ -318,6 +361,16 @@ async fn measure_http(
         format!("peak PSS sum, {under} (MiB)"),
         Kind::Lower,
         Some(peak.pss_mib),
+    );
+    figures.push(
+        "idle, each page once (MiB)",
+        Kind::Lower,
+        Some(idle.unique_mib),
+    );
+    figures.push(
+        format!("peak, each page once, {under} (MiB)"),
+        Kind::Lower,
+        Some(peak.unique_mib),
     );
 }
 
