@@ -47,20 +47,37 @@ fn is_large_writable_tmpfs(path: &Path) -> bool {
     };
     // SAFETY: statfs(2) into a zeroed local struct, on a NUL-terminated path.
     let mut found: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c_path.as_ptr(), &mut found) } != 0
-        || found.f_type != libc::TMPFS_MAGIC
-    {
+    if unsafe { libc::statfs(c_path.as_ptr(), &mut found) } != 0 {
         return false;
     }
-    let size = (found.f_blocks as u64).saturating_mul(found.f_bsize as u64);
     // SAFETY: sysconf with constants.
     let memory = unsafe {
         (libc::sysconf(libc::_SC_PHYS_PAGES).max(0) as u64)
             .saturating_mul(libc::sysconf(libc::_SC_PAGESIZE).max(0) as u64)
     };
-    // SAFETY: access(2) on a NUL-terminated path.
-    let writable = unsafe { libc::access(c_path.as_ptr(), libc::W_OK | libc::X_OK) } == 0;
-    writable && size >= memory / 2
+    let place = Place {
+        tmpfs: found.f_type == libc::TMPFS_MAGIC,
+        size: (found.f_blocks as u64).saturating_mul(found.f_bsize as u64),
+        // SAFETY: access(2) on a NUL-terminated path.
+        writable: unsafe { libc::access(c_path.as_ptr(), libc::W_OK | libc::X_OK) } == 0,
+    };
+    place.suits_scratch(memory)
+}
+
+/// What `statfs` and `access` tell of a candidate place for scratch directories.
+#[derive(Clone, Copy, Debug)]
+struct Place {
+    tmpfs: bool,
+    /// Bytes.
+    size: u64,
+    writable: bool,
+}
+
+impl Place {
+    /// Whether scratch directories may go there, on a host with `memory` bytes.
+    fn suits_scratch(self, memory: u64) -> bool {
+        self.tmpfs && self.writable && self.size >= memory / 2
+    }
 }
 
 /// A service process's directory of scratch directories, removed when dropped.
@@ -172,6 +189,34 @@ mod tests {
         assert_eq!(parent(false), std::env::temp_dir());
         let chosen = parent(true);
         assert!(chosen == Path::new(SHARED_MEMORY) || chosen == std::env::temp_dir());
+    }
+
+    #[test]
+    fn only_a_writable_tmpfs_of_half_the_memory_or_more_takes_scratch() {
+        const GIB: u64 = 1 << 30;
+        let memory = 24 * GIB;
+        let default_size = Place {
+            tmpfs: true,
+            size: 12 * GIB,
+            writable: true,
+        };
+        assert!(default_size.suits_scratch(memory));
+        // A container's /dev/shm: one execution could fill it for its neighbours.
+        let container = Place {
+            size: 64 << 20,
+            ..default_size
+        };
+        assert!(!container.suits_scratch(memory));
+        let on_disk = Place {
+            tmpfs: false,
+            ..default_size
+        };
+        assert!(!on_disk.suits_scratch(memory));
+        let read_only = Place {
+            writable: false,
+            ..default_size
+        };
+        assert!(!read_only.suits_scratch(memory));
     }
 
     #[test]
