@@ -164,7 +164,8 @@ async fn lambda_only(plan: &Plan) {
 
 /// `BENCH_ONLY=memory`: the template path's idle and peak memory alone, for both sandboxes, in
 /// a minute, for work on memory. `BENCH_SERVICE_ENV` adds settings as for `BENCH_ONLY=lambda`
-/// (`LAYER_DIR=...` measures another layer).
+/// (`LAYER_DIR=...` measures another layer), and `BENCH_SERVICE_BINARY` runs another build
+/// (http.rs): the two together set an older build beside this one.
 async fn memory_only(plan: &Plan) {
     let extra = std::env::var("BENCH_SERVICE_ENV").unwrap_or_default();
     for sandbox in ["nsjail", "compat"] {

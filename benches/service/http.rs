@@ -21,6 +21,16 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the teardown of the last requests may take before memory is read anyway.
 const IDLE_WITHIN: Duration = Duration::from_secs(10);
 
+/// The release binary this benchmark was built with, or the one `BENCH_SERVICE_BINARY` names:
+/// another build to set beside it (an A/B: with `BENCH_SERVICE_ENV=LAYER_DIR=...`, over the
+/// layer that build needs).
+fn service_launch() -> Launch {
+    match std::env::var_os("BENCH_SERVICE_BINARY") {
+        Some(binary) => Launch::new("python-executor (BENCH_SERVICE_BINARY)", binary),
+        None => Launch::service(),
+    }
+}
+
 /// The release binary, killed with everything it started on drop.
 pub struct Service {
     process: Running,
@@ -44,7 +54,7 @@ impl Service {
     /// ok and, with templates on, both templates ready. `Err` says why it cannot serve.
     pub async fn start(env: &[(&str, &str)]) -> Result<Self, String> {
         let addr = free_addr();
-        let process = Launch::service()
+        let process = service_launch()
             .current_dir(repo_root())
             .clear_env()
             .env("PORT", addr.port().to_string())
