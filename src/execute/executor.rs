@@ -105,7 +105,7 @@ impl Executor {
     }
 
     /// Whether scripts can run now (see `Sandbox::healthy`); on Lambda, an environment that is
-    /// not is ended after its invocation so the platform replaces it.
+    /// not is ended after its invocation, and the runtime started again empties its places.
     pub fn healthy(&self) -> bool {
         self.runner.healthy()
     }

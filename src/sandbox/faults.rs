@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::compat::CompatSandbox;
 use super::plan::{Claim, ForkPlan, LaunchPlan, Sandbox};
-use super::{Abort, Isolation, Layer, Runner, SandboxError, SandboxKind};
+use super::{Abort, AtStart, Isolation, Layer, Runner, SandboxError, SandboxKind};
 use crate::limits::Limits;
 
 /// What goes wrong, and what was asked for.
@@ -86,7 +86,7 @@ impl Runner {
             no_new_privs: true,
             ..Isolation::default()
         };
-        let inner = CompatSandbox::new(layer, isolation)?;
+        let inner = CompatSandbox::new(layer, isolation, AtStart::HostsOnly)?;
         Ok(Self {
             sandbox: Arc::new(FaultySandbox { inner, faults }),
             cgroups: None,

@@ -46,6 +46,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 pub use cgroup::{CgroupError, CgroupRoot};
+pub use compat::scrub::AtStart;
 pub use execution::{Ending, Execution, Started, Watcher};
 #[cfg(test)]
 pub use faults::Faults;
@@ -75,16 +76,21 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// The sandbox of `kind` with the layers `isolation` names, from the files of `layer`.
+    /// The sandbox of `kind` with the layers `isolation` names, from the files of `layer`;
+    /// `at_start` says whether the places executions share (compat under a shared uid) may
+    /// hold what an earlier service's executions left.
     pub fn open(
         kind: SandboxKind,
         layer: &Layer,
         isolation: Isolation,
         cgroups: Option<CgroupRoot>,
+        at_start: AtStart,
     ) -> Result<Self, SandboxError> {
         let sandbox: Arc<dyn Sandbox> = match kind {
             SandboxKind::Nsjail => Arc::new(nsjail::NsjailSandbox::new(layer, isolation)?),
-            SandboxKind::Compat => Arc::new(compat::CompatSandbox::new(layer, isolation)?),
+            SandboxKind::Compat => {
+                Arc::new(compat::CompatSandbox::new(layer, isolation, at_start)?)
+            }
         };
         Ok(Self {
             sandbox,

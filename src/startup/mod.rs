@@ -28,7 +28,7 @@ use crate::observe::metrics::emf::Emf;
 use crate::observe::metrics::Metrics;
 use crate::packages::{Packages, PackagesError};
 use crate::sandbox::{
-    CgroupError, CgroupRoot, Layer, LayerError, Runner, SandboxError, SandboxKind,
+    AtStart, CgroupError, CgroupRoot, Layer, LayerError, Runner, SandboxError, SandboxKind,
 };
 use crate::startup::probe::Report;
 use platform::{Choice, Platform, SystemProbes};
@@ -148,8 +148,21 @@ async fn proven_sandbox(
     platform: &Platform,
     choice: Choice,
 ) -> (Result<Runner, Unavailable>, Option<String>) {
-    let open =
-        |choice: Choice| Runner::open(choice.kind, layer, choice.isolation, cgroups.cloned());
+    // A Lambda reset starts the runtime again in the same environment, /tmp as it was left.
+    let at_start = if config.on_lambda() {
+        AtStart::EarlierRunsPossible
+    } else {
+        AtStart::HostsOnly
+    };
+    let open = |choice: Choice| {
+        Runner::open(
+            choice.kind,
+            layer,
+            choice.isolation,
+            cgroups.cloned(),
+            at_start,
+        )
+    };
     let sandbox = self_tested(open(choice), config).await;
     let reason = match (sandbox, config.sandbox, choice.kind) {
         (Err(reason), SandboxChoice::Auto, SandboxKind::Nsjail) => reason,

@@ -12,6 +12,7 @@ mod deploy;
 mod images;
 mod lambda_events;
 mod lambda_operations;
+mod lambda_reset;
 mod lambda_rie;
 mod lambda_streaming;
 mod offload_s3;

@@ -26,8 +26,10 @@ pub type Settled = Pin<Box<dyn Future<Output = bool> + Send>>;
 
 /// Serves `router` to the Lambda Runtime API until the platform stops the process, or until
 /// `healthy` says after an invocation that this environment can run no more scripts: then the
-/// process exits once that invocation's response is posted, and Lambda starts a fresh
-/// environment for the next one (nothing runs between invocations here that could heal it).
+/// process exits once that invocation's response is posted (nothing runs between invocations
+/// here that could heal it). Lambda starts the runtime again in the same environment, `/tmp`
+/// kept, and the new service empties it of this uid's files before serving
+/// (`sandbox::AtStart`).
 /// In `RESPONSE_STREAM` mode every response is streamed (Lambda's response streaming, which a
 /// function URL with that invoke mode relays as it comes): streamed runs' events arrive as the
 /// script writes, and every other answer is one body as before.
@@ -109,7 +111,7 @@ where
             if !healthy().await {
                 tracing::error!(
                     "this environment can run no more scripts (its shared scratch space could \
-                     not be emptied in time): exiting so Lambda replaces it"
+                     not be emptied in time): exiting; the runtime started again empties it"
                 );
                 std::process::exit(1);
             }

@@ -35,7 +35,7 @@ use self::child::{ChildHardening, Identity};
 use self::leftovers::OwnLeftovers;
 use self::rlimits::ProcessLimit;
 use self::scratch_root::ScratchRoot;
-use self::scrub::SharedAreas;
+use self::scrub::{AtStart, SharedAreas};
 use self::signals::ListenerChannel;
 use self::uids::{UidPool, UidRelease, UIDS};
 use super::environment::{home_variables, script_environment};
@@ -82,7 +82,11 @@ pub struct CompatSandbox {
 }
 
 impl CompatSandbox {
-    pub fn new(layer: &Layer, isolation: Isolation) -> Result<Self, SandboxError> {
+    pub fn new(
+        layer: &Layer,
+        isolation: Isolation,
+        at_start: AtStart,
+    ) -> Result<Self, SandboxError> {
         // SAFETY: geteuid cannot fail.
         let as_root = unsafe { libc::geteuid() } == 0;
         let signals = if isolation.signal_guard {
@@ -94,7 +98,7 @@ impl CompatSandbox {
         let execution_uids = as_root.then_some(UID_BASE..UID_BASE + UID_SPAN);
         let template_seccomp = Policy::for_template(false, execution_uids)?;
         let shared_areas = (!as_root && !isolation.landlock).then(|| {
-            let areas = SharedAreas::discover();
+            let areas = SharedAreas::discover(at_start);
             tracing::info!(
                 places = ?areas.paths(),
                 "compat under a shared uid without Landlock: executions take turns on these \

@@ -12,13 +12,16 @@
 //! by its CPU limit, and removing one costs no more than making one, so the execution's CPU
 //! limit is its scrub's budget. A scrub that cannot finish in it leaves the places *unclean*: no
 //! turn is given until a background scrub has emptied them (callers are told to retry
-//! meanwhile), and on Lambda, where nothing runs between invocations, the runtime ends the
-//! environment so the platform starts a clean one (see [`SharedAreas::is_clean`]). The next caller never waits for a previous caller's files.
+//! meanwhile), and on Lambda, where nothing runs between invocations, the runtime exits (see
+//! [`SharedAreas::is_clean`]). Lambda then starts the runtime again in the same environment
+//! with `/tmp` as it was, as after a crash or a timeout, so a service started there removes its
+//! uid's files from the places before anything runs ([`AtStart`]). The next caller never waits
+//! for a previous caller's files.
 //! How the tree is taken apart is [`super::scrub_fs`]'s.
 
 use std::collections::HashSet;
 use std::ffi::{CString, OsString};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -39,6 +42,20 @@ const TURN_START_BUDGET: Duration = Duration::from_millis(50);
 const MAX_SCRUBBED_ENTRIES: usize = 8_000_000;
 /// A background scrub of unclean places works in slices this long, logging between them.
 const BACKGROUND_SLICE: Duration = Duration::from_secs(5);
+
+/// Whether the shared places may hold what an earlier service's executions left, when this
+/// service starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AtStart {
+    /// They may not: what they hold is the host's, and stays (a container's first start, a
+    /// developer's machine).
+    HostsOnly,
+    /// They may: on AWS Lambda a crash, a timeout or the runtime's own exit (after a scrub that
+    /// could not finish) makes Lambda start the runtime again in the same environment, with
+    /// `/tmp` as it was left. So what this uid owns there is removed before anything runs;
+    /// what another uid owns stays (this uid could not remove it from a sticky `/tmp` anyway).
+    EarlierRunsPossible,
+}
 
 /// The shared places and the turn every execution takes on them.
 #[derive(Debug)]
@@ -110,8 +127,9 @@ pub enum Scrubbed {
 }
 
 impl SharedAreas {
-    /// Records what the writable places hold now, before any script ran.
-    pub fn discover() -> Self {
+    /// Records what the writable places hold now, before any script ran; first, where
+    /// `at_start` says earlier runs may have left files, removes this uid's.
+    pub fn discover(at_start: AtStart) -> Self {
         let mut paths: Vec<PathBuf> = CANDIDATES.iter().map(PathBuf::from).collect();
         paths.push(std::env::temp_dir());
         let mut areas: Vec<Area> = Vec::new();
@@ -121,6 +139,9 @@ impl SharedAreas {
             };
             if areas.iter().any(|area| area.path == path) || !writable(&path) {
                 continue;
+            }
+            if at_start == AtStart::EarlierRunsPossible {
+                remove_own_leftovers(&path);
             }
             // The working directory where executions take turns: the harness makes `outputs/` there.
             let outputs = (path == Path::new(super::SHARED_TMP)).then(|| with_outputs_dir(&path));
@@ -257,11 +278,19 @@ impl SharedAreas {
 
 impl Area {
     fn open(path: PathBuf) -> Option<Self> {
+        Self::open_keeping(path, |_, _| true)
+    }
+
+    /// The area, with only the entries `keep` accepts (given the directory and the entry)
+    /// taken as there at start: a scrub removes the others.
+    fn open_keeping(path: PathBuf, keep: impl Fn(RawFd, &Entry) -> bool) -> Option<Self> {
         let name = CString::new(path.as_os_str().as_bytes()).ok()?;
         let directory = scrub_fs::open_directory(libc::AT_FDCWD, &name)?;
         let mut found_at_start = HashSet::new();
         scrub_fs::for_each_entry(directory.as_raw_fd(), |entry| {
-            found_at_start.insert((entry.name, entry.inode));
+            if keep(directory.as_raw_fd(), &entry) {
+                found_at_start.insert((entry.name, entry.inode));
+            }
             true
         });
         Some(Self {
@@ -367,6 +396,43 @@ impl Drop for Turn {
 /// directory's change time every time, and every scrub listed the whole directory. Its
 /// contents are an area of their own: what executions put there is removed, what was there at
 /// start stays. Its path, where it is (or now is) a directory this uid can write.
+/// Empties `path` of everything this uid owns, however many slices that takes: at a start
+/// where earlier executions may have left files there ([`AtStart::EarlierRunsPossible`]).
+/// What another uid owns stays.
+fn remove_own_leftovers(path: &Path) {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let not_ours =
+        |directory: RawFd, entry: &Entry| scrub_fs::owner(directory, &entry.name) != Some(uid);
+    let Some(area) = Area::open_keeping(path.to_path_buf(), not_ours) else {
+        return;
+    };
+    let areas = SharedAreas::of(vec![area]);
+    let mut removed = 0;
+    loop {
+        // Each slice's removals stand, so a start cut short (Lambda's init has 10 s) goes on
+        // from where it was at the next.
+        match areas.scrub(&mut Budget::new(BACKGROUND_SLICE)) {
+            Scrubbed::Clean { removed: last } => {
+                removed += last;
+                break;
+            }
+            Scrubbed::Unfinished { removed: last } => {
+                removed += last;
+                tracing::info!(removed, place = %path.display(), "removing earlier runs' leftovers");
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::warn!(
+            removed,
+            place = %path.display(),
+            "removed at start what earlier executions in this environment left (Lambda starts \
+             the runtime again with /tmp as it was)"
+        );
+    }
+}
+
 fn with_outputs_dir(workdir: &Path) -> Option<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     let outputs = workdir.join("outputs");

@@ -20,20 +20,43 @@ pub struct Rie {
 impl Rie {
     /// The emulator on free loopback ports, running the service binary with only `env`.
     pub fn start(env: &[(&str, String)]) -> Self {
-        Self::start_with(env, |launch| launch)
+        let bootstrap = vec![service_exe().as_os_str().to_owned()];
+        Self::start_with(env, bootstrap, |launch| launch)
     }
 
     /// The same, the emulator and the service under Lambda's conditions (an unprivileged
     /// `uid`, no user namespaces, no Landlock, no cgroups: `common::lambda_conditions`).
     pub fn start_under_lambda(env: &[(&str, String)], uid: u32) -> Self {
+        Self::start_under_lambda_after(env, uid, None)
+    }
+
+    /// [`Rie::start_under_lambda`], with `prelude` (a shell command) run first, as the
+    /// service's uid and in its environment, each time the emulator starts the runtime: what a
+    /// runtime started again in the same environment finds (Lambda keeps /tmp across a reset).
+    pub fn start_under_lambda_after(
+        env: &[(&str, String)],
+        uid: u32,
+        prelude: Option<&str>,
+    ) -> Self {
         let conditions = super::common::lambda_conditions::Conditions::prepare(uid);
-        Self::start_with(env, move |launch| {
+        let bootstrap = match prelude {
+            None => vec![service_exe().as_os_str().to_owned()],
+            Some(prelude) => {
+                let then = format!("{prelude} && exec '{}'", service_exe().display());
+                vec!["/bin/sh".into(), "-c".into(), then.into()]
+            }
+        };
+        Self::start_with(env, bootstrap, move |launch| {
             // SAFETY: `enter` only makes system calls on data prepared above.
             unsafe { launch.before_exec(move || conditions.enter()) }
         })
     }
 
-    fn start_with(env: &[(&str, String)], adapt: impl FnOnce(Launch) -> Launch) -> Self {
+    fn start_with(
+        env: &[(&str, String)],
+        bootstrap: Vec<std::ffi::OsString>,
+        adapt: impl FnOnce(Launch) -> Launch,
+    ) -> Self {
         let rie = super::require_tool("bin/aws-lambda-rie");
         super::require_layer();
         let (addr, api) = (free_addr(), free_addr());
@@ -45,7 +68,7 @@ impl Rie {
             .arg(addr.to_string())
             .arg("--runtime-api-address")
             .arg(api.to_string())
-            .arg(service_exe());
+            .args(bootstrap);
         let process = adapt(launch).start_listening(addr, LISTENING_WITHIN);
         Self {
             url: format!("http://{addr}{INVOKE_PATH}"),

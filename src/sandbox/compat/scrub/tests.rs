@@ -147,3 +147,22 @@ fn outputs_made_at_start_keep_the_workdir_unchanged_and_are_emptied() {
     assert_eq!(names_in(workdir), vec!["outputs".to_owned()]);
     assert_eq!(names_in(&outputs), Vec::<String>::new());
 }
+
+#[test]
+fn a_start_after_earlier_runs_removes_this_uids_entries_and_keeps_anothers() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let path = root.path();
+    std::fs::write(path.join("left-by-a-script"), "a caller's secret").expect("write");
+    std::fs::create_dir_all(path.join("tree/deeper")).expect("mkdir");
+    std::fs::write(path.join("tree/deeper/file"), "more").expect("write");
+    std::os::unix::fs::symlink("/etc/passwd", path.join("link")).expect("symlink");
+    // Another uid's entry (the test runs as root, which may give it away): not this uid's to
+    // take.
+    let anothers = path.join("another-uids");
+    std::fs::write(&anothers, "kept").expect("write");
+    std::os::unix::fs::lchown(&anothers, Some(54_321), Some(54_321))
+        .expect("chown (the unit tests run as root)");
+    remove_own_leftovers(path);
+    assert_eq!(names_in(path), vec!["another-uids".to_owned()]);
+    assert_eq!(std::fs::read_to_string(&anothers).expect("read"), "kept");
+}
