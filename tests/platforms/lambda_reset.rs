@@ -15,10 +15,9 @@ const LAMBDA_UID: u32 = 29_981;
 const EARLIER_CALLER: &str = "echo secret > /tmp/left.txt && mkdir -p /tmp/earlier/deeper \
                               && echo secret > /tmp/earlier/deeper/data.csv";
 
-/// Every path below /tmp, as the script sees it.
-const LIST_TMP: &str = "import os\ndef main():\n    found = []\n    for top, dirs, files in \
-                        os.walk('/tmp'):\n        found += [os.path.join(top, name) for name in \
-                        dirs + files]\n    return sorted(found)\n";
+/// What /tmp holds at its top, as the script sees it. (Not the whole tree: where the checkout
+/// lives below /tmp, as a CI clone may, Lambda's conditions keep it visible there.)
+const LIST_TMP: &str = "import os\ndef main():\n    return sorted(os.listdir('/tmp'))\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runtime_started_again_removes_what_earlier_callers_left_in_tmp() {
@@ -33,10 +32,10 @@ async fn a_runtime_started_again_removes_what_earlier_callers_left_in_tmp() {
         .filter_map(Value::as_str)
         .collect();
     // The listing works: the place the harness makes at start is in it.
-    assert!(found.contains(&"/tmp/outputs"), "{found:?}");
+    assert!(found.contains(&"outputs"), "{found:?}");
     let left: Vec<&&str> = found
         .iter()
-        .filter(|path| path.contains("left.txt") || path.contains("earlier"))
+        .filter(|name| ["left.txt", "earlier"].contains(name))
         .collect();
     assert!(left.is_empty(), "an earlier caller's files: {left:?}");
 }
