@@ -391,11 +391,6 @@ impl Drop for Turn {
     }
 }
 
-/// Makes `outputs/` in the shared working directory once, before the directory's listing at
-/// start, so the harness finds it there: made anew by every execution, it moved the
-/// directory's change time every time, and every scrub listed the whole directory. Its
-/// contents are an area of their own: what executions put there is removed, what was there at
-/// start stays. Its path, where it is (or now is) a directory this uid can write.
 /// Empties `path` of everything this uid owns, however many slices that takes: at a start
 /// where earlier executions may have left files there ([`AtStart::EarlierRunsPossible`]).
 /// What another uid owns stays.
@@ -433,6 +428,11 @@ fn remove_own_leftovers(path: &Path) {
     }
 }
 
+/// Makes `outputs/` in the shared working directory once, before the directory's listing at
+/// start, so the harness finds it there: made anew by every execution, it moved the
+/// directory's change time every time, and every scrub listed the whole directory. Its
+/// contents are an area of their own: what executions put there is removed, what was there at
+/// start stays. Its path, where it is (or now is) a directory this uid can write.
 fn with_outputs_dir(workdir: &Path) -> Option<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     let outputs = workdir.join("outputs");
