@@ -21,7 +21,7 @@
 
 use std::collections::HashSet;
 use std::ffi::{CString, OsString};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::ctime_mark::CtimeMark;
+use super::leftovers::OwnLeftovers;
 use super::scrub_fs::{self, Entry};
 
 /// The places a script's uid can write that outlive it, where they exist and are writable.
@@ -278,19 +279,11 @@ impl SharedAreas {
 
 impl Area {
     fn open(path: PathBuf) -> Option<Self> {
-        Self::open_keeping(path, |_, _| true)
-    }
-
-    /// The area, with only the entries `keep` accepts (given the directory and the entry)
-    /// taken as there at start: a scrub removes the others.
-    fn open_keeping(path: PathBuf, keep: impl Fn(RawFd, &Entry) -> bool) -> Option<Self> {
         let name = CString::new(path.as_os_str().as_bytes()).ok()?;
         let directory = scrub_fs::open_directory(libc::AT_FDCWD, &name)?;
         let mut found_at_start = HashSet::new();
         scrub_fs::for_each_entry(directory.as_raw_fd(), |entry| {
-            if keep(directory.as_raw_fd(), &entry) {
-                found_at_start.insert((entry.name, entry.inode));
-            }
+            found_at_start.insert((entry.name, entry.inode));
             true
         });
         Some(Self {
@@ -395,36 +388,16 @@ impl Drop for Turn {
 /// where earlier executions may have left files there ([`AtStart::EarlierRunsPossible`]).
 /// What another uid owns stays.
 fn remove_own_leftovers(path: &Path) {
-    // SAFETY: geteuid cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    let not_ours =
-        |directory: RawFd, entry: &Entry| scrub_fs::owner(directory, &entry.name) != Some(uid);
-    let Some(area) = Area::open_keeping(path.to_path_buf(), not_ours) else {
-        return;
+    let leftovers = OwnLeftovers {
+        dir: path.to_path_buf(),
+        // SAFETY: geteuid cannot fail.
+        uid: unsafe { libc::geteuid() },
+        at_hand_over: None,
     };
-    let areas = SharedAreas::of(vec![area]);
-    let mut removed = 0;
-    loop {
-        // Each slice's removals stand, so a start cut short (Lambda's init has 10 s) goes on
-        // from where it was at the next.
-        match areas.scrub(&mut Budget::new(BACKGROUND_SLICE)) {
-            Scrubbed::Clean { removed: last } => {
-                removed += last;
-                break;
-            }
-            Scrubbed::Unfinished { removed: last } => {
-                removed += last;
-                tracing::info!(removed, place = %path.display(), "removing earlier runs' leftovers");
-            }
-        }
-    }
-    if removed > 0 {
-        tracing::warn!(
-            removed,
-            place = %path.display(),
-            "removed at start what earlier executions in this environment left (Lambda starts \
-             the runtime again with /tmp as it was)"
-        );
+    // Each slice's removals stand, so a start cut short (Lambda's init has 10 s) goes on from
+    // where it was at the next.
+    while !leftovers.remove(BACKGROUND_SLICE) {
+        tracing::info!(place = %path.display(), "removing earlier runs' leftovers");
     }
 }
 

@@ -151,16 +151,6 @@ pub fn make_directory_ours(parent: RawFd, name: &CStr) {
     }
 }
 
-/// The uid that owns `name` in `parent` (a symlink's own), or `None` if it is gone.
-pub fn owner(parent: RawFd, name: &CStr) -> Option<libc::uid_t> {
-    // SAFETY: fstatat relative to an open directory, into a zeroed local struct.
-    unsafe {
-        let mut stat: libc::stat = std::mem::zeroed();
-        let found = libc::fstatat(parent, name.as_ptr(), &mut stat, libc::AT_SYMLINK_NOFOLLOW);
-        (found == 0).then_some(stat.st_uid)
-    }
-}
-
 pub fn open_directory(parent: RawFd, name: &CStr) -> Option<OwnedFd> {
     let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
     // SAFETY: openat relative to an open directory (or the cwd), NUL-terminated name.
